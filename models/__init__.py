@@ -1,0 +1,1 @@
+"""The shapesafe model zoo: functions that return blueprints, with their input specs."""

@@ -1,0 +1,47 @@
+"""``build``: a blueprint and an input spec in, a Flax NNX module with every size inferred out."""
+
+from typing import Any
+
+from flax import nnx
+
+from ._spec import spec_from_annotation
+from .layers._custom import as_blueprint
+from .layers._sequential import Model, Sequential
+
+
+def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
+    """Infer every size of ``blueprint`` for inputs of ``spec`` and build its parameters.
+
+    Shapes are propagated with ``jax.export`` symbolic dimensions, so named dimensions
+    (``batch``) hold for every size at once; no data is read and no real-size array goes
+    through a layer. Mismatches raise ``ShapeError`` naming the layer, what it expected,
+    what it got (and where each dimension came from) and the fix.
+
+    Args:
+        blueprint: a layer blueprint or a composition (``a >> b``); an annotated function or
+            NNX module is accepted too.
+        spec: the input's jaxtyping annotation, e.g. ``UInt8[Array, "batch 250 250 3"]``.
+        seed: seeds parameter initialisation and dropout.
+
+    Returns:
+        A ``Model`` (a ``flax.nnx.Module``) with ``input_spec`` and ``output_spec``.
+
+    Raises:
+        ShapeError: the spec is not a usable annotation, or a layer cannot take its input.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import shapesafe as ss
+        >>> from jaxtyping import Array, UInt8
+        >>> from shapesafe import layers as L
+        >>> net = L.Flatten() >> L.Cast(jnp.float32) >> L.Linear(64) >> L.ReLU() >> L.Linear(2)
+        >>> model = ss.build(net, UInt8[Array, "batch 250 250 3"], seed=0)
+        >>> ss.summary(model).output_spec
+        'Float32[batch, 2]'
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"build: seed must be an int, got {seed!r}.")
+    in_spec = spec_from_annotation(spec, what="build: input spec")
+    bp = as_blueprint(blueprint)
+    seq = bp if isinstance(bp, Sequential) else Sequential((bp,))
+    return seq._build(in_spec, nnx.Rngs(params=seed, dropout=seed + 1))

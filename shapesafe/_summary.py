@@ -1,0 +1,84 @@
+"""``summary``: a Keras-style table of a built model, with dimension names."""
+
+from typing import Any
+
+import jax.tree_util as jtu
+from flax import nnx
+
+from .layers._sequential import Model
+
+
+def _params(module: Any, kind: Any = nnx.Param) -> int:
+    return sum(int(leaf.size) for leaf in jtu.tree_leaves(nnx.state(module, kind)))
+
+
+class Summary:
+    """A printable table of a built model: ``str(summary)`` or ``print(summary)``.
+
+    Attributes:
+        rows: ``(path, layer, input, output, params)`` per layer.
+        total_params: all parameters; ``trainable_params`` those of kind ``nnx.Param``.
+    """
+
+    def __init__(self, rows: list[tuple[str, str, str, str, int]], total: int, trainable: int,
+                 input_spec: str, output_spec: str):
+        self.rows, self.total_params, self.trainable_params = rows, total, trainable
+        self.input_spec, self.output_spec = input_spec, output_spec
+
+    def __str__(self) -> str:
+        head = ("path", "layer", "input", "output", "params")
+        body = [(p, layer, i, o, f"{n:,}") for p, layer, i, o, n in self.rows]
+        widths = [max(len(r[k]) for r in [head, *body]) for k in range(5)]
+
+        def line(r: tuple[str, ...]) -> str:
+            cells = [r[k].ljust(widths[k]) if k < 4 else r[k].rjust(widths[k]) for k in range(5)]
+            return "  ".join(cells).rstrip()
+
+        rule = "-" * len(line(head))
+        out = [f"input  {self.input_spec}", rule, line(head), rule, *map(line, body), rule]
+        out.append(f"output {self.output_spec}")
+        out.append(f"total params: {self.total_params:,}   trainable: {self.trainable_params:,}"
+                   f"   non-trainable: {self.total_params - self.trainable_params:,}")
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython / notebooks
+        p.text(str(self))
+
+
+def summary(model: Model) -> Summary:
+    """A table of ``model``: layer path, blueprint, input and output spec, parameter count.
+
+    Symbolic dimensions keep their names (``batch``), so the table holds for every batch size.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import shapesafe as ss
+        >>> from jaxtyping import Array, UInt8
+        >>> from shapesafe import layers as L
+        >>> model = ss.build(L.Flatten() >> L.Cast(jnp.float32) >> L.Linear(4), UInt8[Array, "batch 2 3"])
+        >>> print(ss.summary(model))
+        input  UInt8[batch, 2, 3]
+        ----------------------------------------------------------------------
+        path  layer              input               output             params
+        ----------------------------------------------------------------------
+        0     Flatten()          UInt8[batch, 2, 3]  UInt8[batch, 6]         0
+        1     Cast(jnp.float32)  UInt8[batch, 6]     Float32[batch, 6]       0
+        2     Linear(4)          Float32[batch, 6]   Float32[batch, 4]      28
+        ----------------------------------------------------------------------
+        output Float32[batch, 4]
+        total params: 28   trainable: 28   non-trainable: 0
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"summary: expected a model made by ss.build, got {type(model).__name__}.")
+    rows = []
+    for i, (layer, (bp, spec_in, spec_out)) in enumerate(zip(model.layers, model.rows, strict=True)):
+        name = model.names[i]
+        path = f"{i}" if name is None else f"{i} ({name})"
+        rows.append((path, bp, spec_in, spec_out, _params(layer)))
+    total = _params(model, nnx.Variable)
+    trainable = _params(model)
+    return Summary(rows, total, trainable, model.rows[0][1] if model.rows else "?",
+                   model.rows[-1][2] if model.rows else "?")

@@ -1,0 +1,166 @@
+"""Pooling over channels-last inputs: ``MaxPool``, ``AvgPool`` and ``GlobalAvgPool``.
+
+When windows tile the input exactly (strides equal to the window, ``padding="valid"``)
+pooling is a reshape and a reduction, whose gradient is cheap; XLA's general
+``reduce_window`` max has a slow ``select_and_scatter`` gradient on CPU.
+"""
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+from jax import lax
+from jaxtyping import Array, Float
+
+from .._checking import checked
+from .._spec import TensorSpec
+from ._blueprint import Blueprint, Refusal, int_tuple, set_field
+from ._conv import spatial_names
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class _Pool(Blueprint):
+    window: Any
+    strides: Any = dataclasses.field(default=None, kw_only=True)
+    padding: str = dataclasses.field(default="valid", kw_only=True)
+
+    def __post_init__(self) -> None:
+        me = f"{type(self).__name__}({self.window!r})"
+        window = (self.window,) if isinstance(self.window, int) and not isinstance(self.window, bool) else self.window
+        window = int_tuple(me, "window", window, len(window) if isinstance(window, tuple | list) else 1)
+        set_field(self, "window", window)
+        strides = window if self.strides is None else int_tuple(me, "strides", self.strides, len(window))
+        set_field(self, "strides", strides)
+        if self.padding not in ("valid", "same"):
+            raise ValueError(f"{me}: padding must be one of ('valid', 'same'), got {self.padding!r}.")
+
+    @staticmethod
+    def reduce(x: Any, axis: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+    def windowed(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:  # strides default to the window: don't show them when they do
+        extra = "" if self.strides == self.window else f", strides={self.strides}"
+        pad = "" if self.padding == "valid" else f", padding={self.padding!r}"
+        name = "" if self.name is None else f", name={self.name!r}"
+        return f"{type(self).__name__}({self.window}{extra}{pad}{name})"
+
+    def _build(self, spec: TensorSpec, rngs: nnx.Rngs) -> nnx.Module:
+        nd = len(self.window)
+        names = spatial_names(nd)
+        expected = f'Float[Array, "batch {" ".join(names)} channels"]'
+        if spec.rank < nd + 2:
+            raise Refusal(expected, f"a {nd}-D window needs {nd + 2} dimensions (batch {' '.join(names)} channels), got {spec.rank}.")
+        spatial = spec.shape[-nd - 1:-1]
+        if self.padding == "valid":
+            for n, size, w in zip(names, spatial, self.window, strict=True):
+                if isinstance(size, int) and size < w:
+                    raise Refusal(expected, f"{n} is {size}, smaller than the window {w} with padding='valid'.",
+                                  "Use padding='same' or a smaller window.")
+        return PoolLayer(self, spatial)
+
+
+class PoolLayer(nnx.Module):
+    """Built pooling; any spatial size is accepted (the model's spec fixes it)."""
+
+    def __init__(self, blueprint: _Pool, spatial: tuple[Any, ...]):
+        self.blueprint = blueprint
+        self.tiles = blueprint.padding == "valid" and blueprint.strides == blueprint.window and all(
+            isinstance(d, int) for d in spatial)
+
+    @checked
+    def __call__(self, x: Float[Array, "*batch_and_spatial channels"]) -> Float[Array, "*batch_and_out channels"]:
+        bp = self.blueprint
+        if self.tiles:
+            return _tiled(x, bp.window, bp.reduce)
+        return bp.windowed(x)
+
+
+def _tiled(x: Any, window: tuple[int, ...], reduce: Any) -> Any:
+    """Pool by reshaping each spatial axis ``n`` into ``(n // w, w)`` and reducing the ``w`` axes."""
+    nd = len(window)
+    lead, spatial, c = x.shape[: -nd - 1], x.shape[-nd - 1:-1], x.shape[-1]
+    x = x[(..., *[slice(0, (n // w) * w) for n, w in zip(spatial, window, strict=True)], slice(None))]
+    shape = [*lead]
+    for n, w in zip(spatial, window, strict=True):
+        shape += [n // w, w]
+    x = x.reshape((*shape, c))
+    axes = tuple(len(lead) + 2 * i + 1 for i in range(nd))
+    return reduce(x, axis=axes)
+
+
+def _window_dims(x: Any, t: tuple[int, ...]) -> tuple[int, ...]:
+    return (1,) * (x.ndim - len(t) - 1) + t + (1,)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class MaxPool(_Pool):
+    """Max over windows; ``strides`` default to the window (as Keras), so ``MaxPool((2, 2))`` halves
+    height and width. The window's length is the number of spatial axes (``(2,)`` pools time).
+
+    Example:
+        >>> import shapesafe as ss
+        >>> from jaxtyping import Array, Float32
+        >>> from shapesafe import layers as L
+        >>> ss.summary(ss.build(L.MaxPool((2, 2)), Float32[Array, "batch 248 248 32"])).output_spec
+        'Float32[batch, 124, 124, 32]'
+    """
+
+    @staticmethod
+    def reduce(x: Any, axis: tuple[int, ...]) -> Any:
+        return jnp.max(x, axis=axis)
+
+    def windowed(self, x: Any) -> Any:
+        return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, _window_dims(x, self.window),
+                                 _window_dims(x, self.strides), self.padding.upper())
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class AvgPool(_Pool):
+    """Mean over windows (padding is not counted, as in Keras); strides default to the window."""
+
+    @staticmethod
+    def reduce(x: Any, axis: tuple[int, ...]) -> Any:
+        return jnp.mean(x, axis=axis)
+
+    def windowed(self, x: Any) -> Any:
+        dims, strides = _window_dims(x, self.window), _window_dims(x, self.strides)
+        pad = self.padding.upper()
+        total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, dims, strides, pad)
+        ones = jnp.ones((1,) * (x.ndim - len(self.window) - 1) + x.shape[-len(self.window) - 1:-1] + (1,), x.dtype)
+        count = lax.reduce_window(ones, jnp.array(0, x.dtype), lax.add, dims, strides, pad)
+        return total / jnp.broadcast_to(count, total.shape)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class GlobalAvgPool(Blueprint):
+    """Mean over every axis between the first (batch) and the last (channels):
+    ``[batch, h, w, c] -> [batch, c]``.
+
+    Example:
+        >>> import shapesafe as ss
+        >>> from jaxtyping import Array, Float32
+        >>> from shapesafe import layers as L
+        >>> ss.summary(ss.build(L.GlobalAvgPool(), Float32[Array, "batch 7 7 512"])).output_spec
+        'Float32[batch, 512]'
+    """
+
+    def _build(self, spec: TensorSpec, rngs: nnx.Rngs) -> nnx.Module:
+        if spec.rank < 3:
+            raise Refusal('Float[Array, "batch ... channels"] with at least one axis to pool',
+                          f"it needs batch, at least one spatial axis and channels, got {spec.rank} dimensions.")
+        return GlobalAvgPoolLayer(self)
+
+
+class GlobalAvgPoolLayer(nnx.Module):
+    def __init__(self, blueprint: GlobalAvgPool):
+        self.blueprint = blueprint
+
+    @checked
+    def __call__(self, x: Float[Array, "batch *spatial channels"]) -> Float[Array, "batch channels"]:
+        return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+
+
