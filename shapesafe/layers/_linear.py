@@ -3,6 +3,7 @@
 import dataclasses
 
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
@@ -45,14 +46,14 @@ class Linear(Blueprint):
         if not isinstance(in_features, int):
             raise Refusal(expected, f"in_features must be a fixed size, got the symbolic {in_features}.",
                           "Reshape so the last dimension has a fixed size.")
-        dtype = spec.dtype if dtype_kind(spec.dtype) == "floating" else jnp.float32
+        dtype = spec.dtype if dtype_kind(spec.dtype) == "floating" else np.dtype(np.float32)
         return LinearLayer(self, in_features, dtype=dtype, rngs=rngs)
 
 
 class LinearLayer(nnx.Module):
     """Built ``Linear``: ``kernel (in_features, out_features)`` and ``bias (out_features,)``."""
 
-    def __init__(self, blueprint: Linear, in_features: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+    def __init__(self, blueprint: Linear, in_features: int, *, dtype: np.dtype, rngs: nnx.Rngs):
         self.blueprint = blueprint
         self.in_features = in_features
         self.out_features = blueprint.features
