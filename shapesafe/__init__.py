@@ -2,13 +2,26 @@
 
 Blueprints (``shapesafe.layers``) compose with ``>>``; ``build`` infers every size from a
 jaxtyping input spec and returns a Flax NNX module whose layers check their dtypes and
-shapes while JAX traces; ``summary`` prints it. Shape and dtype mistakes are ``ShapeError``s.
+shapes while JAX traces; ``summary`` prints it; ``fit``, ``evaluate`` and ``predict`` train and
+use it on a fast jitted step. Shape and dtype mistakes are ``ShapeError``s.
 """
 
+from . import callbacks as callbacks
+from . import data as data
 from . import layers as layers
+from . import losses as losses
+from . import metrics as metrics
 from ._build import build as build
 from ._errors import ShapeError as ShapeError
 from ._errors import ShapesafeError as ShapesafeError
+from ._fit import Run as Run
+from ._fit import evaluate as evaluate
+from ._fit import fit as fit
+from ._fit import predict as predict
+from ._freeze import Frozen as Frozen
+from ._freeze import freeze as freeze
+from ._freeze import unfreeze as unfreeze
+from ._history import History as History
 from ._summary import summary as summary
 from .layers._sequential import Model as Model
 

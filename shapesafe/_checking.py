@@ -113,7 +113,7 @@ def diagnose(annotation: Any, expected: str, shape: Any, dtype: Any) -> list[str
     dtypes = getattr(annotation, "dtypes", None)
     if dtype is not None and isinstance(dtypes, tuple | list) and np.dtype(dtype).name not in dtypes:
         want = annotation.dtype.__name__
-        reasons.append(f"{np.dtype(dtype).name} is not {_dtype_words(want)}.")
+        reasons.append(f"{np.dtype(dtype).name} is not {dtype_words(want)}.")
     if shape is not None:
         dims = re.search(r'"(.*)"', expected)
         tokens = dims.group(1).split() if dims else []
@@ -133,7 +133,7 @@ def diagnose(annotation: Any, expected: str, shape: Any, dtype: Any) -> list[str
     return reasons
 
 
-def _dtype_words(name: str) -> str:
+def dtype_words(name: str) -> str:
     words = {"Float": "a floating dtype", "Int": "an integer dtype", "Integer": "an integer dtype",
              "Num": "a numeric dtype", "Bool": "bool", "Real": "a real dtype", "Inexact": "an inexact dtype"}
     return words.get(name, name.lower())
@@ -164,3 +164,85 @@ def got_with_origins(spec: TensorSpec) -> str:
         groups.setdefault(o, []).append(str(d))
     where = "; ".join(f"{', '.join(ds)} from {o}" for o, ds in groups.items())
     return f"{format_spec(spec.shape, spec.dtype)}   ({where})" if where else format_spec(spec.shape, spec.dtype)
+
+
+# -- plain functions (losses) ---------------------------------------------------------------
+
+Hint = Callable[[dict[str, Any]], list[str]]
+
+
+def checked_function(*, name: str | None = None, hint: Hint | None = None) -> Callable[[F], F]:
+    """Check a plain function's jaxtyping annotations with beartype; failures become ``ShapeError``s.
+
+    All annotated parameters share one set of dimension bindings (jaxtyping's), so a
+    ``(batch,)`` given where ``(batch, 1)`` is bound fails instead of broadcasting.
+
+    Args:
+        name: how the function names itself in messages (default: its qualified name).
+        hint: called with the bound arguments of a failed call; returns extra lines for
+            the message, such as the fix for a ``(batch,)`` vs ``(batch, 1)`` mix-up.
+    """
+
+    def decorate(fn: F) -> F:
+        inner = jaxtyping.jaxtyped(typechecker=beartype)(fn)
+        subject = name or fn.__qualname__
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return inner(*args, **kwargs)
+            except jaxtyping.TypeCheckError as e:
+                call = inspect.signature(fn).bind(*args, **kwargs)
+                call.apply_defaults()
+                raise ShapeError(explain_call(subject, fn, dict(call.arguments), str(e), hint)) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def explain_call(subject: str, fn: Callable[..., Any], bound: dict[str, Any], message: str,
+                 hint: Hint | None = None) -> str:
+    """Expected / got / bindings / why / fix for a failed check of a call of ``fn``."""
+    m = re.search(r"parameter '(\w+)'", message)
+    name = m.group(1) if m else "return"
+    annotation = _array_annotation(getattr(fn, "__annotations__", {}).get(name))
+    if name == "return":
+        actual = re.search(r"Actual value: (.*)", message)
+        head = f"{subject} returned a wrong value."
+        value, got = None, actual.group(1) if actual else "?"
+    else:
+        head = f"{subject} cannot take its argument {name!r}."
+        value = bound.get(name)
+        got = format_value(value)
+    if annotation is None:  # not one of ours: pass the checker's first line through
+        first = message.strip().splitlines()
+        return f"{head}\n  " + (first[0] if first else message)
+    expected = resolve(annotation, None)
+    lines = [f"  expected  {name}: {expected}", f"  got       {name}: {got}"]
+    bindings = bindings_of(message)
+    if bindings:
+        lines.append(f"  bound     {bindings}   (from the arguments before {name!r})")
+    lines += [f"  {w}" for w in diagnose(annotation, expected, getattr(value, "shape", None),
+                                         getattr(value, "dtype", None))]
+    if hint is not None:
+        lines += [f"  {h}" for h in hint(bound)]
+    return "\n".join([head, *lines])
+
+
+def bindings_of(message: str) -> str:
+    """``batch=4, rest=(1,)``: the dimension bindings a jaxtyping failure message reports."""
+    _, sep, tail = message.partition("axis annotation are as follows.")
+    if not sep:
+        return ""
+    return ", ".join(line.strip() for line in tail.strip().splitlines() if "=" in line)
+
+
+def _array_annotation(hint: Any) -> Any:
+    """The jaxtyping annotation in ``hint`` (``X | None`` gives ``X``), or None."""
+    if hasattr(hint, "dim_str"):
+        return hint
+    for arg in getattr(hint, "__args__", ()):
+        if hasattr(arg, "dim_str"):
+            return arg
+    return None

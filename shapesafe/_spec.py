@@ -6,6 +6,7 @@ A user writes specs as jaxtyping annotations (``UInt8[Array, "batch 250 250 3"]`
 NumPy dtype, and, for each dimension, the place it came from (for error messages).
 """
 
+import ast
 import dataclasses
 from typing import Any
 
@@ -72,8 +73,33 @@ def is_annotation(obj: object) -> bool:
 
 
 def dim_string(shape: tuple[Dim, ...]) -> str:
-    """Space-separated jaxtyping dimension string: ``(batch, 3) -> "batch 3"``."""
-    return " ".join(str(d).replace(" ", "") for d in shape)
+    """Space-separated jaxtyping dimension string: ``(batch, 3) -> "batch 3"``.
+
+    A derived symbolic dimension becomes a Python expression that jaxtyping evaluates
+    against the bound names (``floordiv(h - 3, 2) + 1 -> (h-3)//2+1``), or ``_`` (any size)
+    where it needs ``max``/``min``.
+    """
+    return " ".join(_python_dim(str(d)).replace(" ", "") for d in shape)
+
+
+class _InfixOps(ast.NodeTransformer):
+    """``floordiv(a, b) -> a // b`` and ``mod(a, b) -> a % b`` (jax.export's spelling)."""
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        self.generic_visit(node)
+        ops = {"floordiv": ast.FloorDiv, "mod": ast.Mod}
+        if isinstance(node.func, ast.Name) and node.func.id in ops and len(node.args) == 2:
+            return ast.BinOp(node.args[0], ops[node.func.id](), node.args[1])
+        return node
+
+
+def _python_dim(text: str) -> str:
+    if text.isidentifier() or text.isdigit():
+        return text
+    tree = _InfixOps().visit(ast.parse(text, mode="eval"))
+    if any(isinstance(node, ast.Call) for node in ast.walk(tree)):
+        return "_"  # max/min cannot be decided on symbolic sizes; the layers check these dims
+    return ast.unparse(tree)
 
 
 def format_shape(shape: tuple[Dim, ...]) -> str:
@@ -109,10 +135,16 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
             f"{what}: expected a jaxtyping annotation such as "
             f'UInt8[Array, "batch 250 250 3"], got {annotation!r}.'
         )
-    if len(annotation.dtypes) != 1:
+    dtypes = tuple(annotation.dtypes) if isinstance(annotation.dtypes, tuple | list) else ()  # Shaped: any
+    try:
+        distinct = {np.dtype(jnp.dtype(d)) for d in dtypes}  # Bool names both 'bool' and 'bool_'
+    except TypeError:  # Key's 'prng_key'
+        distinct = set()
+    if len(distinct) != 1:
         name = annotation.dtype.__name__
+        names = f"names {len(dtypes)} dtypes" if len(dtypes) > 1 else "names no concrete array dtype"
         raise ShapeError(
-            f"{what} {annotation.__name__} names {len(annotation.dtypes)} dtypes; a model's input "
+            f"{what} {annotation.__name__} {names}; a model's input "
             f"must have exactly one. Use a concrete dtype such as Float32 or UInt8 instead of {name}."
         )
     dims: list[str] = []
@@ -129,7 +161,7 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
                 "or a size (e.g. 250). Write 'batch' instead of '*batch', '...', '_' or '#batch'."
             )
     shape = jax.export.symbolic_shape(", ".join(dims)) if dims else ()
-    dtype = np.dtype(jnp.dtype(annotation.dtypes[0]))
+    dtype = distinct.pop()
     return TensorSpec(tuple(shape), dtype, ("the input",) * len(shape))
 
 

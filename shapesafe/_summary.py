@@ -73,12 +73,23 @@ def summary(model: Model) -> Summary:
     """
     if not isinstance(model, Model):
         raise TypeError(f"summary: expected a model made by ss.build, got {type(model).__name__}.")
-    rows = []
-    for i, (layer, (bp, spec_in, spec_out)) in enumerate(zip(model.layers, model.rows, strict=True)):
-        name = model.names[i]
-        path = f"{i}" if name is None else f"{i} ({name})"
-        rows.append((path, bp, spec_in, spec_out, _params(layer)))
-    total = _params(model, nnx.Variable)
+    rows = _rows(model, "", 0)
+    total = _params(model, nnx.Not(nnx.RngState))  # parameters and statistics, not RNG counters
     trainable = _params(model)
     return Summary(rows, total, trainable, model.rows[0][1] if model.rows else "?",
                    model.rows[-1][2] if model.rows else "?")
+
+
+def _rows(model: Model, prefix: str, depth: int) -> list[tuple[str, str, str, str, int]]:
+    """One row per layer; a container (a layer with ``named_children()``, such as a built
+    ``Residual``) is followed by its inner models' rows, at paths like ``3.block.0``."""
+    rows = []
+    for i, (layer, (bp, spec_in, spec_out)) in enumerate(zip(model.layers, model.rows, strict=True)):
+        name = model.names[i]
+        children: list[tuple[str, Model]] = getattr(layer, "named_children", list)()
+        label = f"{type(model.blueprint.layers[i]).__name__}(...)" if children else bp
+        path = f"{prefix}{i}" if name is None else f"{prefix}{i} ({name})"
+        rows.append((path, "  " * depth + label, spec_in, spec_out, _params(layer)))
+        for key, child in children:
+            rows += _rows(child, f"{prefix}{i}.{key}.", depth + 1)
+    return rows

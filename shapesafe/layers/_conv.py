@@ -8,8 +8,8 @@ from flax import nnx
 from jax import lax
 from jaxtyping import Array, Float
 
-from .._checking import checked
-from .._spec import TensorSpec, dtype_kind
+from .._checking import LayerShapeError, checked, describe
+from .._spec import TensorSpec, dtype_kind, format_value
 from ._blueprint import Blueprint, Refusal, int_tuple, positive_int, set_field
 
 PADDING_MODES = ("valid", "same", "causal")
@@ -25,8 +25,11 @@ def _padding(layer: str, value: Any, nd: int) -> str | tuple[tuple[int, int], ..
         return mode
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return ((value, value),) * nd
-    if isinstance(value, tuple | list) and len(value) == nd:
-        pairs = tuple((p, p) if isinstance(p, int) else tuple(p) for p in value)
+    items = value
+    if nd == 1 and isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        items = (tuple(value),)  # Conv1D's documented (low, high) pair
+    if isinstance(items, tuple | list) and len(items) == nd:
+        pairs = tuple((p, p) if isinstance(p, int) else tuple(p) for p in items)
         if all(len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p) for p in pairs):
             return pairs  # type: ignore[return-value]
     raise ValueError(f"{layer}: padding must be 'valid', 'same', a non-negative int, or {nd} (low, high) pairs; got {value!r}.")
@@ -40,6 +43,32 @@ def lax_padding(padding: Any, kernel: tuple[int, ...], dilation: tuple[int, ...]
 
 def spatial_names(nd: int) -> tuple[str, ...]:
     return ("time",) if nd == 1 else ("height", "width") if nd == 2 else tuple(f"d{i}" for i in range(nd))
+
+
+def too_short(sizes: tuple[Any, ...], extents: tuple[int, ...], padding: Any, what: str) -> str | None:
+    """Why a fixed spatial size is too short for its window (an empty output), or None."""
+    if padding in ("same", "causal"):
+        return None
+    pads = ((0, 0),) * len(extents) if padding == "valid" else padding
+    for name, n, extent, (lo, hi) in zip(spatial_names(len(extents)), sizes, extents, pads, strict=True):
+        if isinstance(n, int) and n + lo + hi < extent:
+            padded = "with padding='valid'" if padding == "valid" else f"even padded by {lo + hi}"
+            return f"{name} is {n}, smaller than {what} {extent} {padded}."
+    return None
+
+
+def check_long_enough(layer: Any, x: Any, extents: tuple[int, ...], padding: Any, what: str) -> None:
+    """At call time, where the model's spec left a spatial size open: refuse an empty output."""
+    names = spatial_names(len(extents))
+    if x.ndim < len(extents) + 1:
+        body = f"  expected  at least {len(extents) + 1} dimensions ({' '.join(names)} channels)\n  got       {format_value(x)}"
+        raise LayerShapeError((), body, subject=describe(layer))
+    short = too_short(tuple(x.shape[-len(extents) - 1:-1]), extents, padding, what)
+    if short:
+        pads = ((0, 0),) * len(extents) if padding == "valid" else padding
+        need = [f"{n} >= {e - lo - hi}" for n, e, (lo, hi) in zip(names, extents, pads, strict=True)]
+        body = f"  expected  {' and '.join(need)}\n  got       {format_value(x)}\n  {short}\n  Use a larger input."
+        raise LayerShapeError((), body, subject=describe(layer))
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -61,6 +90,9 @@ class _Conv(Blueprint):
         set_field(self, "dilation", int_tuple(me, "dilation", self.dilation, self.ndim))
         set_field(self, "padding", _padding(me, self.padding, self.ndim))
 
+    def extent(self) -> tuple[int, ...]:
+        return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation, strict=True))
+
     def _build(self, spec: TensorSpec, rngs: nnx.Rngs) -> nnx.Module:
         names = spatial_names(self.ndim)
         expected = f'Float[Array, "batch {" ".join(names)} channels"]'
@@ -72,11 +104,9 @@ class _Conv(Blueprint):
         channels = spec.shape[-1]
         if not isinstance(channels, int):
             raise Refusal(expected, f"the channel dimension must have a fixed size, got {channels}.")
-        kernel_extent = [(k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation, strict=True)]
-        for axis, (size, extent) in enumerate(zip(spec.shape[-self.ndim - 1:-1], kernel_extent, strict=True)):
-            if self.padding == "valid" and isinstance(size, int) and size < extent:
-                raise Refusal(expected, f"{names[axis]} is {size}, smaller than the kernel's extent {extent} with padding='valid'.",
-                              "Use padding='same', a smaller kernel, or a larger input.")
+        short = too_short(spec.shape[-self.ndim - 1:-1], self.extent(), self.padding, "the kernel's extent")
+        if short:
+            raise Refusal(expected, short, "Use padding='same', a smaller kernel, or a larger input.")
         dtype = spec.dtype if dtype_kind(spec.dtype) == "floating" else jnp.float32
         layer = Conv1DLayer if self.ndim == 1 else Conv2DLayer
         return layer(self, channels, dtype=dtype, rngs=rngs)
@@ -97,6 +127,7 @@ class ConvLayer(nnx.Module):
     def convolve(self, x: Any) -> Any:
         bp = self.blueprint
         nd = bp.ndim
+        check_long_enough(self, x, bp.extent(), bp.padding, "the kernel's extent")
         lead = x.shape[: -nd - 1]
         x = x.reshape((-1, *x.shape[-nd - 1:]))
         dims = "N" + "HWD"[:nd] + "C"

@@ -6,9 +6,12 @@ pooling is a reshape and a reduction, whose gradient is cheap; XLA's general
 """
 
 import dataclasses
+import functools
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from jax import lax
 from jaxtyping import Array, Float
@@ -16,7 +19,7 @@ from jaxtyping import Array, Float
 from .._checking import checked
 from .._spec import TensorSpec
 from ._blueprint import Blueprint, Refusal, int_tuple, set_field
-from ._conv import spatial_names
+from ._conv import check_long_enough, spatial_names, too_short
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -55,11 +58,9 @@ class _Pool(Blueprint):
         if spec.rank < nd + 2:
             raise Refusal(expected, f"a {nd}-D window needs {nd + 2} dimensions (batch {' '.join(names)} channels), got {spec.rank}.")
         spatial = spec.shape[-nd - 1:-1]
-        if self.padding == "valid":
-            for n, size, w in zip(names, spatial, self.window, strict=True):
-                if isinstance(size, int) and size < w:
-                    raise Refusal(expected, f"{n} is {size}, smaller than the window {w} with padding='valid'.",
-                                  "Use padding='same' or a smaller window.")
+        short = too_short(spatial, self.window, self.padding, "the window")
+        if short:
+            raise Refusal(expected, short, "Use padding='same' or a smaller window.")
         return PoolLayer(self, spatial)
 
 
@@ -74,6 +75,9 @@ class PoolLayer(nnx.Module):
     @checked
     def __call__(self, x: Float[Array, "*batch_and_spatial channels"]) -> Float[Array, "*batch_and_out channels"]:
         bp = self.blueprint
+        check_long_enough(self, x, bp.window, bp.padding, "the window")
+        if self.tiles and isinstance(bp, MaxPool):
+            return _tiled_max(x, bp.window)
         if self.tiles:
             return _tiled(x, bp.window, bp.reduce)
         return bp.windowed(x)
@@ -90,6 +94,50 @@ def _tiled(x: Any, window: tuple[int, ...], reduce: Any) -> Any:
     x = x.reshape((*shape, c))
     axes = tuple(len(lead) + 2 * i + 1 for i in range(nd))
     return reduce(x, axis=axes)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _tiled_max(x: Any, window: tuple[int, ...]) -> Any:
+    """Max pooling over windows that tile the input.
+
+    The forward pass is XLA's ``reduce_window`` (the fastest max pooling on CPU); the
+    gradient is the tiled formulation's (an equality mask over reshaped windows, shared
+    evenly among ties as ``jnp.max`` does), which avoids ``select_and_scatter``, XLA's slow
+    general max-pool gradient on CPU.
+    """
+    return lax.reduce_window(x, _identity(-np.inf, x), lax.max, _window_dims(x, window), _window_dims(x, window), "VALID")
+
+
+def _tiled_max_fwd(x: Any, window: tuple[int, ...]) -> tuple[Any, tuple[Any, Any]]:
+    y = _tiled_max(x, window)
+    return y, (x, y)
+
+
+def _tiled_max_bwd(window: tuple[int, ...], res: tuple[Any, Any], g: Any) -> tuple[Any]:
+    x, y = res
+    nd = len(window)
+    lead, spatial, c = x.shape[: -nd - 1], x.shape[-nd - 1:-1], x.shape[-1]
+    kept = [(n // w) * w for n, w in zip(spatial, window, strict=True)]
+    xc = x[(..., *[slice(0, k) for k in kept], slice(None))]
+    split: list[Any] = [*lead]
+    for n, w in zip(spatial, window, strict=True):
+        split += [n // w, w]
+    xr = xc.reshape((*split, c))
+    expand = tuple(len(lead) + 2 * i + 1 for i in range(nd))
+    mask = (xr == jnp.expand_dims(y, expand)).astype(x.dtype)
+    share = mask / jnp.sum(mask, axis=expand, keepdims=True)
+    grad = (share * jnp.expand_dims(g, expand)).reshape(xc.shape)
+    pads = [(0, 0)] * len(lead) + [(0, n - k) for n, k in zip(spatial, kept, strict=True)] + [(0, 0)]
+    return (jnp.pad(grad, pads),)
+
+
+_tiled_max.defvjp(_tiled_max_fwd, _tiled_max_bwd)
+
+
+def _identity(value: float, x: Any) -> Any:
+    """A concrete NumPy scalar, not a ``jnp`` one: under ``jax.jit`` a ``jnp.array`` is a tracer,
+    and ``lax.reduce_window`` then falls back to its generic form, which has no gradient."""
+    return np.array(value, x.dtype)
 
 
 def _window_dims(x: Any, t: tuple[int, ...]) -> tuple[int, ...]:
@@ -114,7 +162,7 @@ class MaxPool(_Pool):
         return jnp.max(x, axis=axis)
 
     def windowed(self, x: Any) -> Any:
-        return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, _window_dims(x, self.window),
+        return lax.reduce_window(x, _identity(-np.inf, x), lax.max, _window_dims(x, self.window),
                                  _window_dims(x, self.strides), self.padding.upper())
 
 
@@ -129,9 +177,9 @@ class AvgPool(_Pool):
     def windowed(self, x: Any) -> Any:
         dims, strides = _window_dims(x, self.window), _window_dims(x, self.strides)
         pad = self.padding.upper()
-        total = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, dims, strides, pad)
+        total = lax.reduce_window(x, _identity(0.0, x), lax.add, dims, strides, pad)
         ones = jnp.ones((1,) * (x.ndim - len(self.window) - 1) + x.shape[-len(self.window) - 1:-1] + (1,), x.dtype)
-        count = lax.reduce_window(ones, jnp.array(0, x.dtype), lax.add, dims, strides, pad)
+        count = lax.reduce_window(ones, _identity(0.0, x), lax.add, dims, strides, pad)
         return total / jnp.broadcast_to(count, total.shape)
 
 

@@ -1,0 +1,107 @@
+"""Checks of data against a model before (and while) training: specs and batches on the host."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ._errors import ShapeError, ShapesafeError
+from ._spec import format_value
+
+
+def _annotation_text(ann: Any) -> str:
+    return f'{ann.dtype.__name__}[Array, "{ann.dim_str}"]'
+
+
+def mismatch(ann: Any, shape: tuple[Any, ...], dtype: Any) -> str | None:
+    """Why an array of ``shape``/``dtype`` does not fit annotation ``ann`` (named dims match any size)."""
+    dims = ann.dims
+    if len(shape) != len(dims):
+        return f"rank {len(shape)} where {len(dims)} dimensions are expected"
+    for i, (d, n) in enumerate(zip(dims, shape, strict=True)):
+        size = getattr(d, "size", None)
+        if isinstance(size, int) and isinstance(n, int) and size != n:
+            return f"dimension {i} is {n}, expected {size}"
+    dtypes = getattr(ann, "dtypes", None)
+    if isinstance(dtypes, tuple | list) and np.dtype(dtype).name not in dtypes:
+        return f"dtype {np.dtype(dtype).name}, expected {' or '.join(dtypes)}"
+    return None
+
+
+def check_batch(model: Any, x: Any, where: str) -> None:
+    """A batch's input against the model's ``input_spec``; NaN or inf in float inputs."""
+    spec = getattr(model, "input_spec", None)
+    shape, dtype = tuple(np.shape(x)), getattr(x, "dtype", np.asarray(x).dtype)
+    if spec is not None:
+        why = mismatch(spec, shape, dtype)
+        if why:
+            raise ShapeError(f"{where} does not fit the model: {why}.\n"
+                             f"  model input  {_annotation_text(spec)}\n  batch input  {format_value(np.asarray(x))}")
+    if np.issubdtype(np.dtype(dtype), np.floating) and not np.all(np.isfinite(np.asarray(x))):
+        raise ShapesafeError(f"{where} has NaN or infinite values in its inputs; clean the data (nothing was "
+                             "trained on this batch).")
+
+
+def check_labels(model: Any, y: Any, mask: Any, where: str) -> None:
+    """Integer class labels against a ``(batch, classes)`` output: each in ``0..classes-1``.
+
+    Done on the host for every batch, since inside a jitted step an out-of-range label
+    cannot raise (it silently gives NaN or wraps around).
+    """
+    out = getattr(model, "output_spec", None)
+    y = np.asarray(y)
+    if out is None or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(out.dims) != 2:
+        return
+    classes = getattr(out.dims[-1], "size", None)
+    if not isinstance(classes, int):
+        return
+    real = y[np.asarray(mask, bool)] if mask is not None else y
+    bad = real[(real < 0) | (real >= classes)]
+    if bad.size:
+        raise ShapesafeError(f"{where}: label {int(bad[0])} is out of range for the model's {classes} classes "
+                             f"(labels must be 0..{classes - 1}; {bad.size} of {real.size} are outside). "
+                             "Fix the labels, or build the model with more output classes.")
+
+
+def _leaf(spec: Any, key: Any) -> Any:
+    if isinstance(spec, Mapping):
+        return spec.get(key)
+    if isinstance(spec, tuple | list) and isinstance(key, int) and key < len(spec):
+        return spec[key]
+    return None
+
+
+def check_data_spec(model: Any, data: Any, inputs: str | None, targets: str | None, loss: Any, *, what: str) -> None:
+    """Refuse, before any batch is read, a dataset whose declared spec cannot feed the model or loss."""
+    spec = getattr(data, "spec", None)
+    spec = getattr(spec, "tree", spec)  # a shapesafe.data ElementSpec wraps the PyTree
+    model_spec = getattr(model, "input_spec", None)
+    if spec is None or model_spec is None:
+        return
+    from ._batches import INPUT_KEYS, TARGET_KEYS
+
+    in_key: Any
+    tg_key: Any
+    if isinstance(spec, Mapping):
+        in_key = inputs or next((k for k in INPUT_KEYS if k in spec), None)
+        tg_key = targets or next((k for k in TARGET_KEYS if k in spec), None)
+    else:
+        in_key, tg_key = 0, 1
+    ann = _leaf(spec, in_key)
+    if ann is None or not hasattr(ann, "dims"):
+        return
+    shape = tuple(getattr(d, "size", getattr(d, "name", "?")) for d in ann.dims)
+    why = mismatch(model_spec, shape, ann.dtypes[0]) if len(ann.dtypes) == 1 else None
+    if why:
+        raise ShapeError(
+            f"{what}[{in_key!r}] cannot feed the model: {why}.\n"
+            f"  model input   {_annotation_text(model_spec)}\n"
+            f"  {what} spec    {_annotation_text(ann)}\n"
+            "  Batch the dataset (ds.batch(n)) if it is unbatched, resize images to the model's size, or build "
+            "the model for this spec.")
+    target_ann = _leaf(spec, tg_key)
+    output_spec = getattr(model, "output_spec", None)
+    if loss is not None and target_ann is not None and output_spec is not None:
+        from ._losses import check_targets
+
+        check_targets(loss, output_spec, target_ann, where=f"{what}[{tg_key!r}]")

@@ -1,0 +1,374 @@
+"""``Dataset``: the typed pipeline node, its iterators, and the resumable-state contract.
+
+Every dataset is a node with an ``ElementSpec`` and its parents. Nodes come in two kinds:
+
+- random access (``_random_access``): the node knows its length and can compute element
+  ``i`` of epoch ``e`` on its own (``_get(e, i)``). Sources with ``__getitem__``, ``map``,
+  ``shuffle`` (a permutation of indices), ``batch``, ``take``/``skip``, ``split`` parts,
+  ``cache``, ``zip``/``concatenate`` of random-access parents keep this. Iterating one runs
+  ``_get`` for consecutive indices in a thread pool of the chain's ``workers`` (ordered), and
+  its position is one integer;
+- streams: everything else (generators, ``filter``, ``flat_map``, infinite ``repeat``,
+  ``prefetch``), iterated through ``_open(e, state)``; their state nests their parent's.
+
+Internally an item is ``(value, origin)``: origin says where it came from (a file path, an
+index) so a run-time mismatch names it. ``_get`` returns ``None`` for an element a source
+skipped (a bad file under ``on_error="skip"``).
+"""
+
+import collections
+import concurrent.futures as cf
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .._errors import ShapeError
+from ._specs import ElementSpec, element_mismatch
+
+Item = tuple[Any, Any]
+State = dict[str, Any]
+
+
+class Dataset:
+    """A typed, deterministic, resumable sequence of elements; see the package docstring."""
+
+    spec: ElementSpec
+    _parents: tuple["Dataset", ...] = ()
+    _stage: str = "dataset"
+    _random_access: bool = False
+    _workers: int = 0
+
+    # -- what a node implements ------------------------------------------------------------
+    def _length(self) -> int | None:
+        """Elements per epoch, or ``None`` where unknown (or infinite)."""
+        return None
+
+    def _get(self, epoch: int, index: int) -> Item | None:
+        raise NotImplementedError
+
+    def _open(self, epoch: int, state: State | None) -> "Iter":
+        if self._random_access:
+            start = int(state["index"]) if state else 0
+            return IndexIter(self, epoch, start)
+        raise NotImplementedError
+
+    # -- naming ----------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return 1 + max((p.depth for p in self._parents), default=0)
+
+    def where(self) -> str:
+        """``stage 3, map(augment)``: how errors name this node."""
+        return f"stage {self.depth}, {self._stage}"
+
+    def check(self, item: Item) -> Item:
+        """Raise ``ShapeError`` naming this stage and the element's origin unless it fits."""
+        bad = element_mismatch(item[0], self.spec)
+        if bad is not None:
+            at = f" at {bad.path!r}" if bad.path else ""
+            raise ShapeError(
+                f"{self.where()}: element from {describe_origin(item[1])} does not match the spec{at}.\n"
+                f"  expected  {bad.expected}\n  got       {bad.got}\n  {bad.why}"
+            )
+        return item
+
+    def __repr__(self) -> str:
+        chain = " > ".join(_chain(self))
+        return f"Dataset({chain})\n  spec: {self.spec!r}"
+
+    # -- iteration -------------------------------------------------------------------------
+    def epoch(self, epoch: int = 0, *, start: int = 0, state: State | None = None) -> "DatasetIterator":
+        """An iterator over epoch ``epoch`` (shuffles are seeded by ``(seed, epoch)``).
+
+        Args:
+            epoch: which epoch; the same epoch always yields the same elements in the same order.
+            start: skip this many elements first (cheap on random-access datasets).
+            state: a ``get_state()`` of an earlier iterator; iteration resumes exactly there.
+        """
+        if state is not None:
+            return DatasetIterator(self, int(state["epoch"]), state)
+        if start and self._random_access:
+            return DatasetIterator(self, epoch, {"epoch": epoch, "position": start,
+                                                 "pipeline": {"index": start}})
+        it = DatasetIterator(self, epoch, None)
+        for _ in range(start):
+            if next(it, _END) is _END:
+                break
+        return it
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.epoch(0)
+
+    def __len__(self) -> int:
+        n = self._length()
+        if n is None:
+            raise TypeError(f"{self._stage}: the number of elements is not known before iterating "
+                            "(a generator, filter, flat_map or an infinite repeat is upstream).")
+        return n
+
+    # -- upstream facts --------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        """The class names of the image folder (or other labelled source) upstream."""
+        for node in _walk(self):
+            names = node.__dict__.get("_class_names")
+            if names is not None:
+                return list(names)
+        raise AttributeError("no source upstream has class names (image_folder has).")
+
+    @property
+    def report(self) -> Any:
+        """The bad-file report of the image folder upstream (see ``image_folder``)."""
+        for node in _walk(self):
+            rep = node.__dict__.get("_report")
+            if rep is not None:
+                return rep
+        raise AttributeError("no source upstream keeps a report (image_folder does).")
+
+    def _labels(self) -> Any:
+        """Integer labels per index without decoding (for stratified splits), or ``None``."""
+        return None
+
+    # -- combinators (implemented in _stages.py and _prefetch.py) ---------------------------
+    def map(self, fn: Callable[..., Any], *, workers: int = 0, seed: int = 0, spec: Any = None) -> "Dataset":
+        """Apply ``fn`` to every element; the new spec comes from ``fn``'s annotations.
+
+        With dict elements, ``fn``'s parameters name the keys it takes (``def f(image: ...)``);
+        a one-parameter function's result replaces that key, a several-parameter function
+        returns a dict that replaces them. Otherwise ``fn`` gets the whole element (a tuple is
+        unpacked). A parameter called ``rng`` receives a ``np.random.Generator`` seeded by
+        ``(seed, epoch, index)``, so random transforms are deterministic and resumable.
+
+        Args:
+            fn: an annotated function; input annotations are checked against the spec now.
+            workers: threads that run ``fn`` (order is kept). Pillow and NumPy release the GIL.
+            seed: seeds the ``rng`` argument.
+            spec: the output spec, where ``fn``'s return annotation cannot say it.
+
+        Raises:
+            ShapeError: ``fn`` cannot take the elements (dtype, rank, size) or names a key
+                they do not have.
+        """
+        from ._stages import Map
+        return Map(self, fn, workers=workers, seed=seed, spec=spec)
+
+    def filter(self, predicate: Callable[..., Any]) -> "Dataset":
+        """Keep the elements for which ``predicate`` (called like ``map``'s ``fn``) is true."""
+        from ._stages import Filter
+        return Filter(self, predicate)
+
+    def flat_map(self, fn: Callable[..., Any], *, spec: Any = None) -> "Dataset":
+        """Replace every element by the elements of the iterable ``fn`` returns.
+
+        The spec comes from ``fn``'s return annotation (``Iterator[Float32[...]]``) or ``spec``.
+        """
+        from ._stages import FlatMap
+        return FlatMap(self, fn, spec=spec)
+
+    def shuffle(self, *, seed: int, buffer_size: int | None = None) -> "Dataset":
+        """A new order every epoch, seeded by ``(seed, epoch)``.
+
+        Random-access datasets are permuted exactly; streams need a ``buffer_size``.
+        """
+        from ._stages import BufferShuffle, Shuffle
+        if self._random_access and buffer_size is None:
+            return Shuffle(self, seed=seed)
+        return BufferShuffle(self, seed=seed, buffer_size=buffer_size)
+
+    def batch(self, size: int, *, drop_remainder: bool = False) -> "Dataset":
+        """Stack ``size`` elements; every leaf gains a leading ``batch`` dimension.
+
+        A short last batch is padded to ``size`` (so a jitted step never recompiles) and the
+        key ``"mask"`` (``Bool[np.ndarray, " batch"]``, a last part for tuple elements) marks
+        the real examples. A bad file skipped inside a batch is a masked slot too.
+        """
+        from ._stages import Batch
+        return Batch(self, size, drop_remainder=drop_remainder)
+
+    def prefetch(self, size: int = 2, *, sharding: Any = None) -> "Dataset":
+        """Compute up to ``size`` elements ahead in a background thread.
+
+        With ``sharding`` (a ``jax.sharding.Sharding`` or a device) elements are put there
+        with ``jax.device_put`` in that thread, and the spec's array type becomes ``jax.Array``.
+        """
+        from ._prefetch import Prefetch
+        return Prefetch(self, size, sharding=sharding)
+
+    def repeat(self, count: int | None = None) -> "Dataset":
+        """``count`` epochs of this dataset back to back (forever when ``None``)."""
+        from ._stages import Repeat
+        return Repeat(self, count)
+
+    def take(self, count: int) -> "Dataset":
+        """The first ``count`` elements."""
+        from ._stages import Take
+        return Take(self, count)
+
+    def skip(self, count: int) -> "Dataset":
+        """All but the first ``count`` elements."""
+        from ._stages import Skip
+        return Skip(self, count)
+
+    def cache(self) -> "Dataset":
+        """Keep the elements of the first pass in memory; later epochs replay them (epoch 0's order)."""
+        from ._stages import Cache
+        return Cache(self)
+
+    def split(self, fractions: float | tuple[float, ...], *, seed: int = 0,
+              stratify: bool = True) -> tuple["Dataset", ...]:
+        """Disjoint parts of a random-access dataset, e.g. ``train, test = ds.split(0.8, seed=0)``.
+
+        With ``stratify`` and a ``"label"`` key, every class is split in the same proportions.
+        """
+        from ._stages import split
+        return split(self, fractions, seed=seed, stratify=stratify)
+
+    def zip(self, *others: "Dataset") -> "Dataset":
+        """Tuples ``(a, b, ...)`` of corresponding elements; as long as the shortest."""
+        from ._stages import Zip
+        return Zip((self, *others))
+
+    def concatenate(self, *others: "Dataset") -> "Dataset":
+        """This dataset's elements, then the others'; all must have the same spec."""
+        from ._stages import Concatenate
+        return Concatenate((self, *others))
+
+
+_END = object()
+
+
+def _walk(ds: Dataset) -> Iterator[Dataset]:
+    yield ds
+    for p in ds._parents:
+        yield from _walk(p)
+
+
+def _chain(ds: Dataset) -> list[str]:
+    if len(ds._parents) == 1:
+        return [*_chain(ds._parents[0]), ds._stage]
+    return [ds._stage]
+
+
+def describe_origin(origin: Any) -> str:
+    if isinstance(origin, tuple):
+        shown = ", ".join(describe_origin(o) for o in origin[:3])
+        more = f", ... ({len(origin)} in all)" if len(origin) > 3 else ""
+        return f"a batch of ({shown}{more})"
+    return str(origin)
+
+
+class Iter:
+    """An internal iterator: ``next() -> Item`` (raises ``StopIteration``), ``state()``, ``close()``."""
+
+    def next(self) -> Item:
+        raise NotImplementedError
+
+    def state(self) -> State:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class IndexIter(Iter):
+    """Consecutive indices of a random-access node, computed by a pool, yielded in order."""
+
+    def __init__(self, ds: Dataset, epoch: int, start: int):
+        self.ds, self.epoch, self.index = ds, epoch, start
+        self.length = ds._length() or 0
+        self.pool: cf.ThreadPoolExecutor | None = None
+        self.pending: collections.deque[cf.Future[Item | None]] = collections.deque()
+        self.submitted = start
+        if ds._workers > 0:
+            self.pool = cf.ThreadPoolExecutor(ds._workers, thread_name_prefix="shapesafe-data")
+
+    def next(self) -> Item:
+        while True:
+            item = self.next_slot()
+            if item is not None:
+                return item
+
+    def next_slot(self) -> Item | None:
+        """The next index's item, ``None`` where the source skipped it (a bad file)."""
+        if self.index >= self.length:
+            raise StopIteration
+        item = self._compute()
+        self.index += 1
+        return item
+
+    def _compute(self) -> Item | None:
+        if self.pool is None:
+            return self.ds._get(self.epoch, self.index)
+        window = max(4 * self.ds._workers, 16)  # deep enough that workers never wait for the consumer
+        while self.submitted < self.length and len(self.pending) < window:
+            self.pending.append(self.pool.submit(self.ds._get, self.epoch, self.submitted))
+            self.submitted += 1
+        return self.pending.popleft().result()
+
+    def state(self) -> State:
+        return {"index": self.index}
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for f in self.pending:
+                f.cancel()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+
+class DatasetIterator:
+    """The public iterator of one epoch: ``next(it)``, ``it.get_state()``, ``it.set_state(s)``.
+
+    ``get_state()`` is a JSON-serialisable dict ``{"epoch", "position", "pipeline"}``:
+    ``position`` counts the elements yielded so far; ``pipeline`` is every stage's own state.
+    ``ds.epoch(state=s)`` (or ``it.set_state(s)``) continues exactly after the last element
+    that was yielded before ``get_state()``.
+    """
+
+    def __init__(self, ds: Dataset, epoch: int, state: State | None):
+        self.dataset, self.epoch = ds, epoch
+        self.position = int(state["position"]) if state else 0
+        self._it = ds._open(epoch, state["pipeline"] if state else None)
+
+    def __iter__(self) -> "DatasetIterator":
+        return self
+
+    def __next__(self) -> Any:
+        value, _ = self._it.next()
+        self.position += 1
+        return value
+
+    def get_state(self) -> State:
+        return {"epoch": self.epoch, "position": self.position, "pipeline": self._it.state()}
+
+    def set_state(self, state: State) -> None:
+        self._it.close()
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self._it = self.dataset._open(self.epoch, state["pipeline"])
+
+    def close(self) -> None:
+        self._it.close()
+
+    def __enter__(self) -> "DatasetIterator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self._it.close()
+        except Exception:
+            pass
+
+
+def islice_items(it: Iter, n: int) -> list[Item]:
+    """Up to ``n`` items from ``it``."""
+    out: list[Item] = []
+    for _ in itertools.repeat(None, n):
+        try:
+            out.append(it.next())
+        except StopIteration:
+            break
+    return out

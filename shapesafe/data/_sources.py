@@ -1,0 +1,134 @@
+"""Sources: NumPy arrays, a generator with a declared spec, anything with ``__len__``/``__getitem__``."""
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import jax.tree_util as jtu
+import numpy as np
+
+from ._dataset import Dataset, Item, Iter, State
+from ._specs import ElementSpec, annotation_of, leaves_with_paths
+
+
+class ArraySource(Dataset):
+    def __init__(self, arrays: Any):
+        leaves = jtu.tree_leaves(arrays)
+        if not leaves or not all(isinstance(x, np.ndarray) for x in leaves):
+            raise TypeError("from_arrays takes a NumPy array or a dict/tuple of them "
+                            f"(np.asarray first), got {type(arrays).__name__}.")
+        sizes = {path: (np.shape(x)[0] if np.ndim(x) else None) for path, x in leaves_with_paths(arrays)}
+        if None in sizes.values() or len(set(sizes.values())) != 1:
+            raise ValueError(f"from_arrays: every array needs the same leading (example) dimension; got {sizes}.")
+        self.arrays = arrays
+        self.n = int(next(iter(sizes.values())))  # type: ignore[arg-type]
+        self.spec = ElementSpec(_ordered_map(lambda x: annotation_of(x[0]), arrays))
+        self._stage = "from_arrays"
+        self._random_access = True
+
+    def _length(self) -> int | None:
+        return self.n
+
+    def _get(self, epoch: int, index: int) -> Item | None:
+        return jtu.tree_map(lambda x: np.array(x[index]), self.arrays), f"example {index}"
+
+    def _labels(self) -> Any:
+        if isinstance(self.arrays, Mapping) and "label" in self.arrays:
+            return np.asarray(self.arrays["label"])
+        return None
+
+
+def _ordered_map(f: Callable[[Any], Any], tree: Any) -> Any:
+    """``jtu.tree_map`` that keeps a dict's key order (for a spec that prints as written)."""
+    if isinstance(tree, Mapping):
+        return {k: _ordered_map(f, v) for k, v in tree.items()}
+    if isinstance(tree, tuple | list):
+        return type(tree)(_ordered_map(f, v) for v in tree)
+    return f(tree)
+
+
+def from_arrays(arrays: Any) -> Dataset:
+    """A dataset of the rows of NumPy arrays: ``from_arrays({"image": x, "label": y})``.
+
+    Element ``i`` is the same PyTree with every array indexed at ``i``; the spec is read off
+    the arrays (``{"image": UInt8[np.ndarray, "28 28"], "label": Int32[np.ndarray, ""]}``).
+
+    Example:
+        >>> import numpy as np
+        >>> ds = from_arrays({"x": np.zeros((5, 3), np.float32), "label": np.arange(5, dtype=np.int32)})
+        >>> ds.spec
+        {"x": Float32[np.ndarray, "3"], "label": Int32[np.ndarray, ""]}
+        >>> len(ds.batch(2)), ds.batch(2).spec["x"].dim_str
+        (3, 'batch 3')
+    """
+    return ArraySource(arrays)
+
+
+class GeneratorSource(Dataset):
+    def __init__(self, fn: Callable[[], Any], spec: Any):
+        self.fn, self.spec = fn, ElementSpec(spec)
+        self._stage = f"from_generator({getattr(fn, '__name__', type(fn).__name__)})"
+
+    def _open(self, epoch: int, state: State | None) -> Iter:
+        it = _GenIter(self)
+        for _ in range(int(state["count"]) if state else 0):  # replay: a generator cannot seek
+            it.next()
+        return it
+
+
+class _GenIter(Iter):
+    def __init__(self, ds: GeneratorSource):
+        self.ds, self.it, self.count = ds, iter(ds.fn()), 0
+
+    def next(self) -> Item:
+        value = next(self.it)
+        self.count += 1
+        return self.ds.check((value, f"element {self.count - 1} of {self.ds._stage}"))
+
+    def state(self) -> State:
+        return {"count": self.count}
+
+
+def from_generator(fn: Callable[[], Iterator[Any]], spec: Any) -> Dataset:
+    """A dataset whose every epoch is ``fn()``'s elements, which must match ``spec``.
+
+    ``fn`` is called once per epoch (and again to resume, replaying to the saved position).
+
+    Example:
+        >>> import numpy as np
+        >>> from jaxtyping import Float32
+        >>> def gen():
+        ...     for i in range(3):
+        ...         yield np.full((2,), i, np.float32)
+        >>> ds = from_generator(gen, Float32[np.ndarray, "2"])
+        >>> [float(x[0]) for x in ds]
+        [0.0, 1.0, 2.0]
+    """
+    return GeneratorSource(fn, spec)
+
+
+class RandomAccessSource(Dataset):
+    def __init__(self, source: Any, spec: Any, workers: int):
+        if not (hasattr(source, "__len__") and hasattr(source, "__getitem__")):
+            raise TypeError(f"from_source needs __len__ and __getitem__; {type(source).__name__} lacks them.")
+        self.source, self.spec = source, ElementSpec(spec)
+        self._stage = f"from_source({type(source).__name__})"
+        self._random_access, self._workers = True, int(workers)
+
+    def _length(self) -> int | None:
+        return len(self.source)
+
+    def _get(self, epoch: int, index: int) -> Item | None:
+        return self.check((self.source[index], f"{self._stage}[{index}]"))
+
+
+def from_source(source: Any, spec: Any, *, workers: int = 0) -> Dataset:
+    """A dataset over anything with ``__len__`` and ``__getitem__`` (read by ``workers`` threads).
+
+    Example:
+        >>> import numpy as np
+        >>> from jaxtyping import Int64
+        >>> ds = from_source([np.array(i) for i in range(4)], Int64[np.ndarray, ""])
+        >>> [int(x) for x in ds.shuffle(seed=0)] != [0, 1, 2, 3], len(ds)
+        (True, 4)
+    """
+    return RandomAccessSource(source, spec, workers)

@@ -1,0 +1,19 @@
+"""Metrics aggregated exactly over a whole dataset (sums and counts, never per-batch means).
+
+See ``shapesafe._metrics`` for the design: a metric is an object with ``name``, ``init()``,
+``update(state, outputs, targets, mask)`` and ``compute(state)``; a masked (padded)
+example counts zero, so a short last batch counts each example once.
+"""
+
+from ._metrics import Accuracy as Accuracy
+from ._metrics import ClassScore as ClassScore
+from ._metrics import ConfusionMatrix as ConfusionMatrix
+from ._metrics import Counts as Counts
+from ._metrics import Metric as Metric
+from ._metrics import TopKAccuracy as TopKAccuracy
+from ._metrics import accuracy as accuracy
+from ._metrics import confusion_matrix as confusion_matrix
+from ._metrics import f1 as f1
+from ._metrics import precision as precision
+from ._metrics import recall as recall
+from ._metrics import top_k_accuracy as top_k_accuracy
