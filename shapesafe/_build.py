@@ -1,11 +1,13 @@
 """``build``: a blueprint and an input spec in, a Flax NNX module with every size inferred out."""
 
+import dataclasses
 from typing import Any
 
 from flax import nnx
 
 from ._spec import spec_from_annotation
-from .layers._custom import as_blueprint
+from .layers._blueprint import Blueprint
+from .layers._custom import Custom, as_blueprint
 from .layers._sequential import Model, Sequential
 
 
@@ -44,4 +46,23 @@ def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
     in_spec = spec_from_annotation(spec, what="build: input spec")
     bp = as_blueprint(blueprint)
     seq = bp if isinstance(bp, Sequential) else Sequential((bp,))
-    return seq._build(in_spec, nnx.Rngs(params=seed, dropout=seed + 1))
+
+    def make() -> Model:
+        return seq._build(in_spec, nnx.Rngs(params=seed, dropout=seed + 1))
+
+    if _holds_user_modules(seq):  # keep a user's own module object as it is
+        return make()
+    # One compiled program initialises every parameter: far faster than one small XLA
+    # compilation per parameter shape, with the same values.
+    return nnx.jit(make)()
+
+
+def _holds_user_modules(bp: Any) -> bool:
+    """Whether a composition holds an already-built user module (``Custom``)."""
+    if isinstance(bp, Custom):
+        return True
+    if isinstance(bp, Blueprint):
+        return any(_holds_user_modules(getattr(bp, f.name)) for f in dataclasses.fields(bp))
+    if isinstance(bp, tuple | list):
+        return any(_holds_user_modules(b) for b in bp)
+    return False
