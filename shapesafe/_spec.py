@@ -22,7 +22,7 @@ Dim = Any  # int, or a jax.export symbolic dimension expression
 # Dimension vocabulary shared by the layers' annotations (see STYLE.md).
 DIM_NAMES = ("batch", "time", "height", "width", "channels", "in_features", "out_features", "classes")
 
-_DTYPE_TO_JAXTYPING: dict[str, Any] = {
+DTYPE_TO_JAXTYPING: dict[str, Any] = {
     "bool": jaxtyping.Bool,
     "uint8": jaxtyping.UInt8,
     "uint16": jaxtyping.UInt16,
@@ -58,7 +58,7 @@ class TensorSpec:
 
     def annotation(self) -> Any:
         """The jaxtyping annotation of this spec, e.g. ``Float32[Array, "batch 64"]``."""
-        cls = _DTYPE_TO_JAXTYPING.get(self.dtype.name, jaxtyping.Shaped)
+        cls = DTYPE_TO_JAXTYPING.get(self.dtype.name, jaxtyping.Shaped)
         return cls[jax.Array, dim_string(self.shape)]
 
     def __str__(self) -> str:
@@ -109,7 +109,7 @@ def format_shape(shape: tuple[Dim, ...]) -> str:
 def format_spec(shape: tuple[Dim, ...], dtype: Any) -> str:
     """``UInt8[batch, 250, 250, 3]``: the short form used in tables and messages."""
     name = np.dtype(dtype).name
-    cls = _DTYPE_TO_JAXTYPING.get(name)
+    cls = DTYPE_TO_JAXTYPING.get(name)
     prefix = cls.__name__ if cls is not None else name
     return prefix + format_shape(shape)
 

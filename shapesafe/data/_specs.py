@@ -19,31 +19,7 @@ import jaxtyping
 import numpy as np
 
 from .._errors import ShapeError
-
-_BY_DTYPE: dict[str, Any] = {
-    "bool": jaxtyping.Bool,
-    "uint8": jaxtyping.UInt8,
-    "uint16": jaxtyping.UInt16,
-    "uint32": jaxtyping.UInt32,
-    "uint64": jaxtyping.UInt64,
-    "int8": jaxtyping.Int8,
-    "int16": jaxtyping.Int16,
-    "int32": jaxtyping.Int32,
-    "int64": jaxtyping.Int64,
-    "bfloat16": jaxtyping.BFloat16,
-    "float16": jaxtyping.Float16,
-    "float32": jaxtyping.Float32,
-    "float64": jaxtyping.Float64,
-    "complex64": jaxtyping.Complex64,
-    "complex128": jaxtyping.Complex128,
-}
-
-
-def is_annotation(obj: object) -> bool:
-    """Whether ``obj`` is a jaxtyping array annotation such as ``Float[np.ndarray, "h w"]``."""
-    return isinstance(obj, type) and all(
-        hasattr(obj, a) for a in ("dtypes", "dims", "dim_str", "array_type")
-    )
+from .._spec import DTYPE_TO_JAXTYPING, is_annotation
 
 
 def make(dtype_cls: Any, array_type: Any, dims: str) -> Any:
@@ -54,7 +30,7 @@ def make(dtype_cls: Any, array_type: Any, dims: str) -> Any:
 def annotation_of(x: Any) -> Any:
     """The annotation that describes one concrete array exactly, e.g. ``UInt8[np.ndarray, "2 3"]``."""
     dtype = np.dtype(x.dtype)
-    cls = _BY_DTYPE.get(dtype.name, jaxtyping.Shaped)
+    cls = DTYPE_TO_JAXTYPING.get(dtype.name, jaxtyping.Shaped)
     kind = jax.Array if isinstance(x, jax.Array) else np.ndarray
     return make(cls, kind, " ".join(str(int(d)) for d in np.shape(x)))
 
