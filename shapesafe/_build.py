@@ -3,6 +3,7 @@
 import dataclasses
 from typing import Any
 
+import jax
 from flax import nnx
 
 from ._spec import spec_from_annotation
@@ -53,8 +54,12 @@ def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
     if _holds_user_modules(seq):  # keep a user's own module object as it is
         return make()
     # One compiled program initialises every parameter: far faster than one small XLA
-    # compilation per parameter shape, with the same values.
-    return nnx.jit(make)()
+    # compilation per parameter shape. It runs once, so it is compiled without XLA's
+    # optimisation passes (a ResNet-18 builds in 2.5 s instead of 10 s); values agree with
+    # an eager initialisation to float rounding (<1e-7) and are the same on every build.
+    graphdef = nnx.graphdef(nnx.eval_shape(make))
+    init = jax.jit(lambda: nnx.state(make()), compiler_options={"xla_backend_optimization_level": 0})
+    return nnx.merge(graphdef, init())
 
 
 def _holds_user_modules(bp: Any) -> bool:

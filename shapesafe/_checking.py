@@ -38,6 +38,10 @@ class LayerShapeError(ShapeError):
                                boundary=self.boundary)
 
 
+# Users see this class in tracebacks as what it is to them: ``shapesafe.ShapeError``.
+LayerShapeError.__module__, LayerShapeError.__qualname__ = "shapesafe", "ShapeError"
+
+
 def checked(method: F) -> F:
     """Check a method's jaxtyping annotations with beartype; failures become ``ShapeError``s."""
     inner = jaxtyping.jaxtyped(typechecker=beartype)(method)
@@ -123,7 +127,7 @@ def diagnose(annotation: Any, expected: str, shape: Any, dtype: Any) -> list[str
         if (rank < len(fixed)) or (not variadic and rank != len(fixed)):
             at_least = "at least " if variadic else ""
             reasons.append(
-                f"it needs {at_least}{len(fixed)} dimensions ({' '.join(fixed)}), got {rank} {format_shape(tuple(shape))}."
+                f"it needs {at_least}{len(fixed)} dimension{'s' * (len(fixed) != 1)} ({' '.join(fixed)}), got {rank} {format_shape(tuple(shape))}."
             )
         else:
             for k in range(1, len(fixed) + 1):

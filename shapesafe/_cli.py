@@ -5,6 +5,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from ._cli_artifacts import add_artifact_commands
+
 
 def _demo(args: argparse.Namespace) -> int:
     import jax
@@ -36,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--size", type=int, default=250, help="image height and width (default 250, the talk's)")
     demo.add_argument("--batch", type=int, default=4, help="batch size of the forward pass (default 4)")
     demo.set_defaults(run=_demo)
+    add_artifact_commands(sub)  # predict, info
     args = parser.parse_args(argv)
     return int(args.run(args))
 

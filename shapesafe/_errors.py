@@ -17,3 +17,17 @@ class ShapeError(ShapesafeError, TypeError):
     expected, what arrived (with where each dimension came from) and, where one is
     obvious, how to fix it.
     """
+
+
+class ArtifactError(ShapesafeError, ValueError):
+    """A saved artifact cannot be written or loaded: the message names the file and what is wrong."""
+
+
+class InputError(ShapesafeError, ValueError):
+    """A predictor's input cannot be turned into a tensor: the message names the input and why."""
+
+
+# Tracebacks name them by their public home (``shapesafe.ShapeError``).
+for _cls in (ShapesafeError, ShapeError, ArtifactError, InputError):
+    _cls.__module__ = "shapesafe"
+del _cls

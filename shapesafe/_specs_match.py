@@ -95,8 +95,8 @@ def check_data_spec(model: Any, data: Any, inputs: str | None, targets: str | No
     if why:
         raise ShapeError(
             f"{what}[{in_key!r}] cannot feed the model: {why}.\n"
-            f"  model input   {_annotation_text(model_spec)}\n"
-            f"  {what} spec    {_annotation_text(ann)}\n"
+            f"  model input  {_annotation_text(model_spec)}\n"
+            f"  {what + ' spec':<12} {_annotation_text(ann)}\n"
             "  Batch the dataset (ds.batch(n)) if it is unbatched, resize images to the model's size, or build "
             "the model for this spec.")
     target_ann = _leaf(spec, tg_key)

@@ -82,14 +82,17 @@ def summary(model: Model) -> Summary:
 
 def _rows(model: Model, prefix: str, depth: int) -> list[tuple[str, str, str, str, int]]:
     """One row per layer; a container (a layer with ``named_children()``, such as a built
-    ``Residual``) is followed by its inner models' rows, at paths like ``3.block.0``."""
+    ``Residual``) is followed by its inner models' rows, at paths like ``3.block.0``, and a
+    nested named sequence (``(a >> b).named("stage1")``) by its layers' rows (``3.0``)."""
     rows = []
     for i, (layer, (bp, spec_in, spec_out)) in enumerate(zip(model.layers, model.rows, strict=True)):
         name = model.names[i]
         children: list[tuple[str, Model]] = getattr(layer, "named_children", list)()
-        label = f"{type(model.blueprint.layers[i]).__name__}(...)" if children else bp
+        label = f"{type(model.blueprint.layers[i]).__name__}(...)" if children or isinstance(layer, Model) else bp
         path = f"{prefix}{i}" if name is None else f"{prefix}{i} ({name})"
         rows.append((path, "  " * depth + label, spec_in, spec_out, _params(layer)))
         for key, child in children:
             rows += _rows(child, f"{prefix}{i}.{key}.", depth + 1)
+        if isinstance(layer, Model):
+            rows += _rows(layer, f"{prefix}{i}.", depth + 1)
     return rows

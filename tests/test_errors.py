@@ -87,7 +87,7 @@ def test_error_inside_a_layer_called_directly_names_it() -> None:
         (lambda: L.Conv2D(8, 3, padding="causal"), r"padding must be one of \('valid', 'same'\)"),
         (lambda: L.Conv1D(8, 3, padding="reflect"), r"padding must be one of \('valid', 'same', 'causal'\)"),
         (lambda: L.MaxPool((2, 0)), r"window must be a positive int"),
-        (lambda: L.MaxPool((2, 2), padding="full"), r"padding must be one of \('valid', 'same'\), got 'full'"),
+        (lambda: L.MaxPool((2, 2), padding="full"), r"padding must be 'valid', 'same', a non-negative int, or 2 \(low, high\) pairs; got 'full'"),
         (lambda: L.Reshape((2, -1, -1)), r"at most one -1"),
         (lambda: L.Cast("float99"), r"'float99' is not a dtype"),
         (lambda: L.Rescale(float("nan")), r"scale must be a finite number"),

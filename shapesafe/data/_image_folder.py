@@ -9,6 +9,7 @@ listed once in ``ds.report`` with the reason; with ``on_error="raise"`` the firs
 """
 
 import dataclasses
+import io
 import math
 import os
 import threading
@@ -69,9 +70,9 @@ class Report:
         return "\n".join(lines)
 
 
-def load_image(path: str | os.PathLike[str], size: tuple[int, int], *, mode: str = "RGB",
+def load_image(path: str | os.PathLike[str] | io.BufferedIOBase, size: tuple[int, int], *, mode: str = "RGB",
                resize: str = "stretch", background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """Decode one image file to a ``(height, width, channels)`` uint8 array.
+    """Decode one image file (a path or a binary file object) to a ``(height, width, channels)`` uint8 array.
 
     EXIF orientation is applied; JPEGs are decoded at a reduced scale (draft mode) when the
     requested size allows; every Pillow mode is converted to ``mode`` (16-bit images are
@@ -88,21 +89,28 @@ def load_image(path: str | os.PathLike[str], size: tuple[int, int], *, mode: str
     Raises:
         OSError, ValueError, Image.DecompressionBombError: Pillow's, for a file it cannot read.
     """
+    with Image.open(path) as im:  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+        return prepare_image(im, size, mode=mode, resize=resize, background=background)
+
+
+def prepare_image(im: Image.Image, size: tuple[int, int], *, mode: str = "RGB", resize: str = "stretch",
+                  background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """``load_image``'s preprocessing of an opened Pillow image: the one code path that training
+    (``image_folder``) and serving (``shapesafe.encoders.Image``) share."""
     h, w = size
-    with Image.open(path) as im:
-        orientation = _orientation(im)
-        if hasattr(im, "draft") and im.format == "JPEG":
-            shown = (im.size[1], im.size[0]) if orientation in (5, 6, 7, 8) else im.size
-            nw, nh = _needed(shown, (w, h), resize)
-            if orientation in (5, 6, 7, 8):
-                nw, nh = nh, nw
-            im.draft("L" if mode == "L" and im.mode == "RGB" else None, (nw, nh))
-        img: Image.Image = im
-        if orientation not in (None, 1):
-            img = ImageOps.exif_transpose(im)
-        img = _to_mode(img, mode, background)
-        img = _fit(img, (w, h), resize, background)
-        arr = np.asarray(img, dtype=np.uint8)
+    orientation = _orientation(im)
+    if hasattr(im, "draft") and im.format == "JPEG":
+        shown = (im.size[1], im.size[0]) if orientation in (5, 6, 7, 8) else im.size
+        nw, nh = _needed(shown, (w, h), resize)
+        if orientation in (5, 6, 7, 8):
+            nw, nh = nh, nw
+        im.draft("L" if mode == "L" and im.mode == "RGB" else None, (nw, nh))
+    img: Image.Image = im
+    if orientation not in (None, 1):
+        img = ImageOps.exif_transpose(im)
+    img = _to_mode(img, mode, background)
+    img = _fit(img, (w, h), resize, background)
+    arr = np.asarray(img, dtype=np.uint8)
     return arr[..., None] if arr.ndim == 2 else arr
 
 

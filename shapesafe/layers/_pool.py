@@ -19,6 +19,7 @@ from jaxtyping import Array, Float
 from .._checking import checked
 from .._spec import TensorSpec
 from ._blueprint import Blueprint, Refusal, int_tuple, set_field
+from ._conv import _padding as conv_padding
 from ._conv import check_long_enough, spatial_names, too_short
 
 
@@ -26,7 +27,7 @@ from ._conv import check_long_enough, spatial_names, too_short
 class _Pool(Blueprint):
     window: Any
     strides: Any = dataclasses.field(default=None, kw_only=True)
-    padding: str = dataclasses.field(default="valid", kw_only=True)
+    padding: Any = dataclasses.field(default="valid", kw_only=True)
 
     def __post_init__(self) -> None:
         me = f"{type(self).__name__}({self.window!r})"
@@ -35,8 +36,19 @@ class _Pool(Blueprint):
         set_field(self, "window", window)
         strides = window if self.strides is None else int_tuple(me, "strides", self.strides, len(window))
         set_field(self, "strides", strides)
-        if self.padding not in ("valid", "same"):
-            raise ValueError(f"{me}: padding must be one of ('valid', 'same'), got {self.padding!r}.")
+        if isinstance(self.padding, str) and self.padding not in ("valid", "same"):
+            raise ValueError(f"{me}: padding must be 'valid', 'same', a non-negative int, or {len(window)} "
+                             f"(low, high) pairs; got {self.padding!r}.")
+        set_field(self, "padding", conv_padding(me, self.padding, len(window)))
+        if not isinstance(self.padding, str) and any(p >= w for pair, w in zip(self.padding, window, strict=True) for p in pair):
+            raise ValueError(f"{me}: padding must be smaller than the window on every side (so every window "
+                             f"overlaps the input), got {self.padding!r}.")
+
+    def lax_padding(self, x: Any) -> Any:
+        """``"VALID"``/``"SAME"``, or explicit (low, high) pairs for every axis of ``x``."""
+        if isinstance(self.padding, str):
+            return self.padding.upper()
+        return ((0, 0),) * (x.ndim - len(self.window) - 1) + tuple(self.padding) + ((0, 0),)
 
     @staticmethod
     def reduce(x: Any, axis: tuple[int, ...]) -> Any:
@@ -149,12 +161,22 @@ class MaxPool(_Pool):
     """Max over windows; ``strides`` default to the window (as Keras), so ``MaxPool((2, 2))`` halves
     height and width. The window's length is the number of spatial axes (``(2,)`` pools time).
 
+    Args:
+        window: the window's size per spatial axis (an int for 1-D).
+        strides: steps between windows (default: the window).
+        padding: ``"valid"`` (default), ``"same"``, an int, or one (low, high) pair per spatial
+            axis. Explicit padding is with ``-inf``, as ``torch.nn.MaxPool2d(padding=p)``; it must
+            be smaller than the window on every side.
+
     Example:
         >>> import shapesafe as ss
         >>> from jaxtyping import Array, Float32
         >>> from shapesafe import layers as L
         >>> ss.summary(ss.build(L.MaxPool((2, 2)), Float32[Array, "batch 248 248 32"])).output_spec
         'Float32[batch, 124, 124, 32]'
+        >>> stem_pool = L.MaxPool((3, 3), strides=2, padding=1)  # ResNet's, as torchvision
+        >>> ss.summary(ss.build(stem_pool, Float32[Array, "batch 112 112 64"])).output_spec
+        'Float32[batch, 56, 56, 64]'
     """
 
     @staticmethod
@@ -163,12 +185,14 @@ class MaxPool(_Pool):
 
     def windowed(self, x: Any) -> Any:
         return lax.reduce_window(x, _identity(-np.inf, x), lax.max, _window_dims(x, self.window),
-                                 _window_dims(x, self.strides), self.padding.upper())
+                                 _window_dims(x, self.strides), self.lax_padding(x))
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class AvgPool(_Pool):
-    """Mean over windows (padding is not counted, as in Keras); strides default to the window."""
+    """Mean over windows (padding is not counted, as in Keras and as
+    ``torch.nn.AvgPool2d(count_include_pad=False)``); strides default to the window; ``padding``
+    as ``MaxPool``'s."""
 
     @staticmethod
     def reduce(x: Any, axis: tuple[int, ...]) -> Any:
@@ -176,7 +200,7 @@ class AvgPool(_Pool):
 
     def windowed(self, x: Any) -> Any:
         dims, strides = _window_dims(x, self.window), _window_dims(x, self.strides)
-        pad = self.padding.upper()
+        pad = self.lax_padding(x)
         total = lax.reduce_window(x, _identity(0.0, x), lax.add, dims, strides, pad)
         ones = jnp.ones((1,) * (x.ndim - len(self.window) - 1) + x.shape[-len(self.window) - 1:-1] + (1,), x.dtype)
         count = lax.reduce_window(ones, _identity(0.0, x), lax.add, dims, strides, pad)

@@ -275,6 +275,43 @@ def test_avgpool_same_excludes_padding_from_the_count() -> None:
     np.testing.assert_array_equal(run(model, np.ones((1, 4, 4, 1), np.float32)), np.ones((1, 2, 2, 1), np.float32))
 
 
+EXPLICIT_POOL_CASES = {
+    # id: (window, strides, padding as given to both libraries, spatial sizes)
+    "resnet-stem-3x3-stride2-pad1": ((3, 3), (2, 2), 1, (9, 8)),
+    "3x3-stride1-pad1": ((3, 3), (1, 1), 1, (5, 6)),
+    "1d-3-stride2-pad1": ((3,), (2,), 1, (10,)),
+}
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("case", list(EXPLICIT_POOL_CASES), ids=list(EXPLICIT_POOL_CASES))
+def test_pool_explicit_padding_matches_torch(case: str, kind: str) -> None:
+    """An int padding, as torch.nn.MaxPool2d(padding=p): -inf padding for the max, not counted
+    in the average. Negative inputs show that the max pads with -inf, not zeros."""
+    window, strides, padding, spatial = EXPLICIT_POOL_CASES[case]
+    blueprint = (L.MaxPool if kind == "max" else L.AvgPool)(window, strides=strides, padding=padding)
+    model = ss.build(blueprint, Float32[Array, "batch " + " ".join(map(str, (*spatial, 3)))], seed=0)
+    x = randn(np.random.default_rng(10), 2, *spatial, 3) - 5.0
+    want = torch_pool(x, kind, window, strides, padding=padding)
+    assert ss.summary(model).output_spec == "Float32[batch, " + ", ".join(map(str, want.shape[1:])) + "]"
+    np.testing.assert_allclose(run(model, x), want, rtol=RTOL, atol=ATOL)
+
+
+def test_maxpool_uneven_padding_pairs_match_numpy() -> None:
+    """(low, high) pairs per axis: pad with -inf by hand, then take 2x2 maxima with stride 2."""
+    model = ss.build(L.MaxPool((2, 2), padding=((1, 0), (0, 1))), Float32[Array, "batch 3 3 1"], seed=0)
+    x = -np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)
+    padded = np.pad(x, ((0, 0), (1, 0), (0, 1), (0, 0)), constant_values=-np.inf)
+    want = padded.reshape(1, 2, 2, 2, 2, 1).max(axis=(2, 4))
+    np.testing.assert_array_equal(run(model, x), want)
+
+
+@pytest.mark.parametrize("padding", [-1, 3, ((0, 2), (0, 0)), "full"], ids=["negative", "int-too-big", "pair-too-big", "word"])
+def test_pool_padding_is_validated(padding: Any) -> None:
+    with pytest.raises(ValueError, match=r"MaxPool\(\(2, 2\)\): padding must be"):
+        L.MaxPool((2, 2), padding=padding)
+
+
 @pytest.mark.parametrize("spec_shape", [(5, 4, 3), (6, 3), (2, 3, 4, 3)], ids=["2d", "1d", "3d"])
 def test_global_avg_pool_matches_numpy(spec_shape: tuple[int, ...]) -> None:
     model = ss.build(L.GlobalAvgPool(), Float32[Array, "batch " + " ".join(map(str, spec_shape))], seed=0)

@@ -1,0 +1,424 @@
+"""``save`` and ``load``: a model or a predictor as a versioned artifact directory, never code.
+
+An artifact is a directory of plain files:
+
+- ``manifest.json``: the format and its version, the version label, the creation time, the
+  shapesafe/JAX/jaxlib/Flax/NumPy/Python versions that wrote it, what it holds (``model`` or
+  ``predictor``), and the size and SHA-256 of every other file;
+- ``architecture.json``: the blueprint as JSON configuration (``shapesafe._serialize``) and
+  the model's input and output specs;
+- ``weights.safetensors``: every ``nnx.Variable`` of the model (parameters, BatchNorm
+  statistics, RNG state) by its dotted path (``layers.2.kernel``);
+- ``predictor.json`` (predictors only): the encoder (the preprocessing) and the decoder (the
+  class names);
+- ``metrics.json``: evaluation metrics recorded at save time;
+- ``monitor.json`` (optional): a drift monitor's reference statistics.
+
+Saving writes everything to a temporary directory beside the target, fsyncs it, and swaps it
+in with renames, so a failed save leaves the previous version as it was. Loading refuses
+symlinks that point outside the artifact, checks the format version and every file's hash
+before reading it, rebuilds the model from the JSON with ``ss.build``, checks that the specs
+and every weight's shape agree, and only then copies the weights in. Nothing is unpickled,
+imported or evaluated from an artifact.
+"""
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import safetensors.numpy
+from flax import nnx
+
+from ._checkpoint import _NATIVE, _fresh, _fsync_dir, _host, _is_key, _write
+from ._decoders import decoder_from_config
+from ._encoders import encoder_from_config
+from ._errors import ArtifactError
+from ._predictor import Predictor
+from ._serialize import (
+    blueprint_from_json,
+    blueprint_to_json,
+    spec_from_json,
+    spec_text,
+    spec_to_json,
+)
+from .layers._sequential import Model
+
+FORMAT = "shapesafe.artifact"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ARCHITECTURE = "architecture.json"
+WEIGHTS = "weights.safetensors"
+PREDICTOR = "predictor.json"
+METRICS = "metrics.json"
+MONITOR = "monitor.json"
+_SHOWN = 5
+
+
+def versions() -> dict[str, str]:
+    """The versions of the libraries that write (and should read) an artifact."""
+    import importlib.metadata
+
+    import flax
+
+    from . import __version__
+
+    return {"shapesafe": __version__, "jax": jax.__version__, "jaxlib": importlib.metadata.version("jaxlib"),
+            "flax": flax.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _json(data: Any, what: str) -> bytes:
+    try:
+        return (json.dumps(data, indent=1, allow_nan=False) + "\n").encode()
+    except (TypeError, ValueError) as e:
+        raise ArtifactError(f"cannot save: {what} is not JSON-serialisable ({e}). Use numbers and strings.") from None
+
+
+def flat_variables(model: nnx.Module) -> list[tuple[str, Any]]:
+    """``(dotted path, nnx.Variable)`` for every variable of ``model``, in a fixed order."""
+    return [(".".join(str(k) for k in path), var) for path, var in nnx.to_flat_state(nnx.state(model))]
+
+
+def weights_bytes(model: nnx.Module) -> bytes:
+    """Every variable of ``model`` in safetensors form, keyed by dotted path."""
+    items = flat_variables(model)
+    values = [var.get_value() for _, var in items]
+    host = _host(values)
+    kinds = {key: type(var).__name__ for key, var in items}
+    keys = {key: str(jax.random.key_impl(v)) for (key, _), v in zip(items, values, strict=True) if _is_key(v)}
+    return safetensors.numpy.save({key: array for (key, _), array in zip(items, host, strict=True)},
+                                  metadata={"format": FORMAT, "variables": json.dumps(kinds), "keys": json.dumps(keys)})
+
+
+def save(obj: Any, path: str | os.PathLike[str], *, version: str | None = None,
+         metrics: dict[str, Any] | None = None, monitor: Any = None) -> Path:
+    """Save a built model or a ``Predictor`` as an artifact directory at ``path``, atomically.
+
+    Args:
+        obj: a model from ``ss.build`` (built from ``shapesafe.layers`` blueprints only), or a
+            ``Predictor`` of one.
+        path: the artifact directory, e.g. ``"artifacts/logo/1"``. An artifact already there
+            is replaced only once the new one is completely written.
+        version: the version label recorded in the manifest (default: the directory's name).
+        metrics: evaluation metrics to record, e.g. ``{"accuracy": 0.97}`` (default: the
+            predictor's ``metrics``). ``ss.monitor.check_accuracy`` compares against them.
+        monitor: a ``ss.monitor.DriftMonitor`` whose reference statistics to store with it.
+
+    Returns:
+        The artifact's path.
+
+    Raises:
+        ArtifactError: the model holds user code (``Custom``/``Function`` layers) or is an
+            exported one, metrics are not JSON, or ``path`` is something other than an
+            artifact. Nothing on disk changes then.
+
+    Example:
+        >>> import tempfile, jax.numpy as jnp
+        >>> import shapesafe as ss
+        >>> from jaxtyping import Array, Float32
+        >>> from shapesafe import layers as L
+        >>> model = ss.build(L.Linear(2), Float32[Array, "batch 3"], seed=0)
+        >>> d = tempfile.mkdtemp()
+        >>> ss.save(model, f"{d}/model/1", metrics={"accuracy": 0.9}).name
+        '1'
+        >>> again = ss.load(f"{d}/model/1")
+        >>> bool(jnp.all(again(jnp.ones((1, 3))) == model(jnp.ones((1, 3)))))
+        True
+    """
+    target = Path(path)
+    predictor = obj if isinstance(obj, Predictor) else None
+    model = obj.model if predictor is not None else obj
+    if not isinstance(model, Model):
+        what = "an exported model (ss.load_exported)" if hasattr(model, "exported") else type(model).__name__
+        raise ArtifactError(f"cannot save {what}: ss.save takes a model built with ss.build or a Predictor of one.")
+    files: dict[str, bytes] = {}
+    files[ARCHITECTURE] = _json({"blueprint": blueprint_to_json(model.blueprint, "the model"),
+                                 "input_spec": spec_to_json(model.input_spec),
+                                 "output_spec": spec_to_json(model.output_spec)}, "the architecture")
+    files[WEIGHTS] = weights_bytes(model)
+    kind = "model"
+    if predictor is not None:
+        kind = "predictor"
+        decoder = predictor.decoder.config() if predictor.decoder is not None else None
+        files[PREDICTOR] = _json({"encoder": predictor.encoder.config() if predictor.encoder is not None else None,
+                                  "decoder": decoder,
+                                  "class_names": (decoder or {}).get("names"),
+                                  "batch_size": predictor.batch_size}, "the encoder or decoder configuration")
+        if metrics is None:
+            metrics = predictor.metrics
+    files[METRICS] = _json(dict(metrics or {}), "metrics")
+    if monitor is not None:
+        files[MONITOR] = _json(monitor.to_dict(), "the monitor")
+    label = target.name if version is None else version
+    if not isinstance(label, str) or not label:
+        raise ArtifactError(f"cannot save: version must be a non-empty string, got {version!r}.")
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "version": label,
+        "kind": kind,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                  for name, data in sorted(files.items())},
+    }
+    files[MANIFEST] = _json(manifest, "the manifest")
+    _replace_dir(target, files)
+    return target
+
+
+def _replace_dir(target: Path, files: dict[str, bytes], *, marker: str = MANIFEST) -> None:
+    """Write ``files`` into a fresh directory and swap it in for ``target`` (atomic per rename).
+
+    Only an earlier artifact (a directory holding ``marker``) or an empty directory is replaced.
+    """
+    if target.is_symlink() or (target.exists() and not (target / marker).is_file()):
+        if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+            target.rmdir()  # an empty directory is fine to fill
+        else:
+            raise ArtifactError(f"cannot save to {target}: it exists and is not a shapesafe artifact "
+                                f"(no {marker}); choose another path or remove it.")
+    parent = target.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = _fresh(parent, f".tmp-{target.name}")
+    old: Path | None = None
+    try:
+        for name, data in files.items():
+            _write(tmp / name, data)
+        _fsync_dir(tmp)
+        if target.exists():
+            old = _fresh(parent, f".old-{target.name}")
+            os.rename(target, old / target.name)
+        os.rename(tmp, target)
+        _fsync_dir(parent)
+    except BaseException:
+        if old is not None and not target.exists():  # put the previous version back
+            os.rename(old / target.name, target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+def _check_links(root: Path) -> None:
+    """Refuse any symlink inside ``root`` whose target is outside it."""
+    real = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            entry = Path(dirpath) / name
+            if entry.is_symlink():
+                target = entry.resolve()
+                if target != real and real not in target.parents:
+                    raise ArtifactError(f"{entry} is a symlink to {os.readlink(entry)}, outside the artifact {root}; "
+                                        "an artifact's files must be inside it. Refusing to load it.")
+
+
+def read_verified(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest and the verified bytes of every file it lists.
+
+    Raises:
+        ArtifactError: not an artifact, a newer format, a symlink out, a missing file, or a
+            file whose SHA-256 is not the manifest's (truncated or modified).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ArtifactError(f"{root} is not an artifact directory (it {'is a file' if root.exists() else 'does not exist'}).")
+    _check_links(root)
+    mpath = root / MANIFEST
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{root} is not a shapesafe artifact: {MANIFEST} is missing.") from None
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{mpath} is unreadable: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ArtifactError(f"{mpath} is not a shapesafe artifact manifest (format {found!r}, expected {FORMAT!r}).")
+    fv = manifest.get("format_version")
+    if isinstance(fv, bool) or not isinstance(fv, int) or fv < 1:
+        raise ArtifactError(f"{mpath}: the format version {fv!r} is not a positive integer.")
+    if fv > FORMAT_VERSION:
+        written = manifest.get("versions", {}).get("shapesafe", "?") if isinstance(manifest.get("versions"), dict) else "?"
+        raise ArtifactError(f"{mpath}: the artifact has format version {fv!r}, newer than this shapesafe reads "
+                            f"({FORMAT_VERSION}); it was written by shapesafe {written}. Upgrade shapesafe to load it.")
+    listed = manifest.get("files")
+    if not isinstance(listed, dict) or ARCHITECTURE not in listed or WEIGHTS not in listed:
+        raise ArtifactError(f"{mpath} does not list {ARCHITECTURE} and {WEIGHTS} in \"files\".")
+    out: dict[str, bytes] = {}
+    for name, entry in listed.items():
+        if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+            raise ArtifactError(f"{mpath} lists {name!r}, which is not a plain file name in the artifact.")
+        file = root / name
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            raise ArtifactError(f"{file} is missing (the manifest lists it). The artifact is incomplete.") from None
+        except OSError as e:
+            raise ArtifactError(f"{file} is unreadable: {e}") from None
+        want = entry.get("sha256") if isinstance(entry, dict) else None
+        if hashlib.sha256(data).hexdigest() != want:
+            size = entry.get("bytes") if isinstance(entry, dict) else None
+            raise ArtifactError(f"{file} does not match the SHA-256 in {MANIFEST} ({len(data)} bytes, the manifest "
+                                f"says {size}): it was truncated or modified after saving. Refusing to load it.")
+        out[name] = data
+    return manifest, out
+
+
+def _parse(name: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise ArtifactError(f"{name} is not valid JSON: {e}") from None
+
+
+def _rebuild(root: Path, files: dict[str, bytes]) -> Model:
+    from ._errors import ShapesafeError
+    from ._spec import spec_from_annotation
+    from .layers._sequential import Sequential
+
+    arch = _parse(ARCHITECTURE, files[ARCHITECTURE])
+    if not isinstance(arch, dict):
+        raise ArtifactError(f"{root / ARCHITECTURE} is not a JSON object.")
+    where = str(root / ARCHITECTURE)
+    blueprint = blueprint_from_json(arch.get("blueprint"), where, "blueprint")
+    seq = blueprint if isinstance(blueprint, Sequential) else Sequential((blueprint,))
+    annotation = spec_from_json(arch.get("input_spec"), where, "input_spec")
+    try:  # as ss.build, but abstractly: no parameter is initialised, the weights file fills them
+        in_spec = spec_from_annotation(annotation, what=f"{where}: input_spec")
+        model: Model = nnx.eval_shape(lambda: seq._build(in_spec, nnx.Rngs(params=0, dropout=1)))
+    except (ShapesafeError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{where}: the architecture does not build for its input spec "
+                            f"{spec_text(arch['input_spec'])}:\n{e}") from None
+    got = spec_to_json(model.output_spec)
+    if got != arch.get("output_spec"):
+        raise ArtifactError(f"{where}: the rebuilt model returns {spec_text(got)}, but the artifact records "
+                            f"{spec_text(arch.get('output_spec') or {})}.")
+    _load_weights(model, root / WEIGHTS, files[WEIGHTS], where)
+    model.eval()
+    return model
+
+
+def _load_weights(model: Model, file: Path, data: bytes, arch: str) -> None:
+    try:
+        stored = safetensors.numpy.load(data)
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+        keys = json.loads(header.get("__metadata__", {}).get("keys", "{}"))
+    except Exception as e:
+        raise ArtifactError(f"{file} is not a readable safetensors file ({type(e).__name__}: {e}).") from None
+    items = flat_variables(model)
+    problems = []
+    for key, var in items:
+        value = var.get_value()
+        if key not in stored:
+            problems.append(f"  {key}: the architecture has {_text(value)}, the weights file has none")
+            continue
+        array, shape = stored[key], tuple(value.shape)
+        if _is_abstract_key(value):
+            ok = key in keys and array.ndim == len(shape) + 1 and array.shape[:len(shape)] == shape
+        elif np.dtype(value.dtype).name in _NATIVE:
+            ok = array.shape == shape and array.dtype == np.dtype(value.dtype)
+        else:  # stored as raw bytes, one more axis
+            ok = array.shape == (*shape, np.dtype(value.dtype).itemsize) and array.dtype == np.uint8
+        if not ok:
+            problems.append(f"  {key}: the architecture has {_text(value)}, the weights file has "
+                            f"{array.dtype.name}[{', '.join(map(str, array.shape))}]")
+    extra = sorted(set(stored) - {k for k, _ in items})
+    problems += [f"  {k}: in the weights file, not in the architecture" for k in extra]
+    if problems:
+        shown = problems[:_SHOWN] + ([f"  ... and {len(problems) - _SHOWN} more"] if len(problems) > _SHOWN else [])
+        raise ArtifactError(f"{file} does not fit the architecture in {arch}: {len(problems)} arrays differ "
+                            "(shapes, dtypes or names):\n" + "\n".join(shown))
+    restored = []
+    for key, var in items:
+        value, array = var.get_value(), stored[key]
+        if _is_abstract_key(value):
+            new = jax.random.wrap_key_data(jnp.asarray(array), impl=keys[key])
+        elif np.dtype(value.dtype).name in _NATIVE:
+            new = jnp.asarray(array)
+        else:
+            new = jnp.asarray(np.ascontiguousarray(array).reshape(-1).view(value.dtype).reshape(array.shape[:-1]))
+        restored.append((tuple(_key_part(k) for k in key.split(".")), var.replace(new)))
+    nnx.update(model, nnx.from_flat_state(restored))
+
+
+def _is_abstract_key(value: Any) -> bool:
+    return jnp.issubdtype(value.dtype, jax.dtypes.prng_key)
+
+
+def _key_part(text: str) -> Any:
+    return int(text) if text.isdigit() else text
+
+
+def _text(value: Any) -> str:
+    if _is_abstract_key(value):
+        return f"key[{', '.join(map(str, value.shape))}]"
+    return f"{np.dtype(value.dtype).name}[{', '.join(map(str, value.shape))}]"
+
+
+def load(path: str | os.PathLike[str]) -> Any:
+    """Load an artifact written by ``ss.save``: a ``Predictor`` or a model, in evaluation mode.
+
+    The files are verified (format version, SHA-256 of each, no symlink out of the
+    directory), the model is rebuilt from its JSON architecture with ``ss.build`` and its
+    specs and weight shapes are checked before any weight is copied in. No code from the
+    artifact runs.
+
+    Args:
+        path: the artifact directory.
+
+    Returns:
+        What was saved: a ``Predictor`` (with ``metrics`` and ``version`` set) or a ``Model``.
+
+    Raises:
+        ArtifactError: naming the file and the problem (missing, truncated or modified files,
+            a newer format, an unknown layer, weights that do not fit the architecture, ...).
+    """
+    root = Path(path)
+    manifest, files = read_verified(root)
+    model = _rebuild(root, files)
+    if manifest.get("kind") != "predictor":
+        return model
+    if PREDICTOR not in files:
+        raise ArtifactError(f"{root / MANIFEST} says it holds a predictor, but does not list {PREDICTOR}.")
+    config = _parse(PREDICTOR, files[PREDICTOR])
+    file = str(root / PREDICTOR)
+    encoder = encoder_from_config(config.get("encoder"), file)
+    decoder = decoder_from_config(config.get("decoder"), file)
+    try:
+        predictor: Predictor[Any, Any] = Predictor(model, encoder, decoder, batch_size=int(config.get("batch_size", 32)))
+    except Exception as e:
+        raise ArtifactError(f"{file}: the encoder or decoder does not fit the model: {e}") from None
+    metrics = _parse(METRICS, files[METRICS]) if METRICS in files else {}
+    predictor.metrics = metrics if isinstance(metrics, dict) else {}
+    predictor.version = manifest.get("version")
+    return predictor
+
+
+def info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """What an artifact holds, verified, without building the model: manifest, specs, classes,
+    preprocessing and metrics."""
+    root = Path(path)
+    manifest, files = read_verified(root)
+    arch = _parse(ARCHITECTURE, files[ARCHITECTURE])
+    out: dict[str, Any] = {"path": str(root), **{k: manifest.get(k) for k in ("version", "kind", "created",
+                                                                             "format_version", "versions", "files")}}
+    out["input_spec"] = spec_text(arch.get("input_spec") or {})
+    out["output_spec"] = spec_text(arch.get("output_spec") or {})
+    if PREDICTOR in files:
+        config = _parse(PREDICTOR, files[PREDICTOR])
+        out["class_names"] = config.get("class_names")
+        out["preprocessing"] = config.get("encoder")
+        out["decoder"] = config.get("decoder")
+    out["metrics"] = _parse(METRICS, files[METRICS]) if METRICS in files else {}
+    return out
