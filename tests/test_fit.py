@@ -256,3 +256,12 @@ def test_a_frozen_batchnorm_uses_and_keeps_its_running_statistics(digits) -> Non
     np.testing.assert_array_equal(bn.var[...], np.full((16,), 4.0, np.float32))
     ss.unfreeze(model)
     assert not bn.frozen
+
+
+def test_eval_every_n_steps_reports_eval_figures(digits, capsys) -> None:  # type: ignore[no-untyped-def]
+    xtr, ytr, xte, yte = digits
+    ss.fit(_mlp(), Batches(xtr[:128], ytr[:128], 32), loss=ss.losses.cross_entropy, optimizer=optax.sgd(0.1),
+           epochs=1, eval_data=Batches(xte, yte, 99), metrics=[ss.metrics.accuracy], eval_every=2, log_every=1000)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert [line.split(":")[0] for line in lines] == ["step 2", "step 4"]
+    assert all("eval_loss=" in line and "eval_accuracy=" in line for line in lines)
