@@ -86,3 +86,13 @@ def test_help(script: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert "--size" in text and "--repeats" in text
+
+
+def test_data_wait_runs_and_reports_the_wait_share() -> None:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "data_wait.py"), "--size", "16", "--photos", "32"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    shares = result["wait_share"]
+    assert set(shares) == {"image_folder", "in_memory"}
+    assert all(0.0 <= v <= 1.0 for v in shares.values())
