@@ -20,6 +20,12 @@ symlinks that point outside the artifact, checks the format version and every fi
 before reading it, rebuilds the model from the JSON with ``ss.build``, checks that the specs
 and every weight's shape agree, and only then copies the weights in. Nothing is unpickled,
 imported or evaluated from an artifact.
+
+The weights stream (``shapesafe._safetensors``): saving writes and hashes them one tensor at a
+time, and loading reads each tensor into its own buffer, which becomes the model's array
+without another copy on the CPU, while hashing exactly the bytes it reads; the weights are put
+into the model only once the whole file matched its SHA-256. So neither holds the weights
+twice (``benchmarks/artifact_memory.py``).
 """
 
 import datetime as dt
@@ -28,16 +34,17 @@ import json
 import os
 import platform
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import safetensors.numpy
 from flax import nnx
 
-from ._checkpoint import _NATIVE, _fresh, _fsync_dir, _host, _is_key, _write
+from . import _safetensors
+from ._checkpoint import _NATIVE, _fresh, _fsync_dir, _is_key, _write
 from ._decoders import decoder_from_config
 from ._encoders import encoder_from_config
 from ._errors import ArtifactError
@@ -86,15 +93,15 @@ def flat_variables(model: nnx.Module) -> list[tuple[str, Any]]:
     return [(".".join(str(k) for k in path), var) for path, var in nnx.to_flat_state(nnx.state(model))]
 
 
-def weights_bytes(model: nnx.Module) -> bytes:
-    """Every variable of ``model`` in safetensors form, keyed by dotted path."""
+def weight_arrays(model: nnx.Module) -> tuple[list[tuple[str, Any]], dict[str, str]]:
+    """Every variable of ``model`` as ``(dotted path, array)`` (RNG keys as their key data), and the
+    safetensors metadata naming each variable's kind and each key's implementation."""
     items = flat_variables(model)
     values = [var.get_value() for _, var in items]
-    host = _host(values)
     kinds = {key: type(var).__name__ for key, var in items}
     keys = {key: str(jax.random.key_impl(v)) for (key, _), v in zip(items, values, strict=True) if _is_key(v)}
-    return safetensors.numpy.save({key: array for (key, _), array in zip(items, host, strict=True)},
-                                  metadata={"format": FORMAT, "variables": json.dumps(kinds), "keys": json.dumps(keys)})
+    arrays = [(key, jax.random.key_data(v) if _is_key(v) else v) for (key, _), v in zip(items, values, strict=True)]
+    return arrays, {"format": FORMAT, "variables": json.dumps(kinds), "keys": json.dumps(keys)}
 
 
 def save(obj: Any, path: str | os.PathLike[str], *, version: str | None = None,
@@ -138,11 +145,10 @@ def save(obj: Any, path: str | os.PathLike[str], *, version: str | None = None,
     if not isinstance(model, Model):
         what = "an exported model (ss.load_exported)" if hasattr(model, "exported") else type(model).__name__
         raise ArtifactError(f"cannot save {what}: ss.save takes a model built with ss.build or a Predictor of one.")
-    files: dict[str, bytes] = {}
+    files: dict[str, bytes] = {}  # the small files; the weights stream into the directory (fill)
     files[ARCHITECTURE] = _json({"blueprint": blueprint_to_json(model.blueprint, "the model"),
                                  "input_spec": spec_to_json(model.input_spec),
                                  "output_spec": spec_to_json(model.output_spec)}, "the architecture")
-    files[WEIGHTS] = weights_bytes(model)
     kind = "model"
     if predictor is not None:
         kind = "predictor"
@@ -166,16 +172,24 @@ def save(obj: Any, path: str | os.PathLike[str], *, version: str | None = None,
         "kind": kind,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
-        "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-                  for name, data in sorted(files.items())},
     }
-    files[MANIFEST] = _json(manifest, "the manifest")
-    _replace_dir(target, files)
+    arrays, metadata = weight_arrays(model)
+
+    def fill(tmp: Path) -> None:
+        sha256, size = _safetensors.write(tmp / WEIGHTS, arrays, metadata=metadata)
+        listed = {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in files.items()}
+        listed[WEIGHTS] = {"sha256": sha256, "bytes": size}
+        for name, data in files.items():
+            _write(tmp / name, data)
+        _write(tmp / MANIFEST, _json({**manifest, "files": dict(sorted(listed.items()))}, "the manifest"))
+
+    _replace_dir(target, fill)
     return target
 
 
-def _replace_dir(target: Path, files: dict[str, bytes], *, marker: str = MANIFEST) -> None:
-    """Write ``files`` into a fresh directory and swap it in for ``target`` (atomic per rename).
+def _replace_dir(target: Path, files: dict[str, bytes] | Callable[[Path], None], *, marker: str = MANIFEST) -> None:
+    """Write ``files`` (or let ``files(tmp)`` write them) into a fresh directory and swap it in for
+    ``target`` (atomic per rename).
 
     Only an earlier artifact (a directory holding ``marker``) or an empty directory is replaced.
     """
@@ -190,8 +204,11 @@ def _replace_dir(target: Path, files: dict[str, bytes], *, marker: str = MANIFES
     tmp = _fresh(parent, f".tmp-{target.name}")
     old: Path | None = None
     try:
-        for name, data in files.items():
-            _write(tmp / name, data)
+        if callable(files):
+            files(tmp)
+        else:
+            for name, data in files.items():
+                _write(tmp / name, data)
         _fsync_dir(tmp)
         if target.exists():
             old = _fresh(parent, f".old-{target.name}")
@@ -224,8 +241,28 @@ def _check_links(root: Path) -> None:
                                         "an artifact's files must be inside it. Refusing to load it.")
 
 
-def read_verified(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The manifest and the verified bytes of every file it lists.
+def _mismatch(file: Path, nbytes: int, entry: Any) -> ArtifactError:
+    size = entry.get("bytes") if isinstance(entry, dict) else None
+    return ArtifactError(f"{file} does not match the SHA-256 in {MANIFEST} ({nbytes} bytes, the manifest "
+                         f"says {size}): it was truncated or modified after saving. Refusing to load it.")
+
+
+def _file_sha256(file: Path) -> tuple[str, int]:
+    """A file's SHA-256 and size, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    with open(file, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def read_verified(path: str | os.PathLike[str], *, defer_weights: bool = False
+                  ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The manifest and the verified bytes of every file it lists but the weights.
+
+    The weights file is verified too, read in chunks and not kept; with ``defer_weights``
+    only its presence is checked here, and the caller verifies it as it reads it (``load``).
 
     Raises:
         ArtifactError: not an artifact, a newer format, a symlink out, a missing file, or a
@@ -260,17 +297,24 @@ def read_verified(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
         if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
             raise ArtifactError(f"{mpath} lists {name!r}, which is not a plain file name in the artifact.")
         file = root / name
+        want = entry.get("sha256") if isinstance(entry, dict) else None
         try:
+            if name == WEIGHTS:
+                if defer_weights:
+                    if not file.is_file():
+                        raise FileNotFoundError(file)
+                    continue
+                found, nbytes = _file_sha256(file)
+                if found != want:
+                    raise _mismatch(file, nbytes, entry)
+                continue
             data = file.read_bytes()
         except FileNotFoundError:
             raise ArtifactError(f"{file} is missing (the manifest lists it). The artifact is incomplete.") from None
         except OSError as e:
             raise ArtifactError(f"{file} is unreadable: {e}") from None
-        want = entry.get("sha256") if isinstance(entry, dict) else None
         if hashlib.sha256(data).hexdigest() != want:
-            size = entry.get("bytes") if isinstance(entry, dict) else None
-            raise ArtifactError(f"{file} does not match the SHA-256 in {MANIFEST} ({len(data)} bytes, the manifest "
-                                f"says {size}): it was truncated or modified after saving. Refusing to load it.")
+            raise _mismatch(file, len(data), entry)
         out[name] = data
     return manifest, out
 
@@ -282,7 +326,7 @@ def _parse(name: str, data: bytes) -> Any:
         raise ArtifactError(f"{name} is not valid JSON: {e}") from None
 
 
-def _rebuild(root: Path, files: dict[str, bytes]) -> Model:
+def _rebuild(root: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> Model:
     from ._errors import ShapesafeError
     from ._spec import spec_from_annotation
     from .layers._sequential import Sequential
@@ -304,50 +348,67 @@ def _rebuild(root: Path, files: dict[str, bytes]) -> Model:
     if got != arch.get("output_spec"):
         raise ArtifactError(f"{where}: the rebuilt model returns {spec_text(got)}, but the artifact records "
                             f"{spec_text(arch.get('output_spec') or {})}.")
-    _load_weights(model, root / WEIGHTS, files[WEIGHTS], where)
+    _load_weights(model, root / WEIGHTS, manifest["files"][WEIGHTS], where)
     model.eval()
     return model
 
 
-def _load_weights(model: Model, file: Path, data: bytes, arch: str) -> None:
-    try:
-        stored = safetensors.numpy.load(data)
-        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-        keys = json.loads(header.get("__metadata__", {}).get("keys", "{}"))
-    except Exception as e:
-        raise ArtifactError(f"{file} is not a readable safetensors file ({type(e).__name__}: {e}).") from None
+def _load_weights(model: Model, file: Path, entry: Any, arch: str) -> None:
+    """Stream the weights file into ``model``, after checking every name, shape and dtype against
+    the architecture and the whole file against its SHA-256 (``entry``, from the manifest)."""
     items = flat_variables(model)
-    problems = []
-    for key, var in items:
-        value = var.get_value()
-        if key not in stored:
-            problems.append(f"  {key}: the architecture has {_text(value)}, the weights file has none")
-            continue
-        array, shape = stored[key], tuple(value.shape)
-        if _is_abstract_key(value):
-            ok = key in keys and array.ndim == len(shape) + 1 and array.shape[:len(shape)] == shape
-        elif np.dtype(value.dtype).name in _NATIVE:
-            ok = array.shape == shape and array.dtype == np.dtype(value.dtype)
-        else:  # stored as raw bytes, one more axis
-            ok = array.shape == (*shape, np.dtype(value.dtype).itemsize) and array.dtype == np.uint8
-        if not ok:
-            problems.append(f"  {key}: the architecture has {_text(value)}, the weights file has "
-                            f"{array.dtype.name}[{', '.join(map(str, array.shape))}]")
-    extra = sorted(set(stored) - {k for k, _ in items})
-    problems += [f"  {k}: in the weights file, not in the architecture" for k in extra]
-    if problems:
-        shown = problems[:_SHOWN] + ([f"  ... and {len(problems) - _SHOWN} more"] if len(problems) > _SHOWN else [])
-        raise ArtifactError(f"{file} does not fit the architecture in {arch}: {len(problems)} arrays differ "
-                            "(shapes, dtypes or names):\n" + "\n".join(shown))
+    values = {key: var.get_value() for key, var in items}
+    keys: dict[str, str] = {}
+
+    def check(metadata: dict[str, str], entries: list[_safetensors.Entry]) -> None:
+        try:
+            keys.update(json.loads(metadata.get("keys", "{}")))
+        except (TypeError, ValueError) as e:
+            raise _safetensors.Unreadable(f"its metadata's keys are not a JSON object ({e})") from None
+        stored = {name: (shape, dtype) for name, shape, dtype in entries}
+        problems = []
+        for key, value in values.items():
+            if key not in stored:
+                problems.append(f"  {key}: the architecture has {_text(value)}, the weights file has none")
+                continue
+            (have, dtype), shape = stored[key], tuple(value.shape)
+            if _is_abstract_key(value):
+                ok = key in keys and len(have) == len(shape) + 1 and have[:len(shape)] == shape
+            elif np.dtype(value.dtype).name in _NATIVE:
+                ok = have == shape and dtype == np.dtype(value.dtype)
+            else:  # stored as raw bytes, one more axis
+                ok = have == (*shape, np.dtype(value.dtype).itemsize) and dtype == np.uint8
+            if not ok:
+                problems.append(f"  {key}: the architecture has {_text(value)}, the weights file has "
+                                f"{dtype.name}[{', '.join(map(str, have))}]")
+        problems += [f"  {k}: in the weights file, not in the architecture" for k in sorted(set(stored) - set(values))]
+        if problems:
+            shown = problems[:_SHOWN] + ([f"  ... and {len(problems) - _SHOWN} more"] if len(problems) > _SHOWN else [])
+            raise ArtifactError(f"{file} does not fit the architecture in {arch}: {len(problems)} arrays differ "
+                                "(shapes, dtypes or names):\n" + "\n".join(shown))
+
+    def place(key: str, array: np.ndarray) -> Any:
+        value = values[key]
+        if not _is_abstract_key(value) and np.dtype(value.dtype).name not in _NATIVE:
+            array = array.reshape(-1).view(value.dtype).reshape(array.shape[:-1])
+        return jax.device_put(array)  # on the CPU, the array's own (aligned) buffer: no copy
+
+    want = entry.get("sha256") if isinstance(entry, dict) else None
+    try:
+        _, placed = _safetensors.read(file, sha256=want, check=check, place=place)
+    except _safetensors.Damaged as e:
+        raise _mismatch(file, e.nbytes, entry) from None
+    except _safetensors.Unreadable as e:
+        raise ArtifactError(f"{file} is not a readable safetensors file ({e}).") from None
+    except FileNotFoundError:
+        raise ArtifactError(f"{file} is missing (the manifest lists it). The artifact is incomplete.") from None
+    except OSError as e:
+        raise ArtifactError(f"{file} is unreadable: {e}") from None
     restored = []
     for key, var in items:
-        value, array = var.get_value(), stored[key]
-        if _is_abstract_key(value):
-            new = jax.random.wrap_key_data(jnp.asarray(array), impl=keys[key])
-        elif np.dtype(value.dtype).name in _NATIVE:
-            new = jnp.asarray(array)
-        else:
-            new = jnp.asarray(np.ascontiguousarray(array).reshape(-1).view(value.dtype).reshape(array.shape[:-1]))
+        new = placed.pop(key)
+        if _is_abstract_key(values[key]):
+            new = jax.random.wrap_key_data(new, impl=keys[key])
         restored.append((tuple(_key_part(k) for k in key.split(".")), var.replace(new)))
     nnx.update(model, nnx.from_flat_state(restored))
 
@@ -385,8 +446,8 @@ def load(path: str | os.PathLike[str]) -> Any:
             a newer format, an unknown layer, weights that do not fit the architecture, ...).
     """
     root = Path(path)
-    manifest, files = read_verified(root)
-    model = _rebuild(root, files)
+    manifest, files = read_verified(root, defer_weights=True)
+    model = _rebuild(root, manifest, files)
     if manifest.get("kind") != "predictor":
         return model
     if PREDICTOR not in files:

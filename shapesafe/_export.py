@@ -160,6 +160,7 @@ class ExportedModel:
         self.output_spec = spec_from_json(record.get("output_spec"), file, "output_spec")
         self._weights = [jnp.asarray(w) for w in weights]
         self._call = jax.jit(exported.call)
+        self._file = file
 
     def __repr__(self) -> str:
         return (f"ExportedModel({spec_text(self.record['input_spec'])} -> {spec_text(self.record['output_spec'])}, "
@@ -173,6 +174,11 @@ class ExportedModel:
         if not fixed_ok or np.dtype(getattr(x, "dtype", None) or "V").name != want["dtype"]:
             got = f"{np.dtype(getattr(x, 'dtype', None) or 'V').name}[{', '.join(map(str, shape))}]"
             raise ShapeError(f"the exported model takes {spec_text(want)}, got {got}.")
+        here = _default_platforms()[0]
+        lowered = list(self.record.get("platforms") or [])
+        if here not in lowered:
+            raise ArtifactError(f"{self._file}: the model was exported for {', '.join(lowered)} only, and this JAX "
+                                f"runs on {here}. Export it again with ss.export(..., platforms=({here!r}, ...)).")
         return self._call(self._weights, x)
 
 

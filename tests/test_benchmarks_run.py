@@ -89,10 +89,37 @@ def test_help(script: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 
 
 def test_data_wait_runs_and_reports_the_wait_share() -> None:
-    done = subprocess.run([sys.executable, str(BENCHMARKS / "data_wait.py"), "--size", "16", "--photos", "32"],
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "data_wait.py"), "--size", "16", "--photos", "32",
+                           "--epochs", "2", "--passes", "1"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    pipelines = {"decode_every_epoch", "cached", "in_memory"}
+    shares = result["wait_share"]
+    assert set(shares) == set(result["epoch_ratio"]) == set(result["first_epoch_wait_share"]) == pipelines
+    assert all(0.0 <= v <= 1.0 for v in shares.values())
+    assert all(len(epochs) == 2 for epochs in result["epochs"].values())
+
+
+def test_data_pipeline_runs_and_reports_ratios_to_the_best_peer() -> None:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "data_pipeline.py"), "--images", "8", "--batch", "4",
+                           "--rounds", "2", "--only", "pillow_threads"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert set(result["images_per_s"]) == set(result["cpu_ms_per_image"]) == {"shapesafe", "pillow_threads"}
+    ratio = result["ratio_to_best_peer"]
+    assert {"min", "p25", "median", "p75", "max", "per_round", "best_peer_per_round"} <= ratio.keys()
+    assert len(ratio["per_round"]) == 2 and all(r > 0 for r in ratio["per_round"])
+    assert result["scan_ms_per_image"] >= 0
+
+
+def test_artifact_memory_runs_and_reads_back_the_same_weights() -> None:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "artifact_memory.py"), "--size", "16", "--inline"],
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
-    shares = result["wait_share"]
-    assert set(shares) == {"image_folder", "in_memory"}
-    assert all(0.0 <= v <= 1.0 for v in shares.values())
+    check_environment(result)
+    assert result["param_count"] == TINY_PARAMS
+    assert set(result["peak_rss_increase_mib"]) == {"shapesafe_save", "safetensors_save_file", "shapesafe_load",
+                                                    "safetensors_load_file", "safetensors_load_file_to_jax"}
+    assert result["loaded_equals_peer_file"] is True and result["artifact_file_equals_peer_file"] is True
+    assert result["weights_file_mib"] == pytest.approx(result["peer_file_mib"], abs=0.1)

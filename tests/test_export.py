@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -98,3 +99,22 @@ def test_a_tampered_export_is_refused(clf, tmp_path):
         ss.load_exported(path)
     with pytest.raises(ss.ArtifactError, match=r"is not a shapesafe export: export\.json is missing"):
         ss.load_exported(tmp_path)
+
+
+def test_exported_for_cpu_and_cuda_on_a_machine_without_a_gpu(clf, tmp_path):
+    path = ss.export(clf, tmp_path / "both", platforms=("cpu", "cuda"))  # lowering needs no GPU
+    record = json.loads((path / "export.json").read_text())
+    assert record["platforms"] == ["cpu", "cuda"]
+    served = ss.load_exported(path)
+    assert served.model.exported.platforms == ("cpu", "cuda")
+    x = np.random.default_rng(2).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    np.testing.assert_allclose(served.model(x), _live(clf, x), rtol=1e-5, atol=1e-6)
+
+
+def test_an_export_for_another_platform_only_says_so(clf, tmp_path):
+    other = "tpu" if jax.default_backend() != "tpu" else "cpu"  # lowering needs no such device
+    served = ss.load_exported(ss.export(clf.model, tmp_path / "elsewhere", platforms=(other,)))
+    with pytest.raises(ss.ArtifactError, match=rf"export\.json: the model was exported for {other} only, and this "
+                                               r"JAX runs on \w+\. Export it again with ss\.export\(\.\.\., "
+                                               r"platforms=\('\w+', \.\.\.\)\)"):
+        served(np.zeros((1, 8, 8, 3), np.uint8))

@@ -71,6 +71,8 @@ class Call:
             self.keys = []
             if required:
                 self._check_param(required[0], tree, "the elements")
+        # how to call fn on an element, as a small picklable object (for worker processes)
+        self.invoke = Invoke(fn, self.mode, tuple(self.keys), self.wants_rng)
 
     def _keyed(self, required: list[inspect.Parameter], tree: Mapping[str, Any]) -> bool:
         if not required:
@@ -137,6 +139,20 @@ class Call:
     # -- calling ---------------------------------------------------------------------------
     def raw(self, value: Any, rng_seed: tuple[int, ...]) -> Any:
         """What ``fn`` returns for ``value``."""
+        return self.invoke.raw(value, rng_seed)
+
+    def __call__(self, value: Any, rng_seed: tuple[int, ...]) -> Any:
+        """The new element: ``fn``'s result merged into ``value`` for keyed calls."""
+        return self.invoke(value, rng_seed)
+
+
+class Invoke:
+    """``fn`` bound to how elements are passed to it (``keyed``, ``tuple`` or ``whole``)."""
+
+    def __init__(self, fn: Callable[..., Any], mode: str, keys: tuple[str, ...], wants_rng: bool):
+        self.fn, self.mode, self.keys, self.wants_rng = fn, mode, keys, wants_rng
+
+    def raw(self, value: Any, rng_seed: tuple[int, ...]) -> Any:
         extra = {RNG: np.random.default_rng(rng_seed)} if self.wants_rng else {}
         if self.mode == "keyed":
             return self.fn(**{k: value[k] for k in self.keys}, **extra)
@@ -145,7 +161,6 @@ class Call:
         return self.fn(value, **extra)
 
     def __call__(self, value: Any, rng_seed: tuple[int, ...]) -> Any:
-        """The new element: ``fn``'s result merged into ``value`` for keyed calls."""
         out = self.raw(value, rng_seed)
         if self.mode == "keyed":
             if len(self.keys) == 1 and not isinstance(out, Mapping):

@@ -110,8 +110,29 @@ def prepare_image(im: Image.Image, size: tuple[int, int], *, mode: str = "RGB", 
         img = ImageOps.exif_transpose(im)
     img = _to_mode(img, mode, background)
     img = _fit(img, (w, h), resize, background)
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = _pixels(img)
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _pixels(img: Image.Image) -> np.ndarray:
+    """``np.asarray(img)`` for 8-bit modes, packed in one piece: ``np.asarray`` goes through
+    ``tobytes``, which packs 64 KiB at a time and joins the pieces (a second copy of the image).
+    The array is read-only (it wraps the packed bytes); ``batch`` copies it into the batch."""
+    getencoder = getattr(Image, "_getencoder", None)  # what tobytes uses (Pillow-internal)
+    if img.mode not in ("L", "RGB", "RGBA") or getencoder is None:
+        return np.asarray(img, dtype=np.uint8)
+    img.load()  # a file not resized is still lazy; a truncated one fails here
+    channels = len(img.mode)
+    encoder = getencoder(img.mode, "raw", img.mode)
+    try:
+        encoder.setimage(img.im, (0, 0, *img.size))
+        _, status, data = encoder.encode(img.width * img.height * channels)
+    finally:
+        encoder.cleanup()
+    if status != 1 or len(data) != img.width * img.height * channels:  # 1: done, all of it
+        return np.asarray(img, dtype=np.uint8)
+    shape = (img.height, img.width) if channels == 1 else (img.height, img.width, channels)
+    return np.frombuffer(data, np.uint8).reshape(shape)
 
 
 def _orientation(im: Image.Image) -> int | None:

@@ -114,6 +114,47 @@ class ElementSpec:
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython / Jupyter
         printer.text(repr(self))
 
+    def fits(self, value: Any) -> bool:
+        """A quick run-time check: ``True`` means ``value`` matches (structure, array type, dtype,
+        fixed shape). ``False`` means "not decided here": ``element_mismatch`` then decides and
+        explains. Every element a stage produces is checked, so this path costs a few µs."""
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = self.__dict__["_plan"] = _fast_plan(self.tree)
+        treedef, leaves = plan
+        if treedef is None:
+            return False
+        flat, got = jtu.tree_flatten(value)
+        if got != treedef or len(flat) != len(leaves):
+            return False
+        for x, (kind, dtypes, shape) in zip(flat, leaves, strict=True):
+            if not isinstance(x, kind) or x.shape != shape:
+                return False
+            if dtypes is not None:
+                num = x.dtype.num  # an int; ``dtype.name`` builds a string (µs)
+                ok = dtypes.get(num)
+                if ok is None:
+                    ok = dtypes[num] = x.dtype.name in dtypes["names"]
+                if not ok:
+                    return False
+        return True
+
+
+def _fast_plan(tree: Any) -> tuple[Any, list[tuple[Any, dict[Any, Any] | None, tuple[int, ...]]]]:
+    """What ``ElementSpec.fits`` compares: per leaf the array type, the allowed dtypes (their
+    names, and a memo by dtype number) and the shape; ``(None, [])`` where a leaf has named,
+    variadic or broadcastable dims (the full check decides those)."""
+    leaves, treedef = jtu.tree_flatten(tree)
+    plan = []
+    for ann in leaves:
+        dims = list(ann.dims)
+        if any(_kind(d) != "_FixedDim" or d.broadcastable for d in dims):
+            return None, []
+        names = _dtypes(ann)
+        plan.append((ann.array_type, None if names is None else {"names": frozenset(names)},
+                     tuple(int(d.size) for d in dims)))
+    return treedef, plan
+
 
 def _leaf_key(a: Any) -> tuple[Any, ...]:
     return (a.dtype.__name__, a.dim_str, a.array_type)

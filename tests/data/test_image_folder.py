@@ -197,3 +197,15 @@ def test_walkthrough_data_lines(tmp_path):
     assert len(train) == 4 and len(test) == 1
     labels = np.concatenate([b["label"][b["mask"]] for b in test])
     assert sorted(labels.tolist()) == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+@pytest.mark.parametrize("size", [(1, 1), (7, 3), (250, 250), (400, 301)], ids=str)
+def test_pixels_packed_in_one_piece_equal_numpys_conversion(mode: str, size: tuple[int, int]):
+    from shapesafe.data._image_folder import _pixels
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA").convert(mode)
+    got, want = _pixels(img), np.asarray(img)
+    assert got.dtype == want.dtype == np.uint8 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)

@@ -1,0 +1,146 @@
+"""``batch``: stack elements under a new leading ``batch`` dimension, with a mask for padding."""
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .._errors import ShapeError
+from ._dataset import Dataset, IndexIter, Item, Iter, State
+from ._specs import ElementSpec, format_annotation, is_annotation, make, with_leading
+from ._stages import ParentIter, positive
+
+MASK = "mask"
+BATCH = "batch"
+
+
+def _batched_spec(parent: Dataset, stage: str) -> tuple[Any, str]:
+    tree = parent.spec.tree
+    for _, ann in parent.spec.leaves():
+        if ann.dim_str.split()[:1] == [BATCH]:
+            raise ShapeError(
+                f"{stage}: the elements already have a leading batch dimension "
+                f"({format_annotation(ann)}), so batching again would give two. Batch once "
+                "(remove one .batch()), or rename the inner dimension in a map first."
+            )
+    leading = _tree_map(lambda a: with_leading(a, BATCH), tree)
+    mask = make(_bool(), np.ndarray, " batch".strip())
+    if isinstance(tree, Mapping):
+        if MASK in tree:
+            raise ShapeError(f"{stage}: the elements already have a {MASK!r} key, which batch reserves "
+                             "for marking padded examples. Rename it in a map first.")
+        return {**leading, MASK: mask}, "dict"
+    if isinstance(tree, tuple):
+        return (*leading, mask), "tuple"
+    return (leading, mask), "single"
+
+
+def _bool() -> Any:
+    import jaxtyping
+    return jaxtyping.Bool
+
+
+def _tree_map(f: Callable[[Any], Any], tree: Any) -> Any:
+    if is_annotation(tree):
+        return f(tree)
+    if isinstance(tree, Mapping):
+        return {k: _tree_map(f, v) for k, v in tree.items()}
+    return type(tree)(_tree_map(f, v) for v in tree)
+
+
+class Batch(Dataset):
+    def __init__(self, parent: Dataset, size: int, *, drop_remainder: bool):
+        self._parents = (parent,)
+        self.size = positive("batch: size", size)
+        self.drop = bool(drop_remainder)
+        self._stage = f"batch({size}{', drop_remainder=True' if drop_remainder else ''})"
+        tree, self.form = _batched_spec(parent, f"stage {parent.depth + 1}, {self._stage}")
+        self.spec = ElementSpec(tree)
+        self._random_access, self._workers = parent._random_access, parent._workers
+
+    def _length(self) -> int | None:
+        n = self._parents[0]._length()
+        if n is None:
+            return None
+        return n // self.size if self.drop else math.ceil(n / self.size)
+
+    def _get(self, epoch: int, index: int) -> Item | None:
+        parent = self._parents[0]
+        n = parent._length() or 0
+        lo, hi = index * self.size, min((index + 1) * self.size, n)
+        items = [parent._get(epoch, j) for j in range(lo, hi)]
+        real = [it for it in items if it is not None]
+        if not real:
+            return None
+        return self.stack(real)
+
+    def stack(self, items: list[Item]) -> Item:
+        values = [v for v, _ in items]
+        k = len(values)
+        mask = np.zeros((self.size,), bool)
+        mask[:k] = True
+
+        def stack(*leaves: Any) -> np.ndarray:
+            out = np.empty((self.size, *np.shape(leaves[0])), np.asarray(leaves[0]).dtype)
+            np.stack(leaves, out=out[:k])  # one copy, straight into the batch
+            out[k:] = 0
+            return out
+
+        import jax.tree_util as jtu
+        stacked = jtu.tree_map(stack, *values)
+        if self.form == "dict":
+            value: Any = {**stacked, MASK: mask}
+        elif self.form == "tuple":
+            value = (*stacked, mask)
+        else:
+            value = (stacked, mask)
+        return value, tuple(o for _, o in items)
+
+    def _open(self, epoch: int, state: State | None) -> Iter:
+        if self._random_access:  # the parent's pool works per element; batches are stacked here
+            return _IndexBatchIter(self, epoch, int(state["index"]) if state else 0)
+        return _BatchIter(self, epoch, state)
+
+
+class _IndexBatchIter(Iter):
+    def __init__(self, ds: Batch, epoch: int, start: int):
+        self.ds, self.index, self.length = ds, start, ds._length() or 0
+        self.parent = IndexIter(ds._parents[0], epoch, start * ds.size)
+
+    def next(self) -> Item:
+        while self.index < self.length:
+            items: list[Item | None] = []
+            while len(items) < self.ds.size:
+                try:
+                    items.append(self.parent.next_slot())
+                except StopIteration:
+                    break
+            self.index += 1
+            real = [it for it in items if it is not None]
+            if real:
+                return self.ds.stack(real)
+        raise StopIteration
+
+    def state(self) -> State:
+        return {"index": self.index}
+
+    def close(self) -> None:
+        self.parent.close()
+
+
+class _BatchIter(ParentIter):
+    def __init__(self, ds: Batch, epoch: int, state: State | None):
+        super().__init__(ds._parents[0]._open(epoch, state["parent"] if state else None))
+        self.ds = ds
+
+    def next(self) -> Item:
+        items: list[Item] = []
+        while len(items) < self.ds.size:
+            try:
+                items.append(self.parent.next())
+            except StopIteration:
+                break
+        if not items or (self.ds.drop and len(items) < self.ds.size):
+            raise StopIteration
+        return self.ds.stack(items)
