@@ -32,7 +32,7 @@ POOLS = ("max_pool", "reshape")
 class FlaxCNN(nnx.Module):
     """The talk's CNN written by hand in Flax NNX, with no shape checks.
 
-    ``Cast(float32) >> Conv2D(32, (3, 3)) >> ReLU >> MaxPool((2, 2)) >> Flatten >> Linear(512)
+    ``Rescale(1 / 255) >> Conv2D(32, (3, 3)) >> ReLU >> MaxPool((2, 2)) >> Flatten >> Linear(512)
     >> ReLU >> Linear(2)`` on ``size x size x 3`` uint8 images; the flattened size is
     computed by hand, as a Flax user would. ``pool="reshape"`` pools as shapesafe's MaxPool
     does when windows tile the input (a reshape and a max) instead of ``nnx.max_pool``
@@ -50,7 +50,7 @@ class FlaxCNN(nnx.Module):
         self.head = nnx.Linear(hidden, classes, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = x.astype(jnp.float32)
+        x = x.astype(jnp.float32) * jnp.float32(1 / 255)
         x = nnx.relu(self.conv(x))
         if self.pool == "reshape":
             b, h, w, c = x.shape
@@ -83,6 +83,14 @@ def copy_weights(model: ss.Model, peer: FlaxCNN) -> None:
             if src[...].shape != dst[...].shape:
                 raise RuntimeError(f"{name}: shapes differ, {src[...].shape} vs {dst[...].shape}")
             dst[...] = src[...]
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def param_count(module: nnx.Module) -> int:

@@ -158,6 +158,32 @@ def resnet_small(classes: int, *, width: int = 16, size: int = 64) -> Network:
     return Network(net, UInt8[Array, f"batch {size} {size} 3"])
 
 
+def pretrained_small() -> ss.Model:
+    """``resnet_small(12, width=32, size=64)`` pretrained on "shapes in the wild", in evaluation mode.
+
+    Its 12-way head (``fc``) names which shape, if any, is pasted on a photo
+    (``models.pretrain.SHAPES``); the rest is a backbone for 64 px photos, shipped in
+    ``models/weights/resnet_small_shapes/`` (an ``ss.save`` artifact; how it was trained and
+    its source-task accuracy are in ``pretrain.json`` there; ``python -m models.pretrain``
+    remakes it). Swap the head for a task of your own::
+
+        backbone = resnet.pretrained_small()
+        model = ss.build(backbone.blueprint[:-1] >> L.Linear(2).named("fc"), backbone.input_spec)
+        ss.copy_weights(backbone, model, skip="fc", strict=True)
+        ss.freeze(model, range(len(model) - 1))  # train the head first
+
+    Example:
+        >>> from models import resnet
+        >>> model = resnet.pretrained_small()
+        >>> ss.summary(model).input_spec, ss.summary(model).output_spec
+        ('UInt8[batch, 64, 64, 3]', 'Float32[batch, 12]')
+    """
+    from models import pretrain
+
+    model: ss.Model = ss.load(pretrain.WEIGHTS)
+    return model
+
+
 # -- torchvision's state_dict names ---------------------------------------------------------
 
 def torchvision_names(blueprint: L.Sequential) -> dict[str, str]:

@@ -19,8 +19,7 @@ from . import resnet, rnn, talk
 
 class ZooModel(NamedTuple):
     """A registry entry, made: the blueprint, its input spec, the number of classes, and a
-    plain-SGD learning rate at which one step on a random batch lowers the loss (the talk's
-    networks take raw 0..255 pixels, so theirs is small).
+    plain-SGD learning rate at which one step on a random batch lowers the loss.
 
     ``batch(n, seed)`` makes a fixed random batch ``(x, y)`` for it: ``x`` of the spec's
     dtype and shape with ``batch = n`` (uniform pixels 0..255 for ``uint8``, uniform [0, 1)
@@ -67,8 +66,8 @@ def entry(blueprint: L.Blueprint, spec: Any, classes: int, *, learning_rate: flo
 
 
 REGISTRY: dict[str, Callable[[], ZooModel]] = {
-    "mlp": lambda: entry(talk.mlp(16), talk.image_spec(16), 2, learning_rate=1e-5),
-    "cnn": lambda: entry(talk.cnn(filters=4, hidden=16), talk.image_spec(16), 2, learning_rate=1e-5),
+    "mlp": lambda: entry(talk.mlp(16), talk.image_spec(16), 2),
+    "cnn": lambda: entry(talk.cnn(filters=4, hidden=16), talk.image_spec(16), 2),
     "lstm": lambda: entry(*rnn.classifier(L.LSTM, hidden=16), rnn.CLASSES),
     "gru": lambda: entry(*rnn.classifier(L.GRU, hidden=16), rnn.CLASSES),
     "resnet_small": lambda: entry(*resnet.resnet_small(3, width=4, size=16), 3),

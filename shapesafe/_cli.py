@@ -43,13 +43,10 @@ class _Result:
 
 
 def _blueprint(name: str) -> Any:
-    """The talk's network, after ``Rescale(1 / 255)``: on raw 0..255 pixels its first logits are
-    in the hundreds and SGD does not recover (measured: training loss 9-15 after 20 epochs)."""
+    """The talk's network (``models/talk.py``, which starts with ``Rescale(1 / 255)``)."""
     from models import talk
-    from shapesafe import layers as L
 
-    net = talk.cnn() if name == "cnn" else talk.mlp(int(name.removeprefix("mlp")))
-    return L.Rescale(1 / 255) >> net
+    return talk.cnn() if name == "cnn" else talk.mlp(int(name.removeprefix("mlp")))
 
 
 def _default_lr(name: str, size: int) -> float:
@@ -106,10 +103,13 @@ def _demo(args: argparse.Namespace) -> int:
     from shapesafe.data import image_folder, random_flip
 
     if args.quick:
-        args.n, args.epochs, args.size, args.batch = args.n or 40, args.epochs or 2, args.size or 32, 8
-        photo_size = 64
+        args.n, args.epochs, args.batch = args.n or 40, args.epochs or 2, 8
+        args.size = args.size or (DEFAULT_SIZE if args.transfer else 32)  # the backbone saw 64 px
+        photo_size = 2 * args.size  # made larger than the models see and scaled down, as in a full run
     else:
-        args.n, args.epochs, args.size = args.n or 1000, args.epochs or DEFAULT_EPOCHS, args.size or DEFAULT_SIZE
+        args.n, args.size = args.n or 1000, args.size or DEFAULT_SIZE
+        if not args.transfer:  # --transfer has its own training budgets
+            args.epochs = args.epochs or DEFAULT_EPOCHS
         photo_size = max(PHOTO_SIZE, args.size)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(names) - set(MODELS))
@@ -130,6 +130,10 @@ def _demo(args: argparse.Namespace) -> int:
     train, test = ds.split(0.8, seed=args.seed)
     print(f"split: {len(train)} train, {len(test)} test (stratified); classes {ds.class_names}; "
           f"the models see {args.size}x{args.size}x3 uint8 (--size)")
+    if args.transfer:  # pretrained backbone vs scratch on 10% of the labels (shapesafe/_cli_transfer.py)
+        from ._cli_transfer import transfer
+
+        return transfer(args, train, test)
     # decoded once and kept in memory; each epoch, training photos are mirrored and shifted at random
     train_batches = (train.cache().shuffle(seed=args.seed).map(random_flip, seed=args.seed)
                      .map(logo.shift, seed=args.seed + 1).batch(args.batch))
@@ -207,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--quick", action="store_true",
                       help="a tiny run to check the installation: 40 photos at 32x32, 2 epochs")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--transfer", action="store_true",
+                      help="transfer learning instead: with 10%% of the training labels, fine-tune the pretrained "
+                      "ResNet backbone (models/pretrain.py) and train the same network from scratch for as many "
+                      "steps; print both test accuracies and write transfer.json to --out (a few minutes)")
     demo.set_defaults(run=_demo)
     add_artifact_commands(sub)  # predict, info
     args = parser.parse_args(argv)

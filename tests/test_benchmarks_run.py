@@ -31,10 +31,16 @@ def results() -> dict[str, dict[str, Any]]:
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for script, args in TINY.items()}
     out = {}
-    for script, process in running.items():
-        stdout, stderr = process.communicate(timeout=180)
-        assert process.returncode == 0, f"{script} failed:\n{stderr[-3000:]}"
-        out[script] = json.loads(stdout)
+    try:
+        for script, process in running.items():
+            stdout, stderr = process.communicate(timeout=180)
+            assert process.returncode == 0, f"{script} failed:\n{stderr[-3000:]}"
+            out[script] = json.loads(stdout)
+    finally:  # on a failure, stop the others too (no process or pipe outlives the fixture)
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
     return out
 
 

@@ -6,6 +6,7 @@ so their first losses agree.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,18 @@ from typing import Any
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
 TINY = {
     "train_overhead.py": ["--rounds", "1", "--repeats", "2", "--warmup", "1"],
     "train_cnn.py": ["--size", "16", "--batch", "4", "--rounds", "1", "--repeats", "1", "--warmup", "0",
                      "--explore", "--threads", "1"],
+    # ResNet-10 (one block per stage) at the smallest size ResNet-18's stem takes
+    "train_resnet.py": ["--size", "32", "--batch", "4", "--blocks", "1", "--rounds", "1", "--repeats", "1",
+                        "--warmup", "0", "--threads", "1"],
 }
+# XLA's backend optimisations off: the ResNet's two training steps compile in ~40 % of the time
+ENV = {"train_resnet.py": {"XLA_FLAGS": "--xla_backend_optimization_level=0"}}
 # 16x16 -> conv 14x14x32 -> pool 7x7x32 = 1568 -> Linear(512) -> Linear(2)
 TINY_CNN_PARAMS = (3 * 3 * 3 * 32 + 32) + (1568 * 512 + 512) + (512 * 2 + 2)
 OVERHEAD = {"shapesafe", "pure_jax", "nnx_jit", "shapesafe_scan"}
@@ -26,15 +33,23 @@ OVERHEAD = {"shapesafe", "pure_jax", "nnx_jit", "shapesafe_scan"}
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, dict[str, Any]]:
-    """Both scripts on tiny inputs, run at the same time (each in its own process)."""
+    """The scripts on tiny inputs, run at the same time (each in its own process)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     running = {script: subprocess.Popen([sys.executable, str(BENCHMARKS / script), *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env={**env, **ENV.get(script, {})})
                for script, args in TINY.items()}
     out = {}
-    for script, process in running.items():
-        stdout, stderr = process.communicate(timeout=180)
-        assert process.returncode == 0, f"{script} failed:\n{stderr[-3000:]}"
-        out[script] = json.loads(stdout)
+    try:
+        for script, process in running.items():
+            stdout, stderr = process.communicate(timeout=180)
+            assert process.returncode == 0, f"{script} failed:\n{stderr[-3000:]}"
+            out[script] = json.loads(stdout)
+    finally:  # on a failure, stop the others too (no process or pipe outlives the fixture)
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
     return out
 
 
@@ -63,3 +78,44 @@ def test_train_cnn_contenders_start_from_the_same_loss(results: dict[str, dict[s
     assert max(first.values()) - min(first.values()) <= 1e-3 * max(1.0, abs(first["flax"]))
     assert result["ratio_vs_flax"]["flax"] == 1.0 and result["ratio_vs_torch"]["torch"] == 1.0
     assert result["torch_threads"] == 1
+
+
+def resnet_params(classes: int, blocks: int) -> int:
+    """Trainable parameters of torchvision's ResNet layout with ``blocks`` basic blocks per
+    stage, counted by hand (convolutions without bias; BatchNorm's scale and bias)."""
+    total = 7 * 7 * 3 * 64 + 2 * 64  # stem: conv1, bn1
+    cin = 64
+    for c in (64, 128, 256, 512):
+        for b in range(blocks):
+            first = cin if b == 0 else c
+            total += 3 * 3 * first * c + 3 * 3 * c * c + 2 * 2 * c  # conv1, conv2, bn1, bn2
+            if b == 0 and first != c:
+                total += first * c + 2 * c  # downsample: 1x1 conv, BatchNorm
+        cin = c
+    return total + 512 * classes + classes
+
+
+def test_resnet_contenders_start_from_the_same_loss(results: dict[str, dict[str, Any]]) -> None:
+    """shapesafe, the hand-written Flax ResNet and plain PyTorch hold the same weights: the
+    first loss (train-mode BatchNorm, before any update) agrees to 1e-4 relative (measured:
+    ~5e-7 at this size; the script itself allows 1e-3 on CPU)."""
+    result = results["train_resnet.py"]
+    assert result["benchmark"] == "train_resnet"
+    assert {"date", "device", "versions", "parameters", "goal", "jax_device", "torch", "xla_flags"} <= result.keys()
+    assert resnet_params(10, 2) == 11_689_512 - 990 * 513  # ResNet-18 (torchvision: 1000 classes)
+    assert result["param_count"] == resnet_params(10, 1)
+    p = result["parameters"]
+    assert (p["size"], p["batch"], p["blocks"], p["classes"], p["rounds"]) == (32, 4, 1, 10, 1)
+    assert result["jax_device"]["platform"] == "cpu" and result["torch"]["device"] == "cpu"
+    assert result["torch"]["threads"] == 1
+    assert result["xla_flags"] == "--xla_backend_optimization_level=0"
+    names = {"shapesafe", "flax", "torch"}
+    for key in ("first_loss", "last_loss", "first_step_s", "images_per_s", "median_step_ms", "cpu_ms_per_step",
+                "ratio_vs_flax", "ratio_vs_torch", "round_medians_ms", "ratio_vs_flax_per_round"):
+        assert set(result[key]) == names, key
+    first = result["first_loss"]
+    assert result["first_loss_agree"] is True
+    assert max(first.values()) - min(first.values()) <= 1e-4 * abs(first["torch"])
+    assert 1.0 < first["torch"] < 5.0  # about ln(10) for 10 classes at initialisation
+    assert all(v > 0 for v in result["images_per_s"].values())
+    assert result["ratio_vs_flax"]["flax"] == 1.0 and result["ratio_vs_torch"]["torch"] == 1.0

@@ -94,6 +94,8 @@ def test_blueprints_are_immutable_hashable_and_readable() -> None:
     assert repr(L.Conv2D(8, 3, strides=2, padding="same")) == "Conv2D(8, (3, 3), strides=(2, 2), padding='same')"
     assert repr(L.MaxPool((2, 2))) == "MaxPool((2, 2))"
     assert repr(L.Cast(jnp.float32)) == "Cast(jnp.float32)"
+    assert repr(L.Rescale(1 / 255)) == "Rescale(1 / 255)"  # not 0.00392156862745098
+    assert repr(L.Dropout(0.25)) == "Dropout(0.25)"
     assert conv == L.Conv2D(32, 3) and hash(conv) == hash(L.Conv2D(32, 3))
     assert len({talk.cnn(), talk.cnn()}) == 1
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -178,7 +180,8 @@ def test_checks_are_not_in_the_compiled_program() -> None:
     graphdef, state = nnx.split(model)
     jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, jnp.zeros((2, 4, 4, 3), jnp.uint8))
     prims = {str(e.primitive) for e in jaxpr.jaxpr.eqns}
-    assert prims <= {"reshape", "convert_element_type", "dot_general", "add", "max", "broadcast_in_dim", "pjit", "custom_jvp_call"}, prims
+    assert prims <= {"reshape", "convert_element_type", "mul", "dot_general", "add", "max", "broadcast_in_dim", "pjit",
+                     "custom_jvp_call"}, prims
 
 
 def test_integer_input_to_embedding_style_models_keeps_int_spec() -> None:

@@ -17,7 +17,8 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
 def test_the_notebooks_are_found() -> None:
-    assert {"01_walkthrough.ipynb", "02_shape_errors.ipynb", "04_sequences.ipynb"} <= {p.name for p in NOTEBOOKS}
+    assert {"01_logo_classifier.ipynb", "02_shape_errors.ipynb", "04_sequences.ipynb",
+            "06_digits_walkthrough.ipynb"} <= {p.name for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -89,6 +89,8 @@ def _show(value: Any) -> str:
         return f"jnp.{dtype_name}"
     if callable(value) and hasattr(value, "__name__"):
         return value.__name__
+    if isinstance(value, float) and 0 < value < 1 and len(repr(value)) > 8 and 1 / round(1 / value) == value:
+        return f"1 / {round(1 / value)}"  # Rescale(1 / 255), not Rescale(0.00392156862745098)
     return repr(value)
 
 
