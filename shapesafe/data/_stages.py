@@ -11,12 +11,14 @@ import collections
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jax
 import numpy as np
 
 from .._errors import ShapeError
+from .._spec import is_annotation
 from ._calls import Call, fn_name
 from ._dataset import Dataset, Item, Iter, State
-from ._specs import ElementSpec, tree_from_annotation
+from ._specs import ElementSpec, retype, tree_from_annotation
 
 
 def positive(name: str, value: Any, *, zero: bool = False) -> int:
@@ -42,6 +44,14 @@ class ParentIter(Iter):
 # ---------------------------------------------------------------------------------------- map
 
 
+def _on_host(tree: Any) -> tuple[Any, bool]:
+    """``tree`` with every ``X[jax.Array, dims]`` leaf as ``X[np.ndarray, dims]``, and whether any was."""
+    leaves, treedef = jax.tree.flatten(tree, is_leaf=is_annotation)
+    moved = [retype(a, np.ndarray) if is_annotation(a) and a.array_type is jax.Array else a for a in leaves]
+    changed = any(a is not b for a, b in zip(leaves, moved, strict=True))
+    return jax.tree.unflatten(treedef, moved), changed
+
+
 class Map(Dataset):
     def __init__(self, parent: Dataset, fn: Callable[..., Any], *, workers: int, seed: int, spec: Any,
                  processes: bool = False):
@@ -58,8 +68,13 @@ class Map(Dataset):
             check_picklable(self.call.invoke, fn, self.where())
             self.run = ProcessRunner(self.call.invoke, self.workers)
         tree = spec.tree if isinstance(spec, ElementSpec) else spec
+        self._to_host = False
         if tree is None:
             tree = self.call.out_tree(parent.spec)
+            if tree is not None:
+                # the pipeline holds host (NumPy) arrays: a return annotated Float32[Array, ...]
+                # means "an array of this dtype and shape"; a jax.Array result is brought to the host
+                tree, self._to_host = _on_host(tree)
         if tree is None:
             raise ShapeError(
                 f"{self.where()}: cannot tell the spec of {fn_name(fn)}'s output. Annotate its return "
@@ -81,6 +96,8 @@ class Map(Dataset):
         except Exception as e:
             e.add_note(f"shapesafe: in {self.where()}, on the element from {origin}.")
             raise
+        if self._to_host:
+            out = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, out)
         return self.check((out, origin))
 
     def _get(self, epoch: int, index: int) -> Item | None:

@@ -92,6 +92,22 @@ def test_map_keyed_derives_spec_from_annotations_and_binds_sizes():
     assert _labels(m) == [0, 1, 0]
 
 
+def test_map_annotated_with_jax_arrays_keeps_host_numpy_elements():
+    """The design writes element specs as UInt8[Array, ...]: a map annotated that way works on
+    the host pipeline, its spec says np.ndarray, and a jax.Array result is brought to the host."""
+    import jax.numpy as jnp
+
+    def scale(image: UInt8[Array, "h w 3"]) -> Float32[Array, "h w 3"]:
+        return jnp.asarray(image, jnp.float32) / 255
+
+    images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    ds = from_arrays({"image": images, "label": np.array([0, 1], np.int32)}).map(scale)
+    assert _same(ds.spec["image"], Float32[np.ndarray, "4 4 3"])
+    got = [e["image"] for e in ds]
+    assert all(type(g) is np.ndarray for g in got)
+    np.testing.assert_allclose(np.stack(got), images.astype(np.float32) / 255, rtol=1e-6)
+
+
 def test_map_dtype_mismatch_fails_when_built():
     images = from_arrays({"image": np.zeros((2, 4, 4, 3), np.uint8), "label": np.zeros(2, np.int32)})
 
