@@ -113,6 +113,19 @@ def images(size: int, batch: int, seed: int = 0) -> jax.Array:
     return jnp.asarray(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
 
 
+def first_steps(fns: dict[str, Callable[[], Any]], *, warmup: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Each function's first call (its loss, before any update, and its seconds: trace and
+    compile included), then ``warmup`` untimed calls."""
+    first_loss, first_step_s = {}, {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        first_loss[name] = float(jax.block_until_ready(fn()))
+        first_step_s[name] = time.perf_counter() - t0
+        for _ in range(warmup):
+            jax.block_until_ready(fn())
+    return first_loss, first_step_s
+
+
 def interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int,
                 repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per-round median wall and CPU seconds of each function.

@@ -37,7 +37,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -234,13 +233,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             fns["torch" if channels_last else "torch_nchw"] = torch_step(
                 w, args.lr, np.asarray(x), np.asarray(y), channels_last=channels_last, device=device)
 
-    first_loss, first_step_s, last_loss = {}, {}, {}
-    for name, fn in fns.items():
-        t0 = time.perf_counter()
-        first_loss[name] = float(jax.block_until_ready(fn()))
-        first_step_s[name] = time.perf_counter() - t0
-        for _ in range(args.warmup):
-            jax.block_until_ready(fn())
+    first_loss, first_step_s = common.first_steps(fns, warmup=args.warmup)
+    last_loss: dict[str, float] = {}
     ref = first_loss["flax"]
     spread = max(abs(v - ref) for v in first_loss.values())
     rtol = 1e-3 if jax.devices()[0].platform == "cpu" else 1e-2  # TF32 on GPUs

@@ -35,7 +35,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
@@ -390,13 +389,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         fns["torch"] = torch_step(weights, args, x_host, y_host, device)
         torch_block = torch_info(device, threads)
 
-    first_loss, first_step_s, last_loss = {}, {}, {}
-    for name, fn in fns.items():
-        t0 = time.perf_counter()
-        first_loss[name] = float(jax.block_until_ready(fn()))
-        first_step_s[name] = time.perf_counter() - t0
-        for _ in range(args.warmup):
-            jax.block_until_ready(fn())
+    first_loss, first_step_s = common.first_steps(fns, warmup=args.warmup)
+    last_loss: dict[str, float] = {}
     ref = first_loss["flax"]
     spread = max(first_loss.values()) - min(first_loss.values())
     agree = all(np.isfinite(v) for v in first_loss.values()) and spread <= rtol * max(1.0, abs(ref))

@@ -507,7 +507,6 @@ CI runs this notebook with `SHAPESAFE_NOTEBOOK_QUICK=1`, which uses a small sett
 photos, 2 epochs) to finish in seconds; its numbers mean nothing."""),
     new_code_cell("""import json
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -610,13 +609,17 @@ for epochs in BUDGETS:
 fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3))
 a.plot(curves["pretrained", longest], label="pretrained (head, then all)")
 a.plot(curves["scratch", longest], label="from scratch")
-a.set_xlabel("epoch"); a.set_ylabel("training loss"); a.legend()
+a.set_xlabel("epoch")
+a.set_ylabel("training loss")
+a.legend()
 x = np.arange(len(BUDGETS))
 b.bar(x - 0.2, [results["pretrained", e] for e in BUDGETS], 0.4, label="pretrained")
 b.bar(x + 0.2, [results["scratch", e] for e in BUDGETS], 0.4, label="scratch")
 b.set_xticks(x, [f"{e * len(batches)} steps" for e in BUDGETS])
 b.axhline(0.5, color="grey", ls="--", lw=0.8)
-b.set_ylim(0, 1); b.set_ylabel(f"test accuracy ({len(test)} photos)"); b.legend()
+b.set_ylim(0, 1)
+b.set_ylabel(f"test accuracy ({len(test)} photos)")
+b.legend()
 fig.tight_layout()
 plt.show()"""),
     new_markdown_cell("""## Weights from PyTorch

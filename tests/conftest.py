@@ -5,6 +5,13 @@ checking of ``shapesafe`` and ``models`` is on through ``--jaxtyping-packages`` 
 ``pyproject.toml``.
 """
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import jax
 import numpy as np
 import pytest
@@ -38,3 +45,33 @@ def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     order = np.random.default_rng(0).permutation(len(x))
     x, y = x[order], y[order]
     return x[:1500], y[:1500], x[1500:], y[1500:]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_benchmarks(scripts: dict[str, list[str]], env: dict[str, dict[str, str]] | None = None,
+                   ) -> dict[str, dict[str, Any]]:
+    """Run ``benchmarks/<script> <args>`` for each entry at the same time (each in its own
+    process, importing this checkout), and return each one's JSON output.
+
+    ``env`` adds variables per script. A script that fails is an assertion error with its
+    stderr; the others are then stopped (no process or pipe outlives the call).
+    """
+    base = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    running = {script: subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env={**base, **(env or {}).get(script, {})})
+               for script, args in scripts.items()}
+    out = {}
+    try:
+        for script, process in running.items():
+            stdout, stderr = process.communicate(timeout=180)
+            assert process.returncode == 0, f"{script} failed:\n{stderr[-3000:]}"
+            out[script] = json.loads(stdout)
+    finally:
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+    return out

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_benchmarks
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 ENVIRONMENT_KEYS = {"benchmark", "date", "device", "versions", "parameters", "param_count"}
@@ -27,21 +28,7 @@ TINY_PARAMS = (3 * 3 * 3 * 32 + 32) + (1568 * 512 + 512) + (512 * 2 + 2)
 @pytest.fixture(scope="module")
 def results() -> dict[str, dict[str, Any]]:
     """Both scripts on tiny inputs, run at the same time (each in its own process)."""
-    running = {script: subprocess.Popen([sys.executable, str(BENCHMARKS / script), *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for script, args in TINY.items()}
-    out = {}
-    try:
-        for script, process in running.items():
-            stdout, stderr = process.communicate(timeout=180)
-            assert process.returncode == 0, f"{script} failed:\n{stderr[-3000:]}"
-            out[script] = json.loads(stdout)
-    finally:  # on a failure, stop the others too (no process or pipe outlives the fixture)
-        for process in running.values():
-            if process.poll() is None:
-                process.kill()
-            process.communicate()
-    return out
+    return run_benchmarks(TINY)
 
 
 def check_environment(result: dict[str, Any]) -> None:

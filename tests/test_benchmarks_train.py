@@ -5,14 +5,11 @@ of the result and the fact the figures rest on: every contender starts from the 
 so their first losses agree.
 """
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -34,23 +31,7 @@ OVERHEAD = {"shapesafe", "pure_jax", "nnx_jit", "shapesafe_scan"}
 @pytest.fixture(scope="module")
 def results() -> dict[str, dict[str, Any]]:
     """The scripts on tiny inputs, run at the same time (each in its own process)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    running = {script: subprocess.Popen([sys.executable, str(BENCHMARKS / script), *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env={**env, **ENV.get(script, {})})
-               for script, args in TINY.items()}
-    out = {}
-    try:
-        for script, process in running.items():
-            stdout, stderr = process.communicate(timeout=180)
-            assert process.returncode == 0, f"{script} failed:\n{stderr[-3000:]}"
-            out[script] = json.loads(stdout)
-    finally:  # on a failure, stop the others too (no process or pipe outlives the fixture)
-        for process in running.values():
-            if process.poll() is None:
-                process.kill()
-            process.communicate()
-    return out
+    return run_benchmarks(TINY, ENV)
 
 
 def test_train_overhead_reports_every_contender(results: dict[str, dict[str, Any]]) -> None:
