@@ -174,7 +174,7 @@ def rounds(contenders: dict[str, Contender], paths: list[str], args: argparse.Na
 
 def check_cost_us(ours: Shapesafe) -> dict[str, float]:
     """µs per element of the run-time spec check, and of the full explanation it falls back to."""
-    from shapesafe.data._specs import element_mismatch
+    from shapesafe.data._element_spec import element_mismatch
 
     assert ours.ds is not None
     folder = ours.ds._parents[0]

@@ -37,6 +37,6 @@ from ._summary import summary as summary
 from ._torch_weights import load_state_dict as load_state_dict
 from ._transfer import copy_weights as copy_weights
 from ._transfer import param_labels as param_labels
+from ._version import __version__ as __version__
 from .layers._sequential import Model as Model
 
-__version__ = "0.1.0"

@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,11 +42,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from . import _safetensors
-from ._checkpoint import _NATIVE, _fresh, _fsync_dir, _is_key, _write
 from ._decoders import decoder_from_config
 from ._encoders import encoder_from_config
 from ._errors import ArtifactError
+from ._persist import (
+    NATIVE,
+    RecordError,
+    dumps,
+    is_key,
+    links_out,
+    read_record,
+    recover,
+    replace_dir,
+    write_file,
+)
+from ._persist import safetensors as _safetensors
 from ._predictor import Predictor
 from ._serialize import (
     blueprint_from_json,
@@ -56,6 +65,7 @@ from ._serialize import (
     spec_text,
     spec_to_json,
 )
+from ._version import __version__
 from .layers._sequential import Model
 
 FORMAT = "shapesafe.artifact"
@@ -75,15 +85,15 @@ def versions() -> dict[str, str]:
 
     import flax
 
-    from . import __version__
 
     return {"shapesafe": __version__, "jax": jax.__version__, "jaxlib": importlib.metadata.version("jaxlib"),
             "flax": flax.__version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
-def _json(data: Any, what: str) -> bytes:
+def to_json(data: Any, what: str) -> bytes:
+    """``data`` as an artifact's JSON file; ``ArtifactError`` naming ``what`` if it cannot be."""
     try:
-        return (json.dumps(data, indent=1, allow_nan=False) + "\n").encode()
+        return dumps(data)
     except (TypeError, ValueError) as e:
         raise ArtifactError(f"cannot save: {what} is not JSON-serialisable ({e}). Use numbers and strings.") from None
 
@@ -99,8 +109,8 @@ def weight_arrays(model: nnx.Module) -> tuple[list[tuple[str, Any]], dict[str, s
     items = flat_variables(model)
     values = [var.get_value() for _, var in items]
     kinds = {key: type(var).__name__ for key, var in items}
-    keys = {key: str(jax.random.key_impl(v)) for (key, _), v in zip(items, values, strict=True) if _is_key(v)}
-    arrays = [(key, jax.random.key_data(v) if _is_key(v) else v) for (key, _), v in zip(items, values, strict=True)]
+    keys = {key: str(jax.random.key_impl(v)) for (key, _), v in zip(items, values, strict=True) if is_key(v)}
+    arrays = [(key, jax.random.key_data(v) if is_key(v) else v) for (key, _), v in zip(items, values, strict=True)]
     return arrays, {"format": FORMAT, "variables": json.dumps(kinds), "keys": json.dumps(keys)}
 
 
@@ -146,22 +156,22 @@ def save(obj: Any, path: str | os.PathLike[str], *, version: str | None = None,
         what = "an exported model (ss.load_exported)" if hasattr(model, "exported") else type(model).__name__
         raise ArtifactError(f"cannot save {what}: ss.save takes a model built with ss.build or a Predictor of one.")
     files: dict[str, bytes] = {}  # the small files; the weights stream into the directory (fill)
-    files[ARCHITECTURE] = _json({"blueprint": blueprint_to_json(model.blueprint, "the model"),
+    files[ARCHITECTURE] = to_json({"blueprint": blueprint_to_json(model.blueprint, "the model"),
                                  "input_spec": spec_to_json(model.input_spec),
                                  "output_spec": spec_to_json(model.output_spec)}, "the architecture")
     kind = "model"
     if predictor is not None:
         kind = "predictor"
         decoder = predictor.decoder.config() if predictor.decoder is not None else None
-        files[PREDICTOR] = _json({"encoder": predictor.encoder.config() if predictor.encoder is not None else None,
+        files[PREDICTOR] = to_json({"encoder": predictor.encoder.config() if predictor.encoder is not None else None,
                                   "decoder": decoder,
                                   "class_names": (decoder or {}).get("names"),
                                   "batch_size": predictor.batch_size}, "the encoder or decoder configuration")
         if metrics is None:
             metrics = predictor.metrics
-    files[METRICS] = _json(dict(metrics or {}), "metrics")
+    files[METRICS] = to_json(dict(metrics or {}), "metrics")
     if monitor is not None:
-        files[MONITOR] = _json(monitor.to_dict(), "the monitor")
+        files[MONITOR] = to_json(monitor.to_dict(), "the monitor")
     label = target.name if version is None else version
     if not isinstance(label, str) or not label:
         raise ArtifactError(f"cannot save: version must be a non-empty string, got {version!r}.")
@@ -180,65 +190,37 @@ def save(obj: Any, path: str | os.PathLike[str], *, version: str | None = None,
         listed = {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in files.items()}
         listed[WEIGHTS] = {"sha256": sha256, "bytes": size}
         for name, data in files.items():
-            _write(tmp / name, data)
-        _write(tmp / MANIFEST, _json({**manifest, "files": dict(sorted(listed.items()))}, "the manifest"))
+            write_file(tmp / name, data)
+        write_file(tmp / MANIFEST, to_json({**manifest, "files": dict(sorted(listed.items()))}, "the manifest"))
 
-    _replace_dir(target, fill)
+    replace_artifact(target, fill)
     return target
 
 
-def _replace_dir(target: Path, files: dict[str, bytes] | Callable[[Path], None], *, marker: str = MANIFEST) -> None:
-    """Write ``files`` (or let ``files(tmp)`` write them) into a fresh directory and swap it in for
-    ``target`` (atomic per rename).
+def replace_artifact(target: Path, fill: Callable[[Path], None], *, marker: str = MANIFEST) -> None:
+    """Swap a freshly written directory in for ``target`` (see ``shapesafe._persist``).
 
     Only an earlier artifact (a directory holding ``marker``) or an empty directory is replaced.
     """
+    recover(target)
     if target.is_symlink() or (target.exists() and not (target / marker).is_file()):
         if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
             target.rmdir()  # an empty directory is fine to fill
         else:
             raise ArtifactError(f"cannot save to {target}: it exists and is not a shapesafe artifact "
                                 f"(no {marker}); choose another path or remove it.")
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = _fresh(parent, f".tmp-{target.name}")
-    old: Path | None = None
-    try:
-        if callable(files):
-            files(tmp)
-        else:
-            for name, data in files.items():
-                _write(tmp / name, data)
-        _fsync_dir(tmp)
-        if target.exists():
-            old = _fresh(parent, f".old-{target.name}")
-            os.rename(target, old / target.name)
-        os.rename(tmp, target)
-        _fsync_dir(parent)
-    except BaseException:
-        if old is not None and not target.exists():  # put the previous version back
-            os.rename(old / target.name, target)
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_dir(target, fill)
 
 
 # -- loading -----------------------------------------------------------------------------------
 
-def _check_links(root: Path) -> None:
+def check_links(root: Path) -> None:
     """Refuse any symlink inside ``root`` whose target is outside it."""
-    real = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            entry = Path(dirpath) / name
-            if entry.is_symlink():
-                target = entry.resolve()
-                if target != real and real not in target.parents:
-                    raise ArtifactError(f"{entry} is a symlink to {os.readlink(entry)}, outside the artifact {root}; "
-                                        "an artifact's files must be inside it. Refusing to load it.")
+    out = links_out(root)
+    if out is not None:
+        entry, target = out
+        raise ArtifactError(f"{entry} is a symlink to {target}, outside the artifact {root}; "
+                            "an artifact's files must be inside it. Refusing to load it.")
 
 
 def _mismatch(file: Path, nbytes: int, entry: Any) -> ArtifactError:
@@ -269,26 +251,15 @@ def read_verified(path: str | os.PathLike[str], *, defer_weights: bool = False
             file whose SHA-256 is not the manifest's (truncated or modified).
     """
     root = Path(path)
+    recover(root)  # a save killed between its renames left the previous version aside
     if not root.is_dir():
         raise ArtifactError(f"{root} is not an artifact directory (it {'is a file' if root.exists() else 'does not exist'}).")
-    _check_links(root)
+    check_links(root)
     mpath = root / MANIFEST
     try:
-        manifest = json.loads(mpath.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{root} is not a shapesafe artifact: {MANIFEST} is missing.") from None
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{mpath} is unreadable: {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ArtifactError(f"{mpath} is not a shapesafe artifact manifest (format {found!r}, expected {FORMAT!r}).")
-    fv = manifest.get("format_version")
-    if isinstance(fv, bool) or not isinstance(fv, int) or fv < 1:
-        raise ArtifactError(f"{mpath}: the format version {fv!r} is not a positive integer.")
-    if fv > FORMAT_VERSION:
-        written = manifest.get("versions", {}).get("shapesafe", "?") if isinstance(manifest.get("versions"), dict) else "?"
-        raise ArtifactError(f"{mpath}: the artifact has format version {fv!r}, newer than this shapesafe reads "
-                            f"({FORMAT_VERSION}); it was written by shapesafe {written}. Upgrade shapesafe to load it.")
+        manifest = read_record(mpath, fmt=FORMAT, what="artifact", newest=FORMAT_VERSION)
+    except RecordError as e:
+        raise ArtifactError(f"{e} Upgrade shapesafe to load it." if e.newer else str(e)) from None
     listed = manifest.get("files")
     if not isinstance(listed, dict) or ARCHITECTURE not in listed or WEIGHTS not in listed:
         raise ArtifactError(f"{mpath} does not list {ARCHITECTURE} and {WEIGHTS} in \"files\".")
@@ -328,7 +299,7 @@ def _parse(name: str, data: bytes) -> Any:
 
 def _rebuild(root: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> Model:
     from ._errors import ShapesafeError
-    from ._spec import spec_from_annotation
+    from ._specs import spec_from_annotation
     from .layers._sequential import Sequential
 
     arch = _parse(ARCHITECTURE, files[ARCHITECTURE])
@@ -374,7 +345,7 @@ def _load_weights(model: Model, file: Path, entry: Any, arch: str) -> None:
             (have, dtype), shape = stored[key], tuple(value.shape)
             if _is_abstract_key(value):
                 ok = key in keys and len(have) == len(shape) + 1 and have[:len(shape)] == shape
-            elif np.dtype(value.dtype).name in _NATIVE:
+            elif np.dtype(value.dtype).name in NATIVE:
                 ok = have == shape and dtype == np.dtype(value.dtype)
             else:  # stored as raw bytes, one more axis
                 ok = have == (*shape, np.dtype(value.dtype).itemsize) and dtype == np.uint8
@@ -389,7 +360,7 @@ def _load_weights(model: Model, file: Path, entry: Any, arch: str) -> None:
 
     def place(key: str, array: np.ndarray) -> Any:
         value = values[key]
-        if not _is_abstract_key(value) and np.dtype(value.dtype).name not in _NATIVE:
+        if not _is_abstract_key(value) and np.dtype(value.dtype).name not in NATIVE:
             array = array.reshape(-1).view(value.dtype).reshape(array.shape[:-1])
         return jax.device_put(array)  # on the CPU, the array's own (aligned) buffer: no copy
 

@@ -6,7 +6,7 @@ from typing import Any
 import jax
 from flax import nnx
 
-from ._spec import spec_from_annotation
+from ._specs import spec_from_annotation
 from .layers._blueprint import Blueprint
 from .layers._custom import Custom, as_blueprint
 from .layers._sequential import Model, Sequential

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ._spec import dtype_kind
+from ._specs import dtype_kind
 
 Metric = Any  # an object with name, init(), update(state, outputs, targets, mask), compute(state)
 

@@ -27,6 +27,24 @@ class InputError(ShapesafeError, ValueError):
     """A predictor's input cannot be turned into a tensor: the message names the input and why."""
 
 
+class LayerShapeError(ShapeError):
+    """A ``ShapeError`` that knows the layer path it happened at, so containers can add to it."""
+
+    def __init__(self, path: tuple[str, ...], body: str, *, subject: str,
+                 boundary: str = ", cannot take its input"):
+        self.path, self.body, self.subject, self.boundary = path, body, subject, boundary
+        where = " > ".join(path) if path else subject
+        super().__init__(f"{where}{boundary}.\n{body}")
+
+    def within(self, where: str) -> "LayerShapeError":
+        """The same failure seen from a container: ``where`` is prepended to the path."""
+        return LayerShapeError((where, *self.path), self.body, subject=self.subject,
+                               boundary=self.boundary)
+
+
+# Users see this class in tracebacks as what it is to them: ``shapesafe.ShapeError``.
+LayerShapeError.__module__, LayerShapeError.__qualname__ = "shapesafe", "ShapeError"
+
 # Tracebacks name them by their public home (``shapesafe.ShapeError``).
 for _cls in (ShapesafeError, ShapeError, ArtifactError, InputError):
     _cls.__module__ = "shapesafe"

@@ -26,7 +26,6 @@ Reading it needs only JAX and NumPy::
 
 import hashlib
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -36,11 +35,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ._artifact import _json, _replace_dir, versions
-from ._checkpoint import _is_key
+from ._artifact import check_links, replace_artifact, to_json, versions
 from ._decoders import decoder_from_config
 from ._encoders import encoder_from_config
 from ._errors import ArtifactError, ShapeError
+from ._persist import NATIVE, RecordError, is_key, read_record, recover, write_file
 from ._predictor import Predictor
 from ._serialize import spec_from_json, spec_text, spec_to_json
 from .layers._sequential import Model
@@ -50,9 +49,6 @@ FORMAT_VERSION = 1
 EXPORT = "export.json"
 STABLEHLO = "model.stablehlo"
 WEIGHTS = "weights.npz"
-_NATIVE = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                     "float16", "float32", "float64", "complex64", "complex128"})
-
 
 def export(obj: Any, path: str | os.PathLike[str], *, platforms: tuple[str, ...] | None = None) -> Path:
     """Write ``obj``'s evaluation-mode forward pass as a ``jax.export`` (StableHLO) directory.
@@ -87,7 +83,7 @@ def export(obj: Any, path: str | os.PathLike[str], *, platforms: tuple[str, ...]
     copy.eval()
     graph, state = nnx.split(copy)
     leaves, treedef = jax.tree.flatten(state)
-    is_weight = [not _is_key(leaf) for leaf in leaves]
+    is_weight = [not is_key(leaf) for leaf in leaves]
     weights = [leaf for leaf, w in zip(leaves, is_weight, strict=True) if w]
     constants = [leaf for leaf, w in zip(leaves, is_weight, strict=True) if not w]  # RNG keys: unused in eval
 
@@ -108,7 +104,7 @@ def export(obj: Any, path: str | os.PathLike[str], *, platforms: tuple[str, ...]
         array = np.asarray(w)
         name = f"w{i:04d}"
         described.append({"name": name, "dtype": array.dtype.name, "shape": list(array.shape)})
-        if array.dtype.name not in _NATIVE:
+        if array.dtype.name not in NATIVE:
             array = array.view(np.dtype(f"uint{8 * array.dtype.itemsize}"))
         arrays[name] = array
     buffer = io.BytesIO()
@@ -130,7 +126,13 @@ def export(obj: Any, path: str | os.PathLike[str], *, platforms: tuple[str, ...]
                   WEIGHTS: {"sha256": hashlib.sha256(npz).hexdigest(), "bytes": len(npz)}},
     }
     target = Path(path)
-    _replace_dir(target, {STABLEHLO: blob, WEIGHTS: npz, EXPORT: _json(record, "the export record")}, marker=EXPORT)
+    files = {STABLEHLO: blob, WEIGHTS: npz, EXPORT: to_json(record, "the export record")}
+
+    def fill(tmp: Path) -> None:
+        for name, data in files.items():
+            write_file(tmp / name, data)
+
+    replace_artifact(target, fill, marker=EXPORT)
     return target
 
 
@@ -193,22 +195,13 @@ def load_exported(path: str | os.PathLike[str]) -> Any:
             cannot read (the message gives the jaxlib version that wrote it).
     """
     root = Path(path)
+    recover(root)
     file = root / EXPORT
     try:
-        record = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{root} is not a shapesafe export: {EXPORT} is missing.") from None
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"{file} is unreadable: {e}") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ArtifactError(f"{file} is not a shapesafe export record.")
-    fv = record.get("format_version")
-    if isinstance(fv, bool) or not isinstance(fv, int) or fv > FORMAT_VERSION:
-        raise ArtifactError(f"{file}: export format version {fv!r} is newer than this shapesafe reads "
-                            f"({FORMAT_VERSION}). Upgrade shapesafe.")
-    from ._artifact import _check_links
-
-    _check_links(root)
+        record = read_record(file, fmt=FORMAT, what="export", newest=FORMAT_VERSION)
+    except RecordError as e:
+        raise ArtifactError(f"{e} Upgrade shapesafe." if e.newer else str(e)) from None
+    check_links(root)
     data: dict[str, bytes] = {}
     for name in (STABLEHLO, WEIGHTS):
         try:
@@ -228,7 +221,7 @@ def load_exported(path: str | os.PathLike[str]) -> Any:
         weights = []
         for d in record["weights"]:
             array = npz[d["name"]]
-            if d["dtype"] not in _NATIVE:
+            if d["dtype"] not in NATIVE:
                 array = array.view(jnp.dtype(d["dtype"]))
             weights.append(array)
     model = ExportedModel(exported, weights, record, str(file))

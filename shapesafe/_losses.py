@@ -30,9 +30,17 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Integer, Real
 
-from ._checking import checked_function, dtype_words
 from ._errors import ShapeError
-from ._spec import dim_string, format_shape, format_spec
+from ._specs import (
+    checked_function,
+    dim_string,
+    dtype_words,
+    format_shape,
+    format_short,
+    format_spec,
+    is_annotation,
+    parse,
+)
 
 Mask = Bool[Array, " batch"] | None
 
@@ -288,8 +296,8 @@ _VARIADIC = re.compile(r"^\*(\w+)$")
 
 def _tokens(spec: Any) -> tuple[Any, list[str]] | None:
     """``(dtype names, dimension tokens)`` of an annotation or of anything with shape/dtype."""
-    if hasattr(spec, "dim_str"):
-        return tuple(spec.dtypes), spec.dim_str.split()
+    if is_annotation(spec):
+        return tuple(spec.dtypes), [d.token for d in parse(spec).dims]
     shape, dtype = getattr(spec, "shape", None), getattr(spec, "dtype", None)
     if shape is None or dtype is None:
         return None
@@ -298,8 +306,8 @@ def _tokens(spec: Any) -> tuple[Any, list[str]] | None:
 
 def _show(spec: Any) -> str:
     """``Int32[batch]``: the short form of an annotation or of anything with shape/dtype."""
-    if hasattr(spec, "dim_str"):
-        return f"{spec.dtype.__name__}[{', '.join(spec.dim_str.split())}]"
+    if is_annotation(spec):
+        return format_short(spec)
     return format_spec(tuple(spec.shape), spec.dtype)
 
 

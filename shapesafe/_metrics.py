@@ -29,9 +29,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, Shaped
 
-from ._checking import checked_function
 from ._errors import ShapeError
-from ._spec import format_shape
+from ._specs import checked_function, format_shape
 
 Mask = Bool[Array, " batch"] | None
 

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from ._errors import ArtifactError
-from ._spec import DTYPE_TO_JAXTYPING
+from ._specs import DTYPE_TO_JAXTYPING
 from .layers._blueprint import Blueprint
 
 _USER_CODE = ("Custom", "Function")

@@ -6,40 +6,43 @@ from typing import Any
 import numpy as np
 
 from ._errors import ShapeError, ShapesafeError
-from ._spec import format_value
-
-
-def _annotation_text(ann: Any) -> str:
-    return f'{ann.dtype.__name__}[Array, "{ann.dim_str}"]'
-
-
-def mismatch(ann: Any, shape: tuple[Any, ...], dtype: Any) -> str | None:
-    """Why an array of ``shape``/``dtype`` does not fit annotation ``ann`` (named dims match any size)."""
-    dims = ann.dims
-    if len(shape) != len(dims):
-        return f"rank {len(shape)} where {len(dims)} dimensions are expected"
-    for i, (d, n) in enumerate(zip(dims, shape, strict=True)):
-        size = getattr(d, "size", None)
-        if isinstance(size, int) and isinstance(n, int) and size != n:
-            return f"dimension {i} is {n}, expected {size}"
-    dtypes = getattr(ann, "dtypes", None)
-    if isinstance(dtypes, tuple | list) and np.dtype(dtype).name not in dtypes:
-        return f"dtype {np.dtype(dtype).name}, expected {' or '.join(dtypes)}"
-    return None
+from ._specs import (
+    Mismatch,
+    compare,
+    compare_specs,
+    format_annotation,
+    format_value,
+    is_annotation,
+    parse,
+)
 
 
 def check_batch(model: Any, x: Any, where: str) -> None:
     """A batch's input against the model's ``input_spec``; NaN or inf in float inputs."""
     spec = getattr(model, "input_spec", None)
-    shape, dtype = tuple(np.shape(x)), getattr(x, "dtype", np.asarray(x).dtype)
     if spec is not None:
-        why = mismatch(spec, shape, dtype)
-        if why:
-            raise ShapeError(f"{where} does not fit the model: {why}.\n"
-                             f"  model input  {_annotation_text(spec)}\n  batch input  {format_value(np.asarray(x))}")
+        dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+        m = compare(spec, _Abstract(tuple(np.shape(x)), dtype))
+        if m:
+            raise ShapeError(f"{where} does not fit the model: {_clause(m)}.\n"
+                             f"  model input  {format_annotation(spec, array='Array')}\n  batch input  {format_value(np.asarray(x))}")
+    dtype = getattr(x, "dtype", np.asarray(x).dtype)
     if np.issubdtype(np.dtype(dtype), np.floating) and not np.all(np.isfinite(np.asarray(x))):
         raise ShapesafeError(f"{where} has NaN or infinite values in its inputs; clean the data (nothing was "
                              "trained on this batch).")
+
+
+class _Abstract:
+    """A shape and a dtype, compared like an array."""
+
+    def __init__(self, shape: tuple[Any, ...], dtype: Any):
+        self.shape, self.dtype = shape, dtype
+
+
+def _clause(m: Mismatch) -> str:
+    """Shape problems first: a wrong rank says more than the dtype it comes with."""
+    shape = [p for p in m.problems if p.kind != "dtype"]
+    return (shape or list(m.problems))[0].clause()
 
 
 def check_labels(model: Any, y: Any, mask: Any, where: str) -> None:
@@ -50,9 +53,10 @@ def check_labels(model: Any, y: Any, mask: Any, where: str) -> None:
     """
     out = getattr(model, "output_spec", None)
     y = np.asarray(y)
-    if out is None or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(out.dims) != 2:
+    dims = parse(out).dims if out is not None else ()
+    if out is None or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(dims) != 2:
         return
-    classes = getattr(out.dims[-1], "size", None)
+    classes = dims[-1].size
     if not isinstance(classes, int):
         return
     real = y[np.asarray(mask, bool)] if mask is not None else y
@@ -88,15 +92,14 @@ def check_data_spec(model: Any, data: Any, inputs: str | None, targets: str | No
     else:
         in_key, tg_key = 0, 1
     ann = _leaf(spec, in_key)
-    if ann is None or not hasattr(ann, "dims"):
+    if not is_annotation(ann):
         return
-    shape = tuple(getattr(d, "size", getattr(d, "name", "?")) for d in ann.dims)
-    why = mismatch(model_spec, shape, ann.dtypes[0]) if len(ann.dtypes) == 1 else None
-    if why:
+    m = compare_specs(ann, model_spec)
+    if m:
         raise ShapeError(
-            f"{what}[{in_key!r}] cannot feed the model: {why}.\n"
-            f"  model input  {_annotation_text(model_spec)}\n"
-            f"  {what + ' spec':<12} {_annotation_text(ann)}\n"
+            f"{what}[{in_key!r}] cannot feed the model: {_clause(m)}.\n"
+            f"  model input  {format_annotation(model_spec, array='Array')}\n"
+            f"  {what + ' spec':<12} {format_annotation(ann, array='Array')}\n"
             "  Batch the dataset (ds.batch(n)) if it is unbatched, resize images to the model's size, or build "
             "the model for this spec.")
     target_ann = _leaf(spec, tg_key)

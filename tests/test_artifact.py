@@ -315,7 +315,7 @@ def test_a_crash_while_writing_keeps_the_previous_version(clf, saved, monkeypatc
         with open(path, "wb") as f:
             f.write(data)
 
-    monkeypatch.setattr(artifact, "_write", failing_write)
+    monkeypatch.setattr(artifact, "write_file", failing_write)
     with pytest.raises(OSError, match="No space left"):
         ss.save(clf, saved, metrics={"accuracy": 0.1})
     monkeypatch.undo()

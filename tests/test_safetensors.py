@@ -1,4 +1,4 @@
-"""shapesafe._safetensors: streamed weights files in the safetensors format, checked against the
+"""shapesafe._persist._safetensors: streamed weights files in the safetensors format, checked against the
 safetensors library itself (its reader for what we write, its writer for what we read)."""
 
 import hashlib
@@ -10,7 +10,7 @@ import pytest
 import safetensors.numpy
 from safetensors import safe_open
 
-from shapesafe._safetensors import Damaged, Unreadable, read, write
+from shapesafe._persist._safetensors import Damaged, Unreadable, read, write
 
 ARRAYS = {
     "flag": np.array([True, False, True]),

@@ -82,6 +82,9 @@ Bad image files: see ``image_folder``. Typed transforms: ``normalise``, ``standa
 
 from ._dataset import Dataset as Dataset
 from ._dataset import DatasetIterator as DatasetIterator
+from ._element_spec import ElementSpec as ElementSpec
+from ._element_spec import check_compatible as check_compatible
+from ._element_spec import compatible as compatible
 from ._image_folder import DataError as DataError
 from ._image_folder import ImageFileError as ImageFileError
 from ._image_folder import Report as Report
@@ -90,9 +93,6 @@ from ._image_folder import load_image as load_image
 from ._sources import from_arrays as from_arrays
 from ._sources import from_generator as from_generator
 from ._sources import from_source as from_source
-from ._specs import ElementSpec as ElementSpec
-from ._specs import check_compatible as check_compatible
-from ._specs import compatible as compatible
 from ._transforms import ChannelStats as ChannelStats
 from ._transforms import channel_stats as channel_stats
 from ._transforms import jitter as jitter

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._errors import ShapeError
 from ._dataset import Dataset, IndexIter, Item, Iter, State
-from ._specs import ElementSpec, format_annotation, is_annotation, make, with_leading
+from ._element_spec import ElementSpec, format_annotation, is_annotation, make, with_leading
 from ._stages import ParentIter, positive
 
 MASK = "mask"

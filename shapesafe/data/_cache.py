@@ -30,6 +30,7 @@ import jax.tree_util as jtu
 import numpy as np
 
 from .._errors import ShapeError
+from .._specs import parse
 from ._dataset import Dataset, Item, Iter, State, describe_origin
 from ._stages import ParentIter
 
@@ -206,16 +207,16 @@ def _fixed_leaves(parent: Dataset, stage: str) -> list[tuple[str, np.dtype[Any],
     """Per leaf of the spec its path, dtype and shape; a disk cache needs them all fixed."""
     out = []
     for path, ann in parent.spec.leaves():
-        dims = list(ann.dims)
+        dims = parse(ann).dims
         dtypes = ann.dtypes if isinstance(ann.dtypes, tuple | list) else ()
-        if len(dtypes) != 1 or any(type(d).__name__ != "_FixedDim" for d in dims):
+        if len(dtypes) != 1 or any(d.kind != "fixed" for d in dims):
             at = f" at {path!r}" if path else ""
             raise ShapeError(
                 f"stage {parent.depth + 1}, {stage}: a cache on disk stores fixed-size arrays of one dtype, "
                 f"but {parent.where()} gives {ann.dtype.__name__}[..., {ann.dim_str!r}]{at}. Map the elements "
                 "to a fixed size and dtype first, or cache them in memory with cache()."
             )
-        out.append((path, np.dtype(dtypes[0]), tuple(int(d.size) for d in dims)))
+        out.append((path, np.dtype(dtypes[0]), tuple(int(d.size or 0) for d in dims)))
     return out
 
 

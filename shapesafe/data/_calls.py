@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from .._errors import ShapeError
-from ._specs import (
+from .._specs import compare_specs, parse
+from ._element_spec import (
     ElementSpec,
-    compare,
     format_annotation,
     is_annotation,
     make,
@@ -98,7 +98,8 @@ class Call:
         if is_annotation(want) and is_annotation(got):
             if isinstance(got.dtypes, tuple | list) and len(got.dtypes) == 1:
                 self.in_dtypes.append(got.dtype)
-            reasons = compare(got, want, self.bindings)
+            m = compare_specs(got, want, self.bindings)
+            reasons = m.reasons() if m else []
             if reasons:
                 raise ShapeError(
                     f"{self.stage}: parameter {p.name!r} cannot take {what}.\n"
@@ -188,6 +189,6 @@ def _fix(want: Any, got: Any) -> str:
     if w.startswith("Float") and g.startswith(("UInt", "Int")):
         return ("\n  Map a conversion first, e.g. .map(normalise) (uint8 pixels to float32 in [0, 1]), "
                 "or change the parameter's annotation.")
-    if len(want.dims) + 1 == len(got.dims) and "batch" in got.dim_str.split()[:1]:
+    if len(parse(want).dims) + 1 == len(parse(got).dims) and "batch" in got.dim_str.split()[:1]:
         return "\n  The elements are already batched: map before .batch(), or annotate a batch dimension."
     return ""

@@ -2,7 +2,7 @@
 
 from .._errors import ShapeError
 from ._dataset import Dataset, Item, Iter, State
-from ._specs import ElementSpec
+from ._element_spec import ElementSpec
 
 
 class Zip(Dataset):

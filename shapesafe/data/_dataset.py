@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._errors import ShapeError
-from ._specs import ElementSpec, element_mismatch
+from ._element_spec import ElementSpec, element_mismatch
 
 Item = tuple[Any, Any]
 State = dict[str, Any]
@@ -71,7 +71,7 @@ class Dataset:
             at = f" at {bad.path!r}" if bad.path else ""
             raise ShapeError(
                 f"{self.where()}: element from {describe_origin(item[1])} does not match the spec{at}.\n"
-                f"  expected  {bad.expected}\n  got       {bad.got}\n  {bad.why}"
+                f"  expected  {bad.expected}\n  got       {bad.got}\n  {bad.first.reason()}"
             )
         return item
 

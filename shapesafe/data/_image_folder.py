@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from .._errors import ShapesafeError
 from ._dataset import Dataset, Item
-from ._specs import ElementSpec
+from ._element_spec import ElementSpec
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 MODES = {"RGB": 3, "L": 1, "RGBA": 4}

@@ -16,7 +16,7 @@ import jax
 import jax.tree_util as jtu
 
 from ._dataset import Dataset, Item, Iter, State
-from ._specs import ElementSpec, retype
+from ._element_spec import ElementSpec, retype
 
 
 class Prefetch(Dataset):

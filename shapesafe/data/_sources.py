@@ -7,7 +7,7 @@ import jax.tree_util as jtu
 import numpy as np
 
 from ._dataset import Dataset, Item, Iter, State
-from ._specs import ElementSpec, annotation_of, leaves_with_paths
+from ._element_spec import ElementSpec, annotation_of, leaves_with_paths
 
 
 class ArraySource(Dataset):

@@ -15,10 +15,10 @@ import jax
 import numpy as np
 
 from .._errors import ShapeError
-from .._spec import is_annotation
+from .._specs import is_annotation
 from ._calls import Call, fn_name
 from ._dataset import Dataset, Item, Iter, State
-from ._specs import ElementSpec, retype, tree_from_annotation
+from ._element_spec import ElementSpec, retype, tree_from_annotation
 
 
 def positive(name: str, value: Any, *, zero: bool = False) -> int:

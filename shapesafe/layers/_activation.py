@@ -8,8 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
-from .._checking import checked
-from .._spec import TensorSpec
+from .._specs import TensorSpec, checked
 from ._blueprint import Blueprint
 
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 from flax import nnx
 
-from .._checking import LayerShapeError, got_with_origins
-from .._spec import TensorSpec, format_value, trace_origins
+from .._errors import LayerShapeError
+from .._specs import TensorSpec, format_value, got_with_origins, trace_origins
 
 if TYPE_CHECKING:
     from ._sequential import Sequential

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Shaped
 
-from .._checking import LayerShapeError, checked
-from .._spec import TensorSpec, format_spec
+from .._errors import LayerShapeError
+from .._specs import TensorSpec, checked, format_spec
 from ._blueprint import Blueprint, Refusal, infer, set_field
 from ._custom import as_blueprint
 from ._sequential import Model, Sequential

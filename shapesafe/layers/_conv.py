@@ -8,8 +8,8 @@ from flax import nnx
 from jax import lax
 from jaxtyping import Array, Float
 
-from .._checking import LayerShapeError, checked, describe
-from .._spec import TensorSpec, dtype_kind, format_value
+from .._errors import LayerShapeError
+from .._specs import TensorSpec, checked, describe, dtype_kind, format_value
 from ._blueprint import Blueprint, Refusal, int_tuple, positive_int, set_field
 
 PADDING_MODES = ("valid", "same", "causal")

@@ -14,8 +14,7 @@ from beartype import beartype
 from flax import nnx
 from jaxtyping import Array, Shaped
 
-from .._checking import call_checked
-from .._spec import TensorSpec, is_annotation
+from .._specs import TensorSpec, call_checked, is_annotation
 from ._blueprint import Blueprint
 
 

@@ -22,8 +22,7 @@ from flax import nnx
 from jax.core import Tracer
 from jaxtyping import Array, Float, Integer
 
-from .._checking import checked
-from .._spec import TensorSpec
+from .._specs import TensorSpec, checked
 from ._blueprint import Blueprint, positive_int
 
 

@@ -7,8 +7,7 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
-from .._checking import checked
-from .._spec import TensorSpec, dtype_kind
+from .._specs import TensorSpec, checked, dtype_kind
 from ._blueprint import Blueprint, Refusal, positive_int
 
 

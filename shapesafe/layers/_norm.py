@@ -30,8 +30,8 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float
 
-from .._checking import LayerShapeError, checked, describe
-from .._spec import TensorSpec, dtype_kind, format_value
+from .._errors import LayerShapeError
+from .._specs import TensorSpec, checked, describe, dtype_kind, format_value
 from ._blueprint import Blueprint, Refusal
 from ._blueprint import rate as check_rate
 

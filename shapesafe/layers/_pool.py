@@ -16,8 +16,7 @@ from flax import nnx
 from jax import lax
 from jaxtyping import Array, Float
 
-from .._checking import checked
-from .._spec import TensorSpec
+from .._specs import TensorSpec, checked
 from ._blueprint import Blueprint, Refusal, int_tuple, set_field
 from ._conv import _padding as conv_padding
 from ._conv import check_long_enough, spatial_names, too_short

@@ -29,8 +29,7 @@ import jax.random as jr
 from flax import nnx
 from jaxtyping import Array, Float
 
-from .._checking import checked
-from .._spec import TensorSpec, dtype_kind
+from .._specs import TensorSpec, checked, dtype_kind
 from ._blueprint import Blueprint, Refusal, positive_int
 
 Carry = Any  # (h, c) for the LSTM, h for the GRU; each (n, hidden)

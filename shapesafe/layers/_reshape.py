@@ -9,9 +9,8 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Float, Num, Shaped
 
-from .._checking import LayerShapeError, checked
-from .._errors import ShapeError
-from .._spec import TensorSpec, dtype_kind, format_value
+from .._errors import LayerShapeError, ShapeError
+from .._specs import TensorSpec, checked, dtype_kind, format_value
 from ._blueprint import Blueprint, Refusal, set_field
 
 

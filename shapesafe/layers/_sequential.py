@@ -10,8 +10,15 @@ import numpy as np
 from flax import nnx
 from jaxtyping import Array, Shaped
 
-from .._checking import LayerShapeError, describe
-from .._spec import TensorSpec, format_spec, format_value
+from .._errors import LayerShapeError
+from .._specs import (
+    TensorSpec,
+    compare,
+    format_annotation,
+    format_spec,
+    format_value,
+    parse,
+)
 from ._blueprint import Blueprint, infer, set_field
 
 
@@ -131,9 +138,12 @@ class Model(nnx.Module):
 
 
 def _boundary_error(model: Model, side: str, spec: Any, x: Any) -> LayerShapeError:
-    expected = f'{spec.dtype.__name__}[Array, "{spec.dim_str}"]'
+    mismatch = compare(spec, x)
+    expected = format_annotation(spec, array="Array")
     lines = [f"  expected  {expected}", f"  got       {format_value(x)}"]
-    want: list[int | None] = [int(d.size) if hasattr(d, "size") else None for d in spec.dims]
+    if mismatch is not None:
+        lines += [f"  {p.reason()}" for p in mismatch.problems if p.kind != "dtype"]
+    want = [d.size for d in parse(spec).dims]
     shape: list[Any] = list(getattr(x, "shape", ()))
     channels_first = (side == "input" and len(shape) == len(want) >= 3 and shape[1:] != want[1:]
                       and shape[1] == want[-1] and shape[2:] == want[1:-1])
@@ -141,17 +151,11 @@ def _boundary_error(model: Model, side: str, spec: Any, x: Any) -> LayerShapeErr
         perm = ", ".join(["0", *[str(i) for i in range(2, len(shape))], "1"])
         lines.append("  the input looks channels-first (batch, channels, ...) but the model is channels-last.")
         lines.append(f"  Transpose it first: jnp.transpose(x, ({perm})).")
-    if getattr(x, "dtype", None) is not None and np.dtype(x.dtype).name not in spec.dtypes:
-        lines.append(f"  its dtype is {np.dtype(x.dtype).name}; the model was built for {spec.dtypes[0]}.")
-        lines.append(f"  Convert the input (x.astype(jnp.{spec.dtypes[0]})) or build the model for this dtype.")
-    elif side == "input" and len(lines) == 2:
+    dtypes = list(spec.dtypes)
+    if getattr(x, "dtype", None) is not None and np.dtype(x.dtype).name not in dtypes:
+        lines.append(f"  its dtype is {np.dtype(x.dtype).name}; the model was built for {dtypes[0]}.")
+        lines.append(f"  Convert the input (x.astype(jnp.{dtypes[0]})) or build the model for this dtype.")
+    elif side == "input" and not channels_first:
         lines.append(f"  The model was built for {expected}; build it again for this input, or reshape the input.")
     boundary = " does not match the spec the model was built for" if side == "input" else " is not what the model declared"
     return LayerShapeError((), "\n".join(lines), subject=f"The model's {side}", boundary=boundary)
-
-
-def model_rows(model: Any) -> tuple[tuple[str, str, str], ...]:
-    """(layer repr, input spec, output spec) per layer of a built ``Model``."""
-    return model.rows if isinstance(model, Model) else ((describe(model), "?", "?"),)
-
-

@@ -21,9 +21,7 @@ One writer per directory: in multi-host training only one process should save.
 
 import hashlib
 import json
-import os
 import re
-import secrets
 import shutil
 import warnings
 from collections.abc import Mapping
@@ -35,23 +33,18 @@ import jax.numpy as jnp
 import numpy as np
 import safetensors.numpy
 
-from ._errors import ShapesafeError
+from .._errors import ShapesafeError
+from .._version import __version__
+from ._atomic import OLD, TMP, replace_dir, write_file
+from ._records import RecordError, read_record
+from ._safetensors import NATIVE, is_key
 
 FORMAT = "shapesafe.checkpoint"
 VERSION = 1
 TENSORS = "tensors.safetensors"
 META = "meta.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
-_TMP_PREFIX = ".tmp-"
-_OLD_PREFIX = ".old-"
-# dtypes that safetensors' NumPy reader maps back exactly; any other is stored as raw bytes
-_NATIVE = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                     "float16", "float32", "float64"})
 _SHOWN = 5  # differing leaves listed in a refusal
-
-
-def _is_key(leaf: Any) -> bool:
-    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
 def _leaves(trees: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -69,7 +62,7 @@ def _leaves(trees: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _describe(key: str, leaf: Any) -> dict[str, Any]:
-    if _is_key(leaf):
+    if is_key(leaf):
         return {"key": key, "shape": list(leaf.shape), "dtype": str(leaf.dtype),
                 "impl": str(jax.random.key_impl(leaf))}
     if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):  # no data read: works on any device
@@ -107,42 +100,14 @@ def model_fingerprint(trees: Mapping[str, Any]) -> str:
 def _host(leaves: list[Any]) -> list[np.ndarray]:
     """The host arrays written for ``leaves``, fetched from devices in one go: key data for RNG
     keys, raw bytes for dtypes safetensors cannot read back."""
-    fetched = jax.device_get([jax.random.key_data(x) if _is_key(x) else x for x in leaves])
+    fetched = jax.device_get([jax.random.key_data(x) if is_key(x) else x for x in leaves])
     out = []
     for array in fetched:
         array = np.asarray(array, order="C")  # (not ascontiguousarray: it makes scalars 1-d)
-        if array.dtype.name not in _NATIVE:
+        if array.dtype.name not in NATIVE:
             array = array.reshape(-1).view(np.uint8).reshape((*array.shape, array.dtype.itemsize))
         out.append(array)
     return out
-
-
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":  # directories cannot be opened for fsync elsewhere
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fresh(directory: Path, stem: str) -> Path:
-    """A new empty directory ``directory/<stem>-<random>`` (created with the umask's permissions)."""
-    while True:
-        path = directory / f"{stem}-{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
 
 
 def _steps(directory: Path) -> list[tuple[int, Path]]:
@@ -160,7 +125,7 @@ def _candidates(directory: Path) -> list[Path]:
     have left aside while it was being replaced by a save of the same step (``.old-*/step_*``)."""
     found = [(step, 1, path) for step, path in _steps(directory)]
     for child in directory.iterdir():
-        if child.name.startswith(_OLD_PREFIX) and child.is_dir():
+        if child.name.startswith(OLD) and child.is_dir():
             found += [(step, 0, path) for step, path in _steps(child)]
     return [path for _, _, path in sorted(found, reverse=True)]
 
@@ -204,7 +169,6 @@ def save_checkpoint(directory: str | Path, *, step: int, trees: dict[str, Any], 
     host = _host([leaf for _, leaf in leaves])
     data = safetensors.numpy.save({key: array for (key, _), array in zip(leaves, host, strict=True)},
                                   metadata={"format": FORMAT, "version": str(VERSION)})
-    from . import __version__
 
     record = {
         "format": FORMAT,
@@ -220,22 +184,12 @@ def save_checkpoint(directory: str | Path, *, step: int, trees: dict[str, Any], 
     text = json.dumps(record, indent=1)  # before touching the disk: bad meta writes nothing
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step_{int(step):08d}"
-    tmp = _fresh(directory, _TMP_PREFIX + final.name)
-    try:
-        _write(tmp / TENSORS, data)
-        _write(tmp / META, text.encode())
-        _fsync_dir(tmp)
-        if final.exists():  # same step saved again (e.g. at an epoch's end): swap, then drop the old one
-            old = _fresh(directory, _OLD_PREFIX + final.name)
-            os.rename(final, old / final.name)
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
-        _fsync_dir(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    def fill(tmp: Path) -> None:
+        write_file(tmp / TENSORS, data)
+        write_file(tmp / META, text.encode())
+
+    replace_dir(final, fill)
     _prune(directory, keep, final)
     return final
 
@@ -246,7 +200,7 @@ def _prune(directory: Path, keep: int, current: Path) -> None:
         if path != current:
             shutil.rmtree(path, ignore_errors=True)
     for child in directory.iterdir():
-        if child.name.startswith((_TMP_PREFIX, _OLD_PREFIX)) and child.is_dir():
+        if child.name.startswith((TMP, OLD)) and child.is_dir():
             shutil.rmtree(child, ignore_errors=True)
 
 
@@ -257,17 +211,11 @@ class _Corrupt(Exception):
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The verified record and tensors of one checkpoint, or ``_Corrupt`` saying why not."""
     try:
-        record = json.loads((path / META).read_text())
-    except FileNotFoundError:
-        raise _Corrupt(f"{META} is missing") from None
-    except (OSError, ValueError) as e:
-        raise _Corrupt(f"{META} is unreadable ({e})") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise _Corrupt(f"{META} is not a shapesafe checkpoint record")
-    version = record.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        raise ShapesafeError(f"the checkpoint {path} has format version {version!r}, newer than this shapesafe "
-                             f"reads ({VERSION}). Upgrade shapesafe, or use another checkpoint_dir.")
+        record = read_record(path / META, fmt=FORMAT, what="checkpoint", newest=VERSION, version_key="version")
+    except RecordError as e:
+        if e.newer:
+            raise ShapesafeError(f"{e} Upgrade shapesafe, or use another checkpoint_dir.") from None
+        raise _Corrupt(str(e)) from None
     try:
         data = (path / TENSORS).read_bytes()
     except FileNotFoundError:
@@ -283,7 +231,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         for d in leaves:
             stored = tensors[d["key"]]
             base = tuple(d["shape"])
-            wrapped = d["dtype"] not in _NATIVE  # keys and raw bytes add one axis
+            wrapped = d["dtype"] not in NATIVE  # keys and raw bytes add one axis
             if stored.shape[: len(base)] != base or stored.ndim != len(base) + wrapped:
                 raise ValueError(f"{d['key']} has shape {stored.shape}, its record says {base}")
     except Exception as e:  # any failure to parse is corruption, never a crash
@@ -307,13 +255,13 @@ def _differences(expected: list[dict[str, Any]], found: list[dict[str, Any]]) ->
 
 def _restore(like: Any, stored: np.ndarray) -> Any:
     """``stored`` as a leaf of the same kind, dtype and placement as ``like``."""
-    if _is_key(like):
+    if is_key(like):
         data = jnp.asarray(stored)
         if isinstance(like.sharding, jax.sharding.NamedSharding):
             data = jax.device_put(data, like.sharding)
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(like))
     dtype = np.dtype(like.dtype) if hasattr(like, "dtype") else np.asarray(like).dtype
-    array = np.array(stored) if dtype.name in _NATIVE else np.array(stored).reshape(-1).view(dtype).reshape(
+    array = np.array(stored) if dtype.name in NATIVE else np.array(stored).reshape(-1).view(dtype).reshape(
         stored.shape[:-1])
     if isinstance(like, jax.Array):
         if isinstance(like.sharding, jax.sharding.NamedSharding):  # keep a mesh's placement

@@ -31,16 +31,23 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-
-from ._checkpoint import _NATIVE
 
 CODES = {"bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16", "float16": "F16",
          "int32": "I32", "uint32": "U32", "float32": "F32", "float64": "F64", "int64": "I64", "uint64": "U64"}
 DTYPES = {code: np.dtype(name) for name, code in CODES.items()}
+# dtypes that safetensors' NumPy reader maps back exactly; any other is stored as raw bytes
+NATIVE = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                    "float16", "float32", "float64"})
 _ALIGN = 64  # XLA:CPU aliases host buffers aligned to 64 bytes instead of copying them
 _MAX_HEADER = 100_000_000  # as safetensors itself
 _CHUNK = 1 << 20
+
+
+def is_key(leaf: Any) -> bool:
+    """Whether ``leaf`` is a typed PRNG key array (stored as its key data)."""
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
 class Damaged(Exception):
@@ -59,7 +66,7 @@ def stored_form(x: Any) -> tuple[tuple[int, ...], np.dtype]:
     """The shape and dtype ``x`` is stored with (raw bytes, one more axis, for non-native dtypes)."""
     dtype = np.dtype(x.dtype)
     shape = tuple(int(n) for n in x.shape)
-    if dtype.name in _NATIVE:
+    if dtype.name in NATIVE:
         return shape, dtype
     return (*shape, dtype.itemsize), np.dtype(np.uint8)
 

@@ -1,0 +1,111 @@
+"""``TensorSpec``: a model's input spec with ``jax.export`` symbolic dimensions, for ``build``.
+
+Inside ``build`` an annotation becomes a ``TensorSpec``: a shape whose named dimensions are
+symbolic (so inference holds for every batch size at once), one NumPy dtype, and for each
+dimension the place it came from (for error messages).
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jaxtyping
+import numpy as np
+
+from .._errors import ShapeError
+from ._format import dim_string, format_spec
+from ._parse import DTYPE_TO_JAXTYPING, is_annotation, parse
+
+Dim = Any  # int, or a jax.export symbolic dimension expression
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """An abstract tensor: shape (ints and symbolic dims), dtype, and each dim's origin."""
+
+    shape: tuple[Dim, ...]
+    dtype: np.dtype
+    origins: tuple[str, ...]
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def abstract(self) -> jax.ShapeDtypeStruct:
+        return jax.ShapeDtypeStruct(self.shape, self.dtype)
+
+    def annotation(self) -> Any:
+        """The jaxtyping annotation of this spec, e.g. ``Float32[Array, "batch 64"]``."""
+        cls = DTYPE_TO_JAXTYPING.get(self.dtype.name, jaxtyping.Shaped)
+        return cls[jax.Array, dim_string(self.shape)]
+
+    def __str__(self) -> str:
+        return format_spec(self.shape, self.dtype)
+
+
+def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> TensorSpec:
+    """Turn ``UInt8[Array, "batch 250 250 3"]`` into a ``TensorSpec`` with symbolic dims.
+
+    Raises:
+        ShapeError: if ``annotation`` is not a jaxtyping array annotation with exactly one
+            dtype and only named or fixed dimensions.
+    """
+    if not is_annotation(annotation):
+        raise ShapeError(
+            f"{what}: expected a jaxtyping annotation such as "
+            f'UInt8[Array, "batch 250 250 3"], got {annotation!r}.'
+        )
+    spec = parse(annotation)
+    dtypes = sorted(spec.dtypes or ())
+    try:
+        distinct = {np.dtype(jnp.dtype(d)) for d in dtypes}  # Bool names both 'bool' and 'bool_'
+    except TypeError:  # Key's 'prng_key'
+        distinct = set()
+    if len(distinct) != 1:
+        names = f"names {len(dtypes)} dtypes" if len(dtypes) > 1 else "names no concrete array dtype"
+        raise ShapeError(
+            f"{what} {annotation.__name__} {names}; a model's input "
+            f"must have exactly one. Use a concrete dtype such as Float32 or UInt8 instead of {spec.category}."
+        )
+    dims: list[str] = []
+    for d in spec.dims:
+        if d.kind == "fixed" and not d.broadcastable:
+            dims.append(str(d.size))
+        elif d.kind == "named" and not d.broadcastable:
+            dims.append(d.name)
+        else:
+            raise ShapeError(
+                f"{what} {annotation.__name__}: dimension {_source(d.token)!r} is not allowed here; "
+                "a model's input spec has a fixed rank, so each dimension is a name (e.g. 'batch') "
+                "or a size (e.g. 250). Write 'batch' instead of '*batch', '...', '_' or '#batch'."
+            )
+    shape = jax.export.symbolic_shape(", ".join(dims)) if dims else ()
+    return TensorSpec(tuple(shape), distinct.pop(), ("the input",) * len(shape))
+
+
+def _source(token: str) -> str:
+    """The dimension as jaxtyping names it: ``*batch`` -> ``batch``, ``...`` stays."""
+    return token if token == "..." else token.lstrip("#*?_") or token
+
+
+def trace_origins(in_spec: TensorSpec, out_shape: tuple[Dim, ...], here: str) -> tuple[str, ...]:
+    """Which input dims an output dim inherits, by position from either end; new ones are ``here``."""
+    origins = [here] * len(out_shape)
+    ins = in_spec.shape
+    for j in range(min(len(ins), len(out_shape))):  # leading dims (batch-like)
+        if not _same(ins[j], out_shape[j]):
+            break
+        origins[j] = in_spec.origins[j]
+    for j in range(1, min(len(ins), len(out_shape)) + 1):  # trailing dims
+        if not _same(ins[-j], out_shape[-j]):
+            break
+        origins[-j] = in_spec.origins[-j]
+    return tuple(origins)
+
+
+def _same(a: Dim, b: Dim) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except Exception:  # symbolic dims from different scopes
+        return False
