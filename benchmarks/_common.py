@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 
 import shapesafe as ss
-from models import talk
+from shapesafe.models import talk
 
 POOLS = ("max_pool", "reshape")
 

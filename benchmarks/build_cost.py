@@ -165,8 +165,8 @@ def _build_program_ops(size: int) -> dict[str, Any]:
 
     from flax import nnx
 
-    from models import talk
     from shapesafe._specs import spec_from_annotation
+    from shapesafe.models import talk
 
     seq, spec = talk.cnn(), spec_from_annotation(talk.image_spec(size))
 

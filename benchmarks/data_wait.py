@@ -37,8 +37,8 @@ import optax
 from data_pipeline import make_photos
 
 import shapesafe as ss
-from models import talk
 from shapesafe.data import from_arrays, image_folder
+from shapesafe.models import talk
 
 
 class Timed:

@@ -47,9 +47,9 @@ import optax
 from flax import nnx
 
 import shapesafe as ss
-from models import resnet
 from shapesafe import layers as L
 from shapesafe._engine import Engine
+from shapesafe.models import resnet
 
 STAGES = ((1, 64), (2, 128), (3, 256), (4, 512))  # (stage, channels)
 STEM_POOL_PADDING: Any = ((1, 1), (1, 1))  # nnx.max_pool takes pairs too (its annotation says str)

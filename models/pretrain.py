@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
-from models import logo
+from . import logo
 
 VERSION = 1
 """Bumped whenever the source photos change."""
@@ -246,8 +246,9 @@ def pretrain(*, n_train: int = N_TRAIN, n_held_out: int = N_HELD_OUT, epochs: in
     import optax
 
     import shapesafe as ss
-    from models import resnet
     from shapesafe.data import from_arrays, random_flip
+
+    from . import resnet
 
     t0 = time.perf_counter()
     x, y = make(n_train, seed=seed, split="train", size=size)

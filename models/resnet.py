@@ -94,7 +94,7 @@ def resnet18(classes: int = 1000, *, size: int = 224) -> Network:
         images, channels-last; see the module docstring).
 
     Example:
-        >>> from models import resnet
+        >>> from shapesafe.models import resnet
         >>> net, spec = resnet.resnet18(classes=10, size=64)
         >>> [layer.name for layer in net]
         ['conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4', 'avgpool', 'fc']
@@ -137,7 +137,7 @@ def resnet_small(classes: int, *, width: int = 16, size: int = 64) -> Network:
         ``Network(blueprint, spec)``, spec ``UInt8[Array, "batch size size 3"]``.
 
     Example:
-        >>> from models import resnet
+        >>> from shapesafe.models import resnet
         >>> net, spec = resnet.resnet_small(classes=5, width=8, size=32)
         >>> spec.dtype.__name__, spec.dim_str
         ('UInt8', 'batch 32 32 3')
@@ -173,12 +173,12 @@ def pretrained_small() -> ss.Model:
         ss.freeze(model, range(len(model) - 1))  # train the head first
 
     Example:
-        >>> from models import resnet
+        >>> from shapesafe.models import resnet
         >>> model = resnet.pretrained_small()
         >>> ss.summary(model).input_spec, ss.summary(model).output_spec
         ('UInt8[batch, 64, 64, 3]', 'Float32[batch, 12]')
     """
-    from models import pretrain
+    from . import pretrain
 
     model: ss.Model = ss.load(pretrain.WEIGHTS)
     return model
@@ -196,7 +196,7 @@ def torchvision_names(blueprint: L.Sequential) -> dict[str, str]:
     network of this module (and for a new head named ``fc``).
 
     Example:
-        >>> from models import resnet
+        >>> from shapesafe.models import resnet
         >>> names = resnet.torchvision_names(resnet.resnet18().blueprint)
         >>> names["layer1.1.conv2"], names["layer4.0.downsample.0"], len(names)
         ('layer1.2.block.conv2', 'layer4.0.shortcut.0', 41)

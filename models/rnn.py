@@ -51,7 +51,7 @@ def classifier(cell: type[L.LSTM] | type[L.GRU] = L.LSTM, *, hidden: int = 64,
 
     Example:
         >>> import shapesafe as ss
-        >>> from models import rnn
+        >>> from shapesafe.models import rnn
         >>> from shapesafe import layers as L
         >>> net, spec = rnn.classifier(L.GRU, hidden=16)
         >>> net
@@ -86,7 +86,7 @@ def digits_rows(*, seed: int = 0, test_size: int = TEST_SIZE) -> tuple[ss.data.D
     """The train and test datasets, elements ``{"x": Float32[8, 8], "label": Int32[]}``.
 
     Example:
-        >>> from models import rnn
+        >>> from shapesafe.models import rnn
         >>> train, test = rnn.digits_rows()
         >>> len(train), len(test)
         (1500, 297)

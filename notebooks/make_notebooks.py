@@ -40,7 +40,7 @@ import optax
 from jaxtyping import Array, UInt8
 
 import shapesafe as ss
-from models import logo, talk
+from shapesafe.models import logo, talk
 from shapesafe import layers as L
 from shapesafe.data import image_folder, random_flip
 
@@ -233,7 +233,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 import shapesafe as ss
-from models import talk
+from shapesafe.models import talk
 from shapesafe import layers as L
 from shapesafe.data import image_folder
 
@@ -350,7 +350,7 @@ import optax
 from jaxtyping import Array, Float32
 
 import shapesafe as ss
-from models import rnn
+from shapesafe.models import rnn
 from shapesafe import layers as L"""),
     new_markdown_cell("## The data"),
     new_code_cell("""train, test = rnn.digits_rows(seed=0)
@@ -425,7 +425,7 @@ from flax import nnx
 from jaxtyping import Array, Float32, UInt8
 
 import shapesafe as ss
-from models import talk
+from shapesafe.models import talk
 from shapesafe import layers as L
 
 IMAGES = UInt8[Array, "batch 64 64 3"]
@@ -514,7 +514,7 @@ import numpy as np
 import optax
 
 import shapesafe as ss
-from models import logo, pretrain, resnet
+from shapesafe.models import logo, pretrain, resnet
 from shapesafe import layers as L
 from shapesafe.data import image_folder, random_flip
 
@@ -662,7 +662,7 @@ import optax
 from PIL import Image, ImageEnhance, ImageFilter
 
 import shapesafe as ss
-from models import logo, talk
+from shapesafe.models import logo, talk
 from shapesafe import layers as L
 from shapesafe.data import image_folder
 from shapesafe.monitor import DriftMonitor, check_accuracy

@@ -16,7 +16,6 @@ from . import metrics as metrics
 from . import monitor as monitor
 from ._artifact import load as load
 from ._artifact import save as save
-from ._build import build as build
 from ._decoders import Prediction as Prediction
 from ._errors import ArtifactError as ArtifactError
 from ._errors import InputError as InputError
@@ -38,5 +37,6 @@ from ._torch_weights import load_state_dict as load_state_dict
 from ._transfer import copy_weights as copy_weights
 from ._transfer import param_labels as param_labels
 from ._version import __version__ as __version__
-from .layers._sequential import Model as Model
+from .layers import Model as Model
+from .layers import build as build
 

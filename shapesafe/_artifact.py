@@ -66,7 +66,7 @@ from ._serialize import (
     spec_to_json,
 )
 from ._version import __version__
-from .layers._sequential import Model
+from .layers import Model
 
 FORMAT = "shapesafe.artifact"
 FORMAT_VERSION = 1
@@ -311,7 +311,7 @@ def _rebuild(root: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> M
     annotation = spec_from_json(arch.get("input_spec"), where, "input_spec")
     try:  # as ss.build, but abstractly: no parameter is initialised, the weights file fills them
         in_spec = spec_from_annotation(annotation, what=f"{where}: input_spec")
-        model: Model = nnx.eval_shape(lambda: seq._build(in_spec, nnx.Rngs(params=0, dropout=1)))
+        model: Model = nnx.eval_shape(lambda: seq.build_model(in_spec, nnx.Rngs(params=0, dropout=1)))
     except (ShapesafeError, TypeError, ValueError) as e:
         raise ArtifactError(f"{where}: the architecture does not build for its input spec "
                             f"{spec_text(arch['input_spec'])}:\n{e}") from None

@@ -42,7 +42,7 @@ from ._errors import ArtifactError, ShapeError
 from ._persist import NATIVE, RecordError, is_key, read_record, recover, write_file
 from ._predictor import Predictor
 from ._serialize import spec_from_json, spec_text, spec_to_json
-from .layers._sequential import Model
+from .layers import Model
 
 FORMAT = "shapesafe.export"
 FORMAT_VERSION = 1

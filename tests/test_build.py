@@ -10,8 +10,8 @@ from flax import nnx
 from jaxtyping import Array, Float, Float32, Int32, UInt8
 
 import shapesafe as ss
-from models import talk
 from shapesafe import layers as L
+from shapesafe.models import talk
 
 
 def _spec_str(annotation: object) -> tuple[tuple[str, ...], str]:

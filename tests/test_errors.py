@@ -8,8 +8,8 @@ import pytest
 from jaxtyping import Array, Float, Float32, UInt8
 
 import shapesafe as ss
-from models import talk
 from shapesafe import layers as L
+from shapesafe.models import talk
 
 IMAGES = UInt8[Array, "batch 32 32 3"]
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import logo
 from shapesafe.data import image_folder
+from shapesafe.models import logo
 
 ROOT = Path(__file__).resolve().parents[1]
 

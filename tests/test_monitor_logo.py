@@ -15,9 +15,9 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 import shapesafe as ss
-from models import logo, talk
 from shapesafe import layers as L
 from shapesafe.data import image_folder
+from shapesafe.models import logo, talk
 from shapesafe.monitor import DriftMonitor, check_accuracy
 
 SIZE = 32

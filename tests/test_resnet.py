@@ -21,8 +21,8 @@ import safetensors.numpy
 from jaxtyping import Array, Float32
 
 import shapesafe as ss
-from models import resnet
 from shapesafe import layers as L
+from shapesafe.models import resnet
 
 CLASSES = 10
 SIZE = 64

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import shapesafe as ss
-from models import rnn
 from shapesafe import layers as L
+from shapesafe.models import rnn
 
 
 def test_the_rows_are_the_digit_images_top_to_bottom() -> None:

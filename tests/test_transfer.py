@@ -133,7 +133,7 @@ def _flat(model: object) -> dict[str, object]:
 # -- the shipped backbone and the demo ---------------------------------------------------------
 
 def test_pretrained_small_loads_with_its_record() -> None:
-    from models import pretrain, resnet
+    from shapesafe.models import pretrain, resnet
 
     model = resnet.pretrained_small()
     assert model.names[-1] == "fc" and str(ss.summary(model).output_spec) == f"Float32[batch, {len(pretrain.SHAPES)}]"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import logo
+from shapesafe.models import logo
 
 
 @pytest.fixture(scope="module")

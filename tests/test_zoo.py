@@ -17,7 +17,7 @@ import pytest
 from flax import nnx
 
 import shapesafe as ss
-from models.zoo import REGISTRY, ZooModel
+from shapesafe.models.zoo import REGISTRY, ZooModel
 
 
 class Zoo:

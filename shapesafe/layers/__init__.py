@@ -20,6 +20,7 @@ from ._activation import Sigmoid as Sigmoid
 from ._activation import Softmax as Softmax
 from ._activation import Tanh as Tanh
 from ._blueprint import Blueprint as Blueprint
+from ._build import build as build
 from ._combinators import Add as Add
 from ._combinators import Concat as Concat
 from ._combinators import Residual as Residual
@@ -29,6 +30,7 @@ from ._custom import Custom as Custom
 from ._custom import Function as Function
 from ._embedding import Embedding as Embedding
 from ._linear import Linear as Linear
+from ._model import Model as Model
 from ._norm import BatchNorm as BatchNorm
 from ._norm import Dropout as Dropout
 from ._norm import LayerNorm as LayerNorm
@@ -41,5 +43,4 @@ from ._reshape import Cast as Cast
 from ._reshape import Flatten as Flatten
 from ._reshape import Rescale as Rescale
 from ._reshape import Reshape as Reshape
-from ._sequential import Model as Model
 from ._sequential import Sequential as Sequential

@@ -22,7 +22,8 @@ from .._errors import LayerShapeError
 from .._specs import TensorSpec, checked, format_spec
 from ._blueprint import Blueprint, Refusal, infer, set_field
 from ._custom import as_blueprint
-from ._sequential import Model, Sequential
+from ._model import Model
+from ._sequential import Sequential
 
 
 def _sequence(obj: Any) -> Sequential:

@@ -6,10 +6,11 @@ from typing import Any
 import jax
 from flax import nnx
 
-from ._specs import spec_from_annotation
-from .layers._blueprint import Blueprint
-from .layers._custom import Custom, as_blueprint
-from .layers._sequential import Model, Sequential
+from .._specs import spec_from_annotation
+from ._blueprint import Blueprint
+from ._custom import Custom, as_blueprint
+from ._model import Model
+from ._sequential import Sequential
 
 
 def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
@@ -49,7 +50,7 @@ def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
     seq = bp if isinstance(bp, Sequential) else Sequential((bp,))
 
     def make() -> Model:
-        return seq._build(in_spec, nnx.Rngs(params=seed, dropout=seed + 1))
+        return seq.build_model(in_spec, nnx.Rngs(params=seed, dropout=seed + 1))
 
     if _holds_user_modules(seq):  # keep a user's own module object as it is
         return make()

@@ -10,17 +10,7 @@ trains the head alone for ``HEAD_EPOCHS`` (one epoch, 5 steps) with the backbone
 then fine-tunes everything (``optax.multi_transform`` with ``ss.param_labels``; the head and
 the backbone both at 0.05, the scratch run's rate). The scratch run trains
 ``resnet.resnet_small(2, width=32)``, the same network, from random weights.
-
-The recipe and the backbone were chosen on the 720 photos of the *training* split that are
-not among the labelled ones (never on the test split), as the mean accuracy there over seeds
-0, 1 and 2 at 50 / 200 steps. From scratch at 0.05: 0.893 / 0.989. With the first backbone
-(2 epochs of pretraining, source held-out accuracy 0.73): head alone for a fifth of the
-steps then backbone at 0.02, 0.843 / 0.972; everything at 0.05 from the first step, 0.901 /
-0.976; one head epoch then everything at 0.05, 0.925 / 0.979. With 4 epochs of pretraining
-(0.916), the shipped one: 0.933 / 0.991, 0.975 / 0.990 and 0.973 / 0.992 for the same three
-recipes, and 0.959 / 0.993 with the head at 0.1; with 10 epochs (0.967), one head epoch then
-0.05: 0.958 / 0.989. (Earlier, on 180 of those photos and seed 0 only: from scratch 0.01 and
-0.05 both scored 0.983 at 200 steps, 0.1 0.822.)
+How the recipe was chosen is recorded in ``benchmarks/README.md`` ("Transfer recipe").
 """
 
 import argparse
@@ -53,8 +43,9 @@ def fine_tune(batches: Any, spec: Any, *, epochs: int, head_epochs: int, seed: i
     import optax
 
     import shapesafe as ss
-    from models import resnet
     from shapesafe import layers as L
+
+    from . import resnet
 
     backbone = resnet.pretrained_small()
     model = ss.build(backbone.blueprint[:-1] >> L.Linear(2).named("fc"), spec, seed=seed)
@@ -91,8 +82,9 @@ def transfer(args: argparse.Namespace, train: Any, test: Any) -> int:
     from jaxtyping import Array, UInt8
 
     import shapesafe as ss
-    from models import logo, resnet
     from shapesafe.data import random_flip
+
+    from . import logo, resnet
 
     budgets = (args.epochs,) if args.epochs else ((2,) if args.quick else BUDGETS)
     batch = min(args.batch, 8) if args.quick else BATCH

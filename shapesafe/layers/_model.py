@@ -1,0 +1,85 @@
+"""``Model``: a built ``Sequential``, the Flax NNX module ``ss.build`` returns."""
+
+from typing import TYPE_CHECKING, Any
+
+import jax.numpy as jnp
+import jaxtyping
+import numpy as np
+from flax import nnx
+from jaxtyping import Array, Shaped
+
+from .._errors import LayerShapeError
+from .._specs import TensorSpec, compare, format_annotation, format_spec, format_value, parse
+
+if TYPE_CHECKING:
+    from ._sequential import Sequential
+
+
+class Model(nnx.Module):
+    """A built ``Sequential``: a Flax NNX module that knows its input and output specs.
+
+    Calling it checks the input against ``input_spec`` and the output against
+    ``output_spec`` with one shared set of dimension bindings (``batch`` must agree), and
+    each layer checks its own annotations. All checks run while JAX traces, so a jitted
+    call pays nothing for them.
+    """
+
+    def __init__(self, layers: list[nnx.Module], *, blueprint: "Sequential", specs: list[TensorSpec]):
+        self.layers = nnx.List(layers)
+        self.blueprint = blueprint
+        self.names = tuple(b.name for b in blueprint.layers)
+        self.input_spec = specs[0].annotation()
+        self.output_spec = specs[-1].annotation()
+        self.rows = tuple(
+            (repr(b), format_spec(s_in.shape, s_in.dtype), format_spec(s_out.shape, s_out.dtype))
+            for b, s_in, s_out in zip(blueprint.layers, specs[:-1], specs[1:], strict=True)
+        )
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, key: int | str) -> nnx.Module:
+        if isinstance(key, str):
+            if key not in self.names:
+                raise KeyError(f"no layer named {key!r}; named layers: {[n for n in self.names if n]}")
+            key = self.names.index(key)
+        return self.layers[key]
+
+    def __call__(self, x: Shaped[Array | np.ndarray, "..."]) -> Shaped[Array, "..."]:
+        y: Any = jnp.asarray(x) if isinstance(x, np.ndarray) else x
+        n = len(self.layers)
+        with jaxtyping.jaxtyped("context"):  # type: ignore[arg-type]
+            if not isinstance(y, self.input_spec):
+                raise _boundary_error(self, "input", self.input_spec, y)
+            for i, (bp, layer) in enumerate(zip(self.blueprint.layers, self.layers, strict=True), start=1):
+                try:
+                    y = layer(y)
+                except LayerShapeError as e:
+                    raise e.within(f"layer {i} of {n}, {bp!r}") from None
+            if not isinstance(y, self.output_spec):
+                raise _boundary_error(self, "output", self.output_spec, y)
+        return y
+
+
+def _boundary_error(model: Model, side: str, spec: Any, x: Any) -> LayerShapeError:
+    mismatch = compare(spec, x)
+    expected = format_annotation(spec, array="Array")
+    lines = [f"  expected  {expected}", f"  got       {format_value(x)}"]
+    if mismatch is not None:
+        lines += [f"  {p.reason()}" for p in mismatch.problems if p.kind != "dtype"]
+    want = [d.size for d in parse(spec).dims]
+    shape: list[Any] = list(getattr(x, "shape", ()))
+    channels_first = (side == "input" and len(shape) == len(want) >= 3 and shape[1:] != want[1:]
+                      and shape[1] == want[-1] and shape[2:] == want[1:-1])
+    if channels_first:
+        perm = ", ".join(["0", *[str(i) for i in range(2, len(shape))], "1"])
+        lines.append("  the input looks channels-first (batch, channels, ...) but the model is channels-last.")
+        lines.append(f"  Transpose it first: jnp.transpose(x, ({perm})).")
+    dtypes = list(spec.dtypes)
+    if getattr(x, "dtype", None) is not None and np.dtype(x.dtype).name not in dtypes:
+        lines.append(f"  its dtype is {np.dtype(x.dtype).name}; the model was built for {dtypes[0]}.")
+        lines.append(f"  Convert the input (x.astype(jnp.{dtypes[0]})) or build the model for this dtype.")
+    elif side == "input" and not channels_first:
+        lines.append(f"  The model was built for {expected}; build it again for this input, or reshape the input.")
+    boundary = " does not match the spec the model was built for" if side == "input" else " is not what the model declared"
+    return LayerShapeError((), "\n".join(lines), subject=f"The model's {side}", boundary=boundary)
