@@ -56,18 +56,17 @@ def render_runs(name: str, runs: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def num(value: Any, digits: int = 3) -> str:
-    """A figure with ``digits`` significant digits (thousands separated), or a dash."""
+    """A figure to ``digits`` significant digits (at least its whole part), thousands separated."""
     if value is None:
-        return "—"
+        return "\u2014"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if not isinstance(value, int | float):
         return str(value)
-    if value == 0:
-        return "0"
-    magnitude = len(str(int(abs(value)))) if abs(value) >= 1 else 0
-    decimals = max(0, digits - magnitude) if abs(value) >= 1 else digits
-    return f"{value:,.{decimals}f}"
+    if abs(value) < 1:
+        return f"{value:.{digits}g}"
+    whole = len(str(int(abs(value))))
+    return f"{value:,.{max(0, digits - whole)}f}"
 
 
 def ratio(value: Any) -> str:

@@ -111,23 +111,26 @@ def package() -> Any:
 
 
 def summary_line(identifier: str) -> str:
-    """The docstring's first paragraph on one line (empty if there is none)."""
+    """The docstring's first paragraph on one line (a visible gap if there is none)."""
     obj = (
         package()[identifier.removeprefix("shapesafe.")] if identifier != "shapesafe" else package()
     )
-    first = (obj.docstring.value if obj.docstring else "").strip().split("\n\n")[0]
+    if not obj.docstring:
+        return "*(no docstring yet)*"
+    first = obj.docstring.value.strip().split("\n\n")[0]
     return " ".join(first.split()).replace("|", "\\|")
 
 
 def summary_tables(groups: list[tuple[str, list[str]]]) -> str:
-    lines = []
+    """One table per section: each name (linked to its entry) and its summary line."""
+    lines = ['<div class="api-summary" markdown>', ""]
     for title, names in groups:
         if title:
             lines += [f"**{title}**", ""]
         lines += ["| name | summary |", "|---|---|"]
         lines += [f"| [`{n.rsplit('.', 1)[-1]}`][{n}] | {summary_line(n)} |" for n in names]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join([*lines, "</div>"])
 
 
 def nav_files(nav: Any) -> list[str]:
