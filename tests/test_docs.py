@@ -7,6 +7,8 @@
 - The README's python blocks run, each on its own (a fresh namespace, a temporary folder as
   the working directory, the repository root on ``sys.path``), and so do the guides' and the
   getting-started page's, each page top to bottom in one namespace, as a reader runs it.
+- The performance page's tables put each figure beside its peer (the build renders them from
+  ``benchmarks/results/*.json``; ``.ci/run`` builds the site with ``--strict``).
 
 Conventions in the Markdown (HTML comments, invisible on the rendered page):
 
@@ -22,6 +24,7 @@ import contextlib
 import importlib
 import inspect
 import io
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,3 +242,48 @@ def test_the_block_parser_reads_the_marks(tmp_path: Path) -> None:
     plain.output = "2\n"
     with pytest.raises(AssertionError, match=re.escape("printed\n1\n\nbut the page shows\n2")):
         run(plain, {}, "page.md")
+
+
+# -- the performance tables ------------------------------------------------------------------
+
+
+def test_benchmark_tables_put_each_figure_beside_its_peer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``docs/_hooks/benchmark_tables.py`` on a hand-written result: shapesafe's figure, the
+    peer's from the same run, their ratio, the machine, the date and the command."""
+    monkeypatch.syspath_prepend(str(DOCS / "_hooks"))
+    tables = importlib.import_module("benchmark_tables")
+    result = {
+        "benchmark": "core_forward",
+        "date": "2026-12-01 22:50 UTC",
+        "device": {"platform": "cpu", "device_kind": "cpu", "cpu_cores": 2},
+        "versions": {"jax": "0.10.2", "flax": "0.12.8"},
+        "parameters": {"size": 96, "batch": 32, "seed": 0},
+        "median_ms": {"shapesafe": 96.43, "flax": 97.89},
+        "ratio": 0.985,
+        "ratio_per_round": {"min": 0.85, "p25": 0.97, "median": 0.99, "p75": 1.02, "max": 1.07},
+        "cpu_median_ms": {"shapesafe": 90.87, "flax": 92.36},
+        "cpu_ratio": 0.984,
+        "compile_s": {"shapesafe": 0.2, "flax": 0.4},
+        "outputs_agree": True,
+        "max_abs_diff": 0.0,
+    }
+    (tmp_path / "core_forward-cpu.json").write_text(json.dumps(result))
+    page = tables.render_page(
+        "<!-- benchmark: core_forward -->\n<!-- benchmark: build_cost -->", tmp_path
+    )
+    lines = page.splitlines()
+    assert (
+        "| jitted forward, ms per call (median of round medians) | 96.4 | 97.9 | **0.98** |"
+        in lines
+    )
+    assert "| compile, s | 0.2 | 0.4 | **0.50** |" in lines  # a ratio the table computes: 0.2 / 0.4
+    assert lines[0].startswith(
+        "`python benchmarks/core_forward.py --size 96 --batch 32 --seed 0` — 2026-12-01"
+    )
+    assert (
+        "JAX on cpu (cpu, 2 cores)" in lines[0]
+        and "benchmarks/results/core_forward-cpu.json" in lines[0]
+    )
+    assert "*No recorded run of `build_cost` yet.*" in lines
