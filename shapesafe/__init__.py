@@ -38,5 +38,5 @@ from ._transfer import copy_weights as copy_weights
 from ._transfer import param_labels as param_labels
 from ._version import __version__ as __version__
 from .layers import Model as Model
-from .layers import build as build
+from .layers._build import build as build
 

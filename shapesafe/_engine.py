@@ -8,16 +8,46 @@ Several steps per call run under ``lax.scan`` where dispatch dominates.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from ._specs import dtype_kind
-
 Metric = Any  # an object with name, init(), update(state, outputs, targets, mask), compute(state)
+
+
+class TrainState(NamedTuple):
+    """What a training step reads and returns: the trainable parameters (``nnx.Param``),
+    everything else the model holds (batch statistics, RNG counters, frozen parameters) and
+    the optimizer's state. Inside ``Engine`` each field holds its tree's leaves as a flat list
+    (``TrainState.of``): lists and named tuples flatten in C++, ``nnx.State`` in
+    Python (~40 us a call for a small MLP)."""
+
+    params: Any
+    rest: Any
+    opt_state: Any
+
+    @staticmethod
+    def of(trees: "TrainState") -> tuple["TrainState", "TrainState"]:
+        """Flat leaves and treedefs of ``trees``."""
+        flat = [jax.tree.flatten(t) for t in trees]
+        return TrainState(*(lv for lv, _ in flat)), TrainState(*(td for _, td in flat))
+
+
+def _state_field(name: str) -> Any:
+    """A property of ``Engine`` that shows one ``TrainState`` field as a tree."""
+
+    def get(self: "Engine") -> Any:
+        return jax.tree.unflatten(getattr(self.defs, name), getattr(self.state, name))
+
+    def put(self: "Engine", tree: Any) -> None:
+        leaves, treedef = jax.tree.flatten(tree)
+        self.state = self.state._replace(**{name: leaves})
+        self.defs = self.defs._replace(**{name: treedef})
+
+    return property(get, put)
 
 
 class Engine:
@@ -31,45 +61,34 @@ class Engine:
         model.train()
         split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
         self.train_graph: Any = split[0]
-        self._leaves: list[list[Any]] = [[], [], []]
-        self._treedefs: list[Any] = [None, None, None]
-        self.params = split[1]
-        self.rest = split[2]
-        self.opt_state = optimizer.init(self.params) if optimizer is not None else None
-        # The jitted functions take the state as flat lists of arrays: nnx.State and nnx.Param
-        # are pytree nodes flattened in Python (~40 us a call for a small MLP), lists in C++.
+        opt_state = optimizer.init(split[1]) if optimizer is not None else None
+        self.state, self.defs = TrainState.of(TrainState(split[1], split[2], opt_state))
         self._train = jax.jit(self._flat(self._train_step, 3), donate_argnums=(0,))
         self._train_many = jax.jit(self._flat(self._train_scan, 3), donate_argnums=(0,))
         self._eval = jax.jit(self._flat(self._eval_step, 0))
         self._predict = jax.jit(self._flat(self._predict_step, 0))
 
-    # -- the state, as trees outside and as flat lists of arrays for the jitted calls -----------
-    def _get(self, i: int) -> Any:
-        return jax.tree.unflatten(self._treedefs[i], self._leaves[i])
-
-    def _set(self, i: int, tree: Any) -> None:
-        self._leaves[i], self._treedefs[i] = jax.tree.flatten(tree)
-
-    params = property(lambda self: self._get(0), lambda self, v: self._set(0, v))
-    rest = property(lambda self: self._get(1), lambda self, v: self._set(1, v))
-    opt_state = property(lambda self: self._get(2), lambda self, v: self._set(2, v))
+    # -- the state: trees outside, flat leaves (``self.state``) for the jitted calls -----------
+    params = _state_field("params")
+    rest = _state_field("rest")
+    opt_state = _state_field("opt_state")
 
     def _flat(self, fn: Callable[..., Any], returns: int) -> Callable[..., Any]:
-        """``fn(params, rest[, opt_state], *args)`` as a function of ``[leaves...]``; when it returns
-        updated state (``returns`` trees first), those come back as leaves too."""
+        """``fn(params, rest[, opt_state], *args)`` as a function of flat leaves; when it returns
+        updated state (``returns`` trees first), those come back as a flat ``TrainState``."""
 
-        def flat(leaves: list[list[Any]], *args: Any) -> Any:
-            trees = [jax.tree.unflatten(t, lv) for t, lv in zip(self._treedefs, leaves, strict=False)]
+        def flat(state: tuple[Any, ...], *args: Any) -> Any:
+            trees = [jax.tree.unflatten(t, lv) for t, lv in zip(self.defs, state, strict=False)]
             out = fn(*trees, *args)
             if not returns:
                 return out
             new = []
-            for i in range(returns):
-                lv, treedef = jax.tree.flatten(out[i])
-                if treedef != self._treedefs[i]:
-                    raise TypeError(f"the training step changed the structure of its state: {treedef} != {self._treedefs[i]}")
+            for tree, want in zip(out[:returns], self.defs, strict=False):
+                lv, treedef = jax.tree.flatten(tree)
+                if treedef != want:
+                    raise TypeError(f"the training step changed the structure of its state: {treedef} != {want}")
                 new.append(lv)
-            return (new, *out[returns:])
+            return (TrainState(*new), *out[returns:])
 
         return flat
 
@@ -141,14 +160,14 @@ class Engine:
 
     def train(self, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any) -> tuple[tuple[Any, ...], Any]:
         step = self._train_many if jnp.ndim(mask) == 2 else self._train
-        self._leaves, mstates, value = step(self._leaves, mstates, x, y, mask)
+        self.state, mstates, value = step(self.state, mstates, x, y, mask)
         return mstates, value
 
     def evaluate(self, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any) -> tuple[tuple[Any, ...], Any, Any]:
-        return self._eval(self._leaves[:2], mstates, x, y, mask)
+        return self._eval((self.state.params, self.state.rest), mstates, x, y, mask)
 
     def predict(self, x: Any) -> Any:
-        return self._predict(self._leaves[:2], x)
+        return self._predict((self.state.params, self.state.rest), x)
 
     def write_back(self, model: nnx.Module) -> None:
         """Copy the trained state into ``model`` (the one place a module is mutated)."""
@@ -169,6 +188,3 @@ class Engine:
         visit(self.opt_state)
         return float(found[0]) if found else None
 
-
-def is_float(x: Any) -> bool:
-    return dtype_kind(x.dtype) == "floating"

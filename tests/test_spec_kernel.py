@@ -85,7 +85,7 @@ def _messages():
 
 def test_messages_do_not_depend_on_jaxtyping_wording(monkeypatch):
     plain = _messages()
-    assert "dimension 1 is 5, expected 3" in plain[2]
+    assert "dimension 1 is 5, expected 3" in plain[2] and "Float32[2, 5]" in plain[1]
     assert "batch is 4 elsewhere" in plain[3]
     assert "dimension 1 is 3, expected 2" in plain[4]
 

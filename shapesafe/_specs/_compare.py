@@ -52,6 +52,8 @@ class Problem:
             return f"it needs {least}{self.want} dimension{plural} ({self.dims}), got {self.have} {self.got_dims}.".replace(" .", ".")
         if self.kind == "size":
             return f"dimension {self.axis} is {self.have}, expected {self.want}."
+        if self.kind == "binding" and self.axis is None:  # a variadic binding: several dimensions
+            return f"its dimensions *{self.name} are {self.have}, but {self.name} is {self.earlier} elsewhere."
         if self.kind == "binding":
             return f"dimension {self.axis} is {self.have}, but {self.name} is {self.earlier} elsewhere."
         if self.kind == "type":
@@ -173,19 +175,13 @@ def _problems(spec: ArraySpec, got_dtypes: frozenset[str] | None, shown: str, sh
         problems.append(Problem("rank", len(fixed), rank, at_least=var is not None,
                                 dims=" ".join(d.token for d in fixed), got_dims=got_dims))
         return problems
-    if var is None:
-        pairs = list(enumerate(spec.dims))
-    else:
-        tail = len(spec.dims) - var - 1
-        pairs = [(i, spec.dims[i]) for i in range(var)]
-        pairs += [(rank - tail + k, spec.dims[var + 1 + k]) for k in range(tail)]
-        name = spec.dims[var].name
-        if name:
-            problem = _bind(bindings, name, tuple(shape[var:rank - tail]), var, static)
-            if problem:
-                problems.append(problem)
-    for axis, d in pairs:
-        problem = _check_dim(d, shape[axis], axis, bindings, static)
+    tail = 0 if var is None else len(spec.dims) - var - 1
+    for i, d in enumerate(spec.dims):
+        if var is not None and i == var:
+            problem = _bind(bindings, d.name, tuple(shape[var:rank - tail]), None, static) if d.name else None
+        else:
+            axis = i if var is None or i < var else rank - (len(spec.dims) - i)
+            problem = _check_dim(d, shape[axis], axis, bindings, static)
         if problem:
             problems.append(problem)
             break
@@ -212,7 +208,7 @@ def _check_dim(d: Dim, have: Any, axis: int, bindings: Bindings, static: bool) -
     return None
 
 
-def _bind(bindings: Bindings, name: str, have: Any, axis: int, static: bool) -> Problem | None:
+def _bind(bindings: Bindings, name: str, have: Any, axis: int | None, static: bool) -> Problem | None:
     if name not in bindings:
         bindings[name] = have
         return None

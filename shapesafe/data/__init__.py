@@ -65,16 +65,10 @@ after the first epoch).
 the spec: a quick comparison of array type, dtype and shape (a few µs, measured against a
 decode of about 2 ms) and the full explanation only when that fails.
 
-**Why not grain.** Measured (``benchmarks/data_pipeline.py``, figures in
-``benchmarks/README.md`` under "Data pipeline"): decoding 640x480 JPEGs to 250x250 batches
-of 32 on 2 shared cores, grain 0.2.18 with 2 threads used 2.76 ms of CPU per image, a bare
-Pillow thread pool 2.33, PyTorch's DataLoader 3.30, and this package then 2.59 (now 2.07
-against the thread pool's 2.10 in the same run; per round 1.05x the best peer's images/s
-with both cores free, 1.00x under load). Grain would add ``array_record``, ``protobuf``, ``cloudpickle`` and
-``etils`` for no measured speed, and what else it offers (ordered parallel map,
-checkpointable iterator state, index shuffles) is the small typed core above, which also
-carries the specs and the file each element came from. A grain ``RandomAccessDataSource``
-works unchanged with ``from_source``.
+**Why not grain.** Grain's ordered parallel map, checkpointable iterator state and index
+shuffles are the small typed core above, which also carries the specs and the file each
+element came from; a grain ``RandomAccessDataSource`` works unchanged with ``from_source``.
+The measurements behind this choice are in ``benchmarks/README.md`` ("Why not grain").
 
 Bad image files: see ``image_folder``. Typed transforms: ``normalise``, ``standardise`` with
 ``channel_stats``, ``random_crop``, ``random_flip``, ``jitter``.

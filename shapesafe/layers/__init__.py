@@ -20,7 +20,6 @@ from ._activation import Sigmoid as Sigmoid
 from ._activation import Softmax as Softmax
 from ._activation import Tanh as Tanh
 from ._blueprint import Blueprint as Blueprint
-from ._build import build as build
 from ._combinators import Add as Add
 from ._combinators import Concat as Concat
 from ._combinators import Residual as Residual
