@@ -4,7 +4,7 @@
 Flatten, Linear(512), ReLU, Linear(2)), batches of 32 random uint8 images, cross-entropy,
 plain SGD. Contenders, all holding the same initial weights:
 
-- ``shapesafe``: the step ``ss.fit`` runs (``shapesafe._engine.Engine.train``: ``jax.jit`` over
+- ``shapesafe``: the step ``ss.fit`` runs (``shapesafe._training._engine.Engine.train``: ``jax.jit`` over
   the ``nnx.split`` state, with donation);
 - ``flax``: the same network written by hand in Flax NNX (``benchmarks/_common.py``, with
   ``nnx.max_pool``) and a pure ``jax.jit`` step with donation over its ``nnx.split`` state;
@@ -49,7 +49,7 @@ import optax
 from flax import nnx
 
 import shapesafe as ss
-from shapesafe._engine import Engine
+from shapesafe._training._engine import Engine
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

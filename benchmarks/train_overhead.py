@@ -3,7 +3,7 @@
 An MLP 64 -> 128 -> 10 on batches of 32 with Adam is so small that a step's cost is mostly
 dispatch (Python, pytree flattening, argument handling), which is what this measures:
 
-1. ``shapesafe``: the step ``ss.fit`` runs, ``shapesafe._engine.Engine.train`` on device
+1. ``shapesafe``: the step ``ss.fit`` runs, ``shapesafe._training._engine.Engine.train`` on device
    arrays (a ``jax.jit`` over the ``nnx.split`` state, with donation);
 2. ``pure_jax``: a hand-written ``jax.jit`` step with donation over a dict of parameters and
    optax, the floor;
@@ -38,7 +38,7 @@ from jaxtyping import Array, Float32
 
 import shapesafe as ss
 from shapesafe import layers as L
-from shapesafe._engine import Engine
+from shapesafe._training._engine import Engine
 
 STEPS = 10  # steps per timed call, for every contender
 

@@ -6,7 +6,7 @@ labels, cross-entropy, SGD with momentum 0.9; BatchNorm in train mode (batch sta
 running statistics updated) in every contender. Contenders, all holding the same initial
 weights (one random torchvision-layout ``state_dict``, loaded into each):
 
-- ``shapesafe``: the step ``ss.fit`` runs (``shapesafe._engine.Engine.train``: ``jax.jit`` over
+- ``shapesafe``: the step ``ss.fit`` runs (``shapesafe._training._engine.Engine.train``: ``jax.jit`` over
   the ``nnx.split`` state, with donation), weights loaded with ``resnet.load_torchvision``;
 - ``flax``: ResNet-18 written by hand in Flax NNX (``nnx.Conv``, ``nnx.BatchNorm``,
   ``nnx.max_pool``, below; constructed with ``nnx.eval_shape``, so no initialiser runs, then
@@ -48,7 +48,7 @@ from flax import nnx
 
 import shapesafe as ss
 from shapesafe import layers as L
-from shapesafe._engine import Engine
+from shapesafe._training._engine import Engine
 from shapesafe.models import resnet
 
 STAGES = ((1, 64), (2, 128), (3, 256), (4, 512))  # (stage, channels)

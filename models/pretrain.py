@@ -297,7 +297,7 @@ def pretrain(*, n_train: int = N_TRAIN, n_held_out: int = N_HELD_OUT, epochs: in
 def _versions() -> dict[str, str]:
     import optax
 
-    from shapesafe._artifact import versions
+    from shapesafe._artifacts._artifact import versions
     return {**versions(), "optax": optax.__version__, "pillow": Image.__version__}
 
 

@@ -51,9 +51,9 @@ def _text(value: Any) -> str:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ._artifact import load
+    from ._artifacts._artifact import load
     from ._errors import ArtifactError, InputError
-    from ._predictor import Predictor
+    from ._serving._predictor import Predictor
 
     try:
         predictor = load(args.artifact)
@@ -98,7 +98,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ._artifact import info
+    from ._artifacts._artifact import info
     from ._errors import ArtifactError
 
     try:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import ArtifactError, InputError
-from ._predictor import Predictor
+from ._serving._predictor import Predictor
 
 _FORMAT = "shapesafe.monitor"
 
@@ -182,7 +182,7 @@ class DriftMonitor:
         (default: the artifact's own predictor)."""
         import json
 
-        from ._artifact import MONITOR, load, read_verified
+        from ._artifacts._artifact import MONITOR, load, read_verified
 
         _, files = read_verified(path)
         if MONITOR not in files:

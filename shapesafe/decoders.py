@@ -4,8 +4,8 @@
 ``MultiLabel`` and ``Regression`` show how little another kind of output needs.
 """
 
-from ._decoders import Decoder as Decoder
-from ._decoders import Labels as Labels
-from ._decoders import MultiLabel as MultiLabel
-from ._decoders import Prediction as Prediction
-from ._decoders import Regression as Regression
+from ._serving._decoders import Decoder as Decoder
+from ._serving._decoders import Labels as Labels
+from ._serving._decoders import MultiLabel as MultiLabel
+from ._serving._decoders import Prediction as Prediction
+from ._serving._decoders import Regression as Regression

@@ -4,6 +4,6 @@
 code path), so a ``Predictor`` sees in serving what the model saw in training.
 """
 
-from ._encoders import Encoder as Encoder
-from ._encoders import Image as Image
-from ._encoders import ImageInput as ImageInput
+from ._serving._encoders import Encoder as Encoder
+from ._serving._encoders import Image as Image
+from ._serving._encoders import ImageInput as ImageInput

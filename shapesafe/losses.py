@@ -6,9 +6,9 @@ arguments (a ``(batch,)`` vs ``(batch, 1)`` mix-up is a ``ShapeError``), an opti
 targets before the first batch.
 """
 
-from ._losses import binary_cross_entropy as binary_cross_entropy
-from ._losses import check_targets as check_targets
-from ._losses import cross_entropy as cross_entropy
-from ._losses import mean_squared_error as mean_squared_error
-from ._losses import soft_cross_entropy as soft_cross_entropy
-from ._losses import target_spec as target_spec
+from ._training._losses import binary_cross_entropy as binary_cross_entropy
+from ._training._losses import check_targets as check_targets
+from ._training._losses import cross_entropy as cross_entropy
+from ._training._losses import mean_squared_error as mean_squared_error
+from ._training._losses import soft_cross_entropy as soft_cross_entropy
+from ._training._losses import target_spec as target_spec

@@ -16,7 +16,7 @@ from jaxtyping import Array, Float32, UInt8
 
 import shapesafe as ss
 from shapesafe import layers as L
-from shapesafe._serialize import blueprint_from_json, blueprint_to_json, registry
+from shapesafe._artifacts._serialize import blueprint_from_json, blueprint_to_json, registry
 
 NAMES = ["cat", "dog"]
 NET = (L.Rescale(1 / 255) >> L.Conv2D(4, 3, padding="same") >> L.BatchNorm() >> L.ReLU() >> L.MaxPool(2)
@@ -301,7 +301,7 @@ def test_user_code_cannot_be_saved_and_the_previous_version_stays(clf, saved):
 def test_a_crash_while_writing_keeps_the_previous_version(clf, saved, monkeypatch):
     from flax import nnx
 
-    import shapesafe._artifact as artifact
+    import shapesafe._artifacts._artifact as artifact
 
     before = clf.outputs(list(_images(3)))
     clf = ss.Predictor(nnx.clone(clf.model), clf.encoder, clf.decoder)

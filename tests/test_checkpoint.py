@@ -27,8 +27,8 @@ from jaxtyping import Array, Float16, Float32
 
 import shapesafe as ss
 from shapesafe import layers as L
-from shapesafe._engine import Engine
 from shapesafe._persist._checkpoint import load_latest, model_fingerprint, save_checkpoint
+from shapesafe._training._engine import Engine
 
 SPEC = Float32[Array, "batch 4"]
 SCRIPT = Path(__file__).with_name("_train_script.py")

@@ -125,7 +125,7 @@ def test_frozen_backbone_and_its_batchnorm_statistics_stay_put_then_fine_tune() 
 
 
 def _flat(model: object) -> dict[str, object]:
-    from shapesafe._transfer import _variables
+    from shapesafe._training._transfer import _variables
 
     return _variables(model)  # type: ignore[arg-type]
 

@@ -7,6 +7,7 @@ Layout (each module imports only those above it):
 - ``_format``: the one formatter (annotation as written, the short ``UInt8[batch, 3]`` form).
 - ``_compare``: ``compare(annotation, value)`` and ``compare_specs(actual, expected)`` give a
   structured ``Mismatch`` (leaf, axis, expected, got, bindings), rendered by its methods.
+- ``_json``: specs as the JSON that artifacts, exports and predictors store.
 - ``_symbolic``: ``TensorSpec``, the ``jax.export`` symbolic form ``build`` propagates.
 - ``_trace``: the trace-time decorators (``checked``, ``checked_function``); jaxtyping and
   beartype decide whether a call fits, ``compare`` says why it does not.
@@ -28,6 +29,10 @@ from ._format import format_shape as format_shape
 from ._format import format_short as format_short
 from ._format import format_spec as format_spec
 from ._format import format_value as format_value
+from ._json import dtype_from_name as dtype_from_name
+from ._json import spec_from_json as spec_from_json
+from ._json import spec_text as spec_text
+from ._json import spec_to_json as spec_to_json
 from ._parse import DTYPE_TO_JAXTYPING as DTYPE_TO_JAXTYPING
 from ._parse import ArraySpec as ArraySpec
 from ._parse import Dim as Dim

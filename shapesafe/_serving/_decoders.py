@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 from jaxtyping import Float
 
-from ._errors import ArtifactError, ShapeError
+from .._errors import ArtifactError, ShapeError
 
 B_co = TypeVar("B_co", covariant=True)
 

@@ -18,8 +18,8 @@ import numpy as np
 from jaxtyping import UInt8
 from PIL import Image as PILImage
 
-from ._errors import ArtifactError, InputError
-from .data._image_folder import MODES, RESIZES, load_image, prepare_image
+from .._errors import ArtifactError, InputError
+from ..data._image_folder import MODES, RESIZES, load_image, prepare_image
 
 A_contra = TypeVar("A_contra", contravariant=True)
 

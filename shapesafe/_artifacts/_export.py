@@ -35,14 +35,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .._errors import ArtifactError, ShapeError
+from .._persist import NATIVE, RecordError, is_key, read_record, recover, write_file
+from .._serving._decoders import decoder_from_config
+from .._serving._encoders import encoder_from_config
+from .._serving._predictor import Predictor
+from .._specs import spec_from_json, spec_text, spec_to_json
+from ..layers import Model
 from ._artifact import check_links, replace_artifact, to_json, versions
-from ._decoders import decoder_from_config
-from ._encoders import encoder_from_config
-from ._errors import ArtifactError, ShapeError
-from ._persist import NATIVE, RecordError, is_key, read_record, recover, write_file
-from ._predictor import Predictor
-from ._serialize import spec_from_json, spec_text, spec_to_json
-from .layers import Model
 
 FORMAT = "shapesafe.export"
 FORMAT_VERSION = 1

@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, Shaped
 
-from ._errors import ShapeError
-from ._specs import checked_function, format_shape
+from .._errors import ShapeError
+from .._specs import checked_function, format_shape
 
 Mask = Bool[Array, " batch"] | None
 

@@ -30,8 +30,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Integer, Real
 
-from ._errors import ShapeError
-from ._specs import (
+from .._errors import ShapeError
+from .._specs import (
     checked_function,
     dim_string,
     dtype_words,

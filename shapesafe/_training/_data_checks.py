@@ -5,8 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ShapeError, ShapesafeError
-from ._specs import (
+from .._errors import ShapeError, ShapesafeError
+from .._specs import (
     Mismatch,
     compare,
     compare_specs,

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ShapesafeError
+from .._errors import ShapesafeError
 
 INPUT_KEYS = ("image", "x", "input", "inputs", "features")
 TARGET_KEYS = ("label", "y", "target", "targets", "labels")

@@ -42,10 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ._decoders import decoder_from_config
-from ._encoders import encoder_from_config
-from ._errors import ArtifactError
-from ._persist import (
+from .._errors import ArtifactError
+from .._persist import (
     NATIVE,
     RecordError,
     dumps,
@@ -56,17 +54,14 @@ from ._persist import (
     replace_dir,
     write_file,
 )
-from ._persist import safetensors as _safetensors
-from ._predictor import Predictor
-from ._serialize import (
-    blueprint_from_json,
-    blueprint_to_json,
-    spec_from_json,
-    spec_text,
-    spec_to_json,
-)
-from ._version import __version__
-from .layers import Model
+from .._persist import safetensors as _safetensors
+from .._serving._decoders import decoder_from_config
+from .._serving._encoders import encoder_from_config
+from .._serving._predictor import Predictor
+from .._specs import spec_from_json, spec_text, spec_to_json
+from .._version import __version__
+from ..layers import Model
+from ._serialize import blueprint_from_json, blueprint_to_json
 
 FORMAT = "shapesafe.artifact"
 FORMAT_VERSION = 1
@@ -298,9 +293,9 @@ def _parse(name: str, data: bytes) -> Any:
 
 
 def _rebuild(root: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> Model:
-    from ._errors import ShapesafeError
-    from ._specs import spec_from_annotation
-    from .layers._sequential import Sequential
+    from .._errors import ShapesafeError
+    from .._specs import spec_from_annotation
+    from ..layers._sequential import Sequential
 
     arch = _parse(ARCHITECTURE, files[ARCHITECTURE])
     if not isinstance(arch, dict):

@@ -14,13 +14,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from .._errors import ShapesafeError
 from ._batches import pick_keys, split_batch
 from ._callbacks import Callback
+from ._data_checks import check_batch, check_data_spec, check_labels
 from ._engine import Engine
-from ._errors import ShapesafeError
 from ._history import History
 from ._progress import Progress
-from ._specs_match import check_batch, check_data_spec, check_labels
 
 
 class Run:

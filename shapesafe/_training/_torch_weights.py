@@ -38,13 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ._errors import ShapesafeError
-from .layers import Model
-from .layers._combinators import BranchesLayer
-from .layers._conv import ConvLayer
-from .layers._embedding import EmbeddingLayer
-from .layers._linear import LinearLayer
-from .layers._norm import BatchNormLayer, LayerNormLayer
+from .._errors import ShapesafeError
+from ..layers import Model
+from ..layers._combinators import BranchesLayer
+from ..layers._conv import ConvLayer
+from ..layers._embedding import EmbeddingLayer
+from ..layers._linear import LinearLayer
+from ..layers._norm import BatchNormLayer, LayerNormLayer
 
 
 def _from_torch_kernel(w: np.ndarray) -> np.ndarray:

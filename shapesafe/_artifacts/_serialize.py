@@ -13,19 +13,18 @@ a class found in the registry, with keyword arguments read from the JSON.
 import dataclasses
 from typing import Any
 
-import jax
 import numpy as np
 
-from ._errors import ArtifactError
-from ._specs import DTYPE_TO_JAXTYPING
-from .layers._blueprint import Blueprint
+from .._errors import ArtifactError
+from .._specs import dtype_from_name
+from ..layers._blueprint import Blueprint
 
 _USER_CODE = ("Custom", "Function")
 
 
 def registry() -> dict[str, type[Blueprint]]:
     """Every blueprint class ``shapesafe.layers`` exports, by name (user-code layers excluded)."""
-    from . import layers
+    from .. import layers
 
     found: dict[str, type[Blueprint]] = {}
     for name in dir(layers):
@@ -124,44 +123,6 @@ def _value_from_json(value: Any, file: str, where: str) -> Any:
     return value
 
 
-def dtype_from_name(name: Any, file: str, where: str) -> np.dtype:
-    if not isinstance(name, str) or name not in DTYPE_TO_JAXTYPING:
-        raise ArtifactError(f"{file}: {where} names an unknown dtype {name!r}; known: {sorted(DTYPE_TO_JAXTYPING)}.")
-    import jax.numpy as jnp
-
-    return np.dtype(jnp.dtype(name))
-
-
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-# -- specs -------------------------------------------------------------------------------------
-
-def spec_to_json(annotation: Any) -> dict[str, str]:
-    """``UInt8[Array, "batch 4 4 3"]`` as ``{"dtype": "uint8", "dims": "batch 4 4 3"}``.
-
-    Example:
-        >>> from jaxtyping import Array, UInt8
-        >>> spec_to_json(UInt8[Array, "batch 4 4 3"])
-        {'dtype': 'uint8', 'dims': 'batch 4 4 3'}
-    """
-    import jax.numpy as jnp
-
-    return {"dtype": np.dtype(jnp.dtype(annotation.dtypes[0])).name, "dims": str(annotation.dim_str)}
-
-
-def spec_from_json(data: Any, file: str, where: str) -> Any:
-    """The jaxtyping annotation ``spec_to_json`` describes."""
-    if not isinstance(data, dict) or not isinstance(data.get("dims"), str):
-        raise ArtifactError(f"{file}: {where} is not a spec ({{\"dtype\": ..., \"dims\": ...}}): {_short(data)}.")
-    dtype = dtype_from_name(data.get("dtype"), file, f"{where}.dtype")
-    return DTYPE_TO_JAXTYPING[dtype.name][jax.Array, data["dims"]]
-
-
-def spec_text(data: dict[str, str]) -> str:
-    """``{"dtype": "uint8", "dims": "batch 4 4 3"}`` as ``UInt8[batch, 4, 4, 3]``."""
-    cls = DTYPE_TO_JAXTYPING.get(data.get("dtype", ""))
-    prefix = cls.__name__ if cls is not None else str(data.get("dtype"))
-    return f"{prefix}[{', '.join(str(data.get('dims', '')).split())}]"

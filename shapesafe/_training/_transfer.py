@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ._errors import ShapesafeError
+from .._errors import ShapesafeError
 from ._freeze import _matcher
 
 _SHOWN = 8

@@ -16,10 +16,10 @@ import jax
 import numpy as np
 from flax import nnx
 
+from .._errors import InputError, ShapeError
+from .._specs import spec_text, spec_to_json
 from ._decoders import Decoder
 from ._encoders import Encoder, describe_input
-from ._errors import InputError, ShapeError
-from ._serialize import spec_text, spec_to_json
 
 A = TypeVar("A")
 B = TypeVar("B")

@@ -8,7 +8,7 @@ Write one by subclassing ``Callback`` and overriding the moments you need. Each 
 import math
 from typing import Any
 
-from ._errors import ShapesafeError
+from .._errors import ShapesafeError
 
 
 class Callback:
@@ -112,7 +112,7 @@ class Checkpoint(Callback):
     def on_train_begin(self, run: Any) -> None:
         if not self.resume:
             return
-        from ._persist import load_latest
+        from .._persist import load_latest
 
         found = load_latest(self.directory, like=run.trees())
         if found is not None:
@@ -122,7 +122,7 @@ class Checkpoint(Callback):
             run.note(f"resumed from {self.directory} at step {run.step} (epoch {run.epoch}, batch {run.position})")
 
     def _save(self, run: Any) -> None:
-        from ._persist import save_checkpoint
+        from .._persist import save_checkpoint
 
         save_checkpoint(self.directory, step=run.step, trees=run.trees(), meta=run.meta(), keep=self.keep)
 

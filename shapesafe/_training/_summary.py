@@ -5,7 +5,7 @@ from typing import Any
 import jax.tree_util as jtu
 from flax import nnx
 
-from .layers import Model
+from ..layers import Model
 
 
 def _params(module: Any, kind: Any = nnx.Param) -> int:
