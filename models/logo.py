@@ -14,7 +14,7 @@ Colour alone does not give the answer away. Every photo without the logo has one
 a triangle, a blob, half of them shaded like the ribbons), red-and-white ones (a no-entry
 sign, a target) or the logo's own shape in another colour; half of the photos with the logo
 have one too. So both classes hold as many shapes and about as much red, dark red and white
-(``tests/test_logo.py`` checks the shares), and what tells them apart is the shape: red
+(``tests/integration/test_logo.py`` checks the shares), and what tells them apart is the shape: red
 bands stacked with white between them. (On a similar set whose logo was simply brighter and
 more saturated than its background, a plain MLP reached 0.87 on that alone.)
 

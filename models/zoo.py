@@ -1,6 +1,6 @@
 """The zoo's registry: every model of ``models/``, small, with an input spec and a test batch.
 
-``tests/test_zoo.py`` runs one battery over ``REGISTRY`` (builds, output spec, jit equals
+``tests/unit/models/test_zoo.py`` runs one battery over ``REGISTRY`` (builds, output spec, jit equals
 eager, finite gradients, one optimizer step lowers the loss, a wrong input raises
 ``ShapeError``, compiles once). Adding a model adds one entry: a name and a function that
 returns ``entry(blueprint, spec, classes)``. Entries are sized for a fast test, not for

@@ -2,7 +2,7 @@
 
 Edit the cells here, then run ``python notebooks/make_notebooks.py`` (every notebook) or
 ``python notebooks/make_notebooks.py 01_logo_classifier.ipynb`` (only the ones named); commit
-both this script and the ``.ipynb`` files. ``tests/test_notebooks.py`` executes every notebook
+both this script and the ``.ipynb`` files. ``tests/integration/test_notebooks.py`` executes every notebook
 again, with ``SHAPESAFE_NOTEBOOK_QUICK=1``.
 """
 
@@ -627,7 +627,7 @@ plt.show()"""),
 `resnet.resnet18()` has torchvision's layer layout, and `resnet.load_torchvision(model, path)`
 loads a torchvision `state_dict` (`.pt` with `torch.load(weights_only=True)`, or
 `.safetensors` without PyTorch), converting OIHW kernels to HWIO and copying BatchNorm
-statistics; `tests/test_resnet.py` checks its logits against PyTorch's on the same weights.
+statistics; `tests/unit/models/test_resnet.py` checks its logits against PyTorch's on the same weights.
 The head swap above works the same way on it: `resnet18()[0][:-1] >> L.Linear(n)`."""),
 ]
 

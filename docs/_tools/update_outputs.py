@@ -2,7 +2,7 @@
 
     python docs/_tools/update_outputs.py docs/guides/specs.md [more pages...]
 
-Each page runs as ``tests/test_docs.py`` runs it (top to bottom in one namespace, in a temporary
+Each page runs as ``tests/integration/test_docs.py`` runs it (top to bottom in one namespace, in a temporary
 folder, ``<!-- skip -->`` blocks left out, ``<!-- raises -->`` blocks printing
 ``ExceptionName: message``); ``--each`` runs every block on its own, as for the README. Use it
 when an error message or a summary changes on purpose, then read the diff (``git diff``)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import run_benchmarks
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 ENVIRONMENT_KEYS = {"benchmark", "date", "device", "versions", "parameters", "param_count"}
 TINY = {
     "core_forward.py": ["--size", "16", "--batch", "2", "--rounds", "2", "--repeats", "2", "--warmup", "1"],

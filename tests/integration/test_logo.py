@@ -15,7 +15,7 @@ from PIL import Image
 from shapesafe.data import image_folder
 from shapesafe.models import logo
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _hashes(root: Path) -> dict[str, str]:

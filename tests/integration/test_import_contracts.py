@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LINT = shutil.which("lint-imports")
 
 pytestmark = pytest.mark.skipif(LINT is None, reason="import-linter is not installed (the dev extra)")

@@ -1,6 +1,6 @@
 """Train a small MLP on scikit-learn's digits with checkpoints; used by the kill-and-resume test.
 
-Run as ``python tests/_train_script.py --checkpoint-dir D --epochs E --out final.npz``. Each
+Run as ``python tests/unit/persist/_train_script.py --checkpoint-dir D --epochs E --out final.npz``. Each
 epoch visits the training set in a deterministic order of its own (a permutation seeded by
 the epoch), with SGD + momentum, Dropout (``--dropout``) and BatchNorm (``--batch-norm``), saving a checkpoint every
 ``--checkpoint-every`` steps. At the end it writes the final parameters to ``--out`` and,

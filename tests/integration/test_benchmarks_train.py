@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import run_benchmarks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "benchmarks"
 TINY = {
     "train_overhead.py": ["--rounds", "1", "--repeats", "2", "--warmup", "1"],

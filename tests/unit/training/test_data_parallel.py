@@ -1,7 +1,7 @@
 """Data parallelism: ``fit(..., mesh=...)`` on 4 simulated CPU devices matches one device.
 
 XLA reads ``--xla_force_host_platform_device_count`` once, when JAX starts, so the runs happen
-in a subprocess (``tests/_dp_script.py``) that prints JSON; this file reads it.
+in a subprocess (``tests/unit/training/_dp_script.py``) that prints JSON; this file reads it.
 """
 
 import json

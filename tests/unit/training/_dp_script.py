@@ -1,6 +1,6 @@
 """Train one MLP on scikit-learn's digits with and without a data-parallel mesh; print JSON.
 
-Run by ``tests/test_data_parallel.py`` in a subprocess with
+Run by ``tests/unit/training/test_data_parallel.py`` in a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must be set before JAX
 starts, hence the subprocess). Both runs start from the same seed and see the same batches
 (the last one short, so it is padded and masked); the JSON holds each run's per-step losses,
