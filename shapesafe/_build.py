@@ -1,7 +1,7 @@
 """``build``: a blueprint and an input spec in, a Flax NNX module with every size inferred out."""
 
 import dataclasses
-from typing import Any
+from typing import Any, overload
 
 import jax
 from flax import nnx
@@ -10,8 +10,22 @@ from ._spec import spec_from_annotation
 from .layers._blueprint import Blueprint
 from .layers._custom import Custom, as_blueprint
 from .layers._sequential import Model, Sequential
+from .layers._typing import AsInput, OutDType, Rank, Spec, SpecDType, SpecLike, SpecRank, UserLayer
 
 
+# Edit-time types (``layers/_typing``): a jaxtyping spec is opaque to checkers, so only its being
+# an annotation is checked; a ``shapesafe.typing`` spec must satisfy what the blueprint needs.
+# (pyright reports the last overload's mismatch: the typed one, which names the dtype.)
+@overload
+def build(blueprint: Blueprint[Any, Any, Any, Any] | UserLayer, spec: SpecLike, *, seed: int = 0) -> Model[Any, Any, Any, Any]: ...
+@overload
+def build(blueprint: UserLayer, spec: Spec[SpecDType, SpecRank], *, seed: int = 0) -> Model[SpecDType, SpecRank, Any, Any]: ...
+@overload
+def build(blueprint: Blueprint[SpecDType, SpecRank, OutDType, Rank], spec: Spec[SpecDType, SpecRank], *,
+          seed: int = 0) -> Model[SpecDType, SpecRank, OutDType, Rank]: ...
+@overload
+def build(blueprint: Blueprint[SpecDType, SpecRank, AsInput, Rank], spec: Spec[SpecDType, SpecRank], *,
+          seed: int = 0) -> Model[SpecDType, SpecRank, SpecDType, Rank]: ...
 def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
     """Infer every size of ``blueprint`` for inputs of ``spec`` and build its parameters.
 

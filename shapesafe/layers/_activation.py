@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ from jaxtyping import Array, Float
 from .._checking import checked
 from .._spec import TensorSpec
 from ._blueprint import Blueprint
+from ._typing import AnyRank, AsInput, Floating, FloatingKeep
 
 
 class ActivationLayer(nnx.Module):
@@ -25,7 +27,7 @@ class ActivationLayer(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class _Activation(Blueprint):
+class _Activation(FloatingKeep[AnyRank], Blueprint[Floating, AnyRank, AsInput, Any]):
     def apply(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         raise NotImplementedError
 
