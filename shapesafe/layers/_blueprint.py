@@ -50,15 +50,11 @@ class Blueprint(Generic[NeedDType_contra, NeedRank_contra, GiveDType_co, GiveRan
     name: str | None = dataclasses.field(default=None, kw_only=True)
 
     if TYPE_CHECKING:
-        # ``left >> right`` is typed by the right side's ``__rrshift__`` (its kind in ``_typing``).
-        # Python, and mypy, call only ``left.__rshift__`` when both sides have the same type
-        # (``Linear(64) >> Linear(2)``): that composition's types are not tracked.
-        @overload
-        def __rshift__(self, other: Self) -> "Sequential[Any, Any, Any, Any]": ...
-        @overload
-        def __rshift__(self: "Blueprint[InDType, InRank, Any, Any]", other: UserLayer
-                       ) -> "Sequential[InDType, InRank, Any, Any]": ...
-        def __rshift__(self, other: Any) -> Any: ...
+        # ``left >> right`` is typed by the right side's ``__rrshift__`` (its kind in ``_typing``);
+        # this one types a user's function or module on the right, and two sides of one type
+        # (``Linear(64) >> Linear(2)``), where Python and mypy call only ``left.__rshift__``:
+        # those compositions' types are not tracked.
+        def __rshift__(self, other: Self | UserLayer) -> "Sequential[Any, Any, Any, Any]": ...
     else:
         def __rshift__(self, other: Any) -> "Sequential":
             from ._sequential import Sequential

@@ -4,6 +4,8 @@ generics (``Blueprint[...]``, ``Model[...]``) change nothing that runs.
 What the checkers see of them is tested by ``tests/test_types_static.py``.
 """
 
+from typing import Any
+
 import jax.numpy as jnp
 import jaxtyping
 import numpy as np
@@ -30,7 +32,7 @@ def test_a_typed_spec_is_the_jaxtyping_annotation(name: str) -> None:
 
 
 def test_it_checks_values_as_jaxtyping_does() -> None:
-    spec = st.UInt8[Array, "batch", 4]
+    spec: Any = st.UInt8[Array, "batch", 4]  # to checkers a Spec, which isinstance does not take
     assert isinstance(jnp.zeros((2, 4), jnp.uint8), spec)
     assert not isinstance(jnp.zeros((2, 4), jnp.float32), spec)
     assert not isinstance(jnp.zeros((2, 5), jnp.uint8), spec)
@@ -52,7 +54,7 @@ def test_one_item_per_axis_refuses_what_is_not_one_axis(axis: object) -> None:
 
 def test_a_subscript_without_dimensions_is_refused() -> None:
     with pytest.raises(TypeError, match=r'Float32\[Array, "batch 3"\]'):
-        st.Float32[Array]
+        st.Float32[Array]  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
 
 
 def test_the_static_generics_subscript_and_change_nothing_at_run_time() -> None:

@@ -56,10 +56,10 @@ model = ss.build(baseline, photos, seed=0)
 assert_type(model, ss.Model[UInt8, Rank4, Float32, Rank2])  # uint8 rank 4 in, float32 rank 2 out
 assert_type(ss.build(cnn, photos), ss.Model[UInt8, Rank4, Float32, Rank2])
 assert_type(
-    ss.build(needs_floats, F32[Array, "batch", 28, 28]), ss.Model[Float32, Rank3, Float32, Rank2]
+    ss.build(needs_floats, F32[Array, "batch", 28, 28]), ss.Model[Float32, Rank3, AsInput, Rank2]
 )
 assert_type(
-    ss.build(L.Conv2D(8, 3), F32[Array, "batch", 32, 32, 3]), ss.Model[Float32, Rank4, Float32, Any]
+    ss.build(L.Conv2D(8, 3), F32[Array, "batch", 32, 32, 3]), ss.Model[Float32, Rank4, AsInput, Any]
 )
 tokens = L.Embedding(1000, 64) >> L.LSTM(32) >> L.Linear(2)
 assert_type(ss.build(tokens, I32[Array, "batch", 20]), ss.Model[Int32, Rank2, Float32, Any])
