@@ -20,6 +20,7 @@ from ._typing import (
     AsInput,
     Bool,
     CastTo,
+    Complex,
     Float16,
     Float32,
     Float64,
@@ -173,7 +174,7 @@ class CastLayer(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Rescale(RescaleTo[GiveDType_co], Blueprint[Integer | Floating, AnyRank, GiveDType_co, Any]):
+class Rescale(RescaleTo[GiveDType_co], Blueprint[Integer | Floating | Complex, AnyRank, GiveDType_co, Any]):
     """``x * scale + offset`` in floating point: uint8 pixels become floats in one layer.
 
     Example:

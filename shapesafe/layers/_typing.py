@@ -397,13 +397,13 @@ class CastTo(Generic[Out_co]):
 
 
 class RescaleTo(Generic[Out_co]):
-    """A layer that takes an integer or floating dtype, gives ``Out_co`` and keeps the rank:
-    ``Rescale``. (A bool input is flagged; an input not known yet is not.)"""
+    """A layer that takes a numeric dtype, gives ``Out_co`` and keeps the rank: ``Rescale``.
+    (A bool input is flagged; an input not known yet is not.)"""
 
     @overload
     def __rrshift__(
         self: "RescaleTo[OutDType]",
-        other: "Blueprint[InDType, InRank, Integer | Floating | AsInput, Rank]",
+        other: "Blueprint[InDType, InRank, Integer | Floating | Complex | AsInput, Rank]",
     ) -> "Sequential[InDType, InRank, OutDType, Rank]": ...
     @overload
     def __rrshift__(self, other: UserLayer) -> "Sequential[Any, Any, Any, Any]": ...

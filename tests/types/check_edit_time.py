@@ -14,7 +14,7 @@ from jaxtyping import UInt8 as JaxUInt8
 
 import shapesafe as ss
 from shapesafe import layers as L
-from shapesafe.layers._typing import Float32, Floating, Int32, UInt8
+from shapesafe.layers._typing import Complex, Float32, Floating, Int32, UInt8
 from shapesafe.typing import (
     AnyDType,
     AnyRank,
@@ -44,7 +44,7 @@ cnn = (
     >> L.ReLU()
     >> L.Linear(2)
 )
-assert_type(cnn, L.Sequential[Integer | Floating, AnyRank, Float32, Rank2])
+assert_type(cnn, L.Sequential[Integer | Floating | Complex, AnyRank, Float32, Rank2])
 needs_floats = L.Flatten() >> L.Linear(64)  # fine until it is built on integers
 assert_type(needs_floats, L.Sequential[Floating, Rank1Plus, AsInput, Rank2])
 
@@ -105,7 +105,7 @@ resnet_like = (
 )
 ss.build(resnet_like >> L.Linear(10), photos)
 stages = L.Rescale(1 / 255) >> (L.Conv2D(8, 3) >> L.MaxPool((2, 2))) >> (L.Flatten() >> L.Linear(2))
-assert_type(stages, L.Sequential[Integer | Floating, AnyRank, Float32, Rank2])
+assert_type(stages, L.Sequential[Integer | Floating | Complex, AnyRank, Float32, Rank2])
 assert_type(L.MaxPool((2, 2)), L.MaxPool[Rank4Plus])
 named = L.Flatten() >> L.Rescale(1 / 255) >> L.Linear(2).named("head")
 assert_type(named, L.Sequential[AnyDType, Rank1Plus, Float32, Rank2])
