@@ -110,9 +110,9 @@ assert_type(L.MaxPool((2, 2)), L.MaxPool[Rank4Plus])
 # An argument typed Any: the pool's need is not known (not "rank 3", its first typed overload),
 # nor the cast's dtype (not float16).
 window: Any = 2
-L.Flatten() >> L.MaxPool(window)
+unknown_pool = L.Flatten() >> L.MaxPool(window)
 dtype: Any = np.int32
-L.Cast(dtype) >> L.Embedding(10, 4)
+unknown_cast = L.Cast(dtype) >> L.Embedding(10, 4)
 named = L.Flatten() >> L.Rescale(1 / 255) >> L.Linear(2).named("head")
 assert_type(named, L.Sequential[AnyDType, Rank1Plus, Float32, Rank2])
 head: L.Blueprint = named[-1]
