@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ from jaxtyping import Array, Float
 
 from .._specs import TensorSpec, checked
 from ._blueprint import Blueprint
+from ._typing import AnyRank, AsInput, Floating, FloatingKeep
 
 
 class ActivationLayer(nnx.Module):
@@ -24,7 +26,7 @@ class ActivationLayer(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class _Activation(Blueprint):
+class _Activation(FloatingKeep[AnyRank], Blueprint[Floating, AnyRank, AsInput, Any]):
     def apply(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         raise NotImplementedError
 

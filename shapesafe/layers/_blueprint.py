@@ -7,13 +7,14 @@ symbolic ``jax.ShapeDtypeStruct`` to learn the output spec, so no real-size data
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 import jax
 from flax import nnx
 
 from .._errors import LayerShapeError
 from .._specs import TensorSpec, format_value, got_with_origins, trace_origins
+from ._typing import InDType, InRank, UserLayer
 
 if TYPE_CHECKING:
     from ._sequential import Sequential
@@ -27,27 +28,49 @@ class Refusal(Exception):
         self.expected, self.reason, self.fix = expected, reason, fix
 
 
+# What a blueprint needs of its input and what it gives: ``Blueprint[InDType, InRank, OutDType,
+# OutRank]``, for static checkers only (see ``_typing``).
+NeedDType_contra = TypeVar("NeedDType_contra", contravariant=True)
+NeedRank_contra = TypeVar("NeedRank_contra", contravariant=True)
+GiveDType_co = TypeVar("GiveDType_co", covariant=True)
+GiveRank_co = TypeVar("GiveRank_co", covariant=True)
+Named = TypeVar("Named", bound="Blueprint[Any, Any, Any, Any]")  # (not Self: beartype refuses it here)
+
+
 @dataclasses.dataclass(frozen=True, repr=False)
-class Blueprint:
+class Blueprint(Generic[NeedDType_contra, NeedRank_contra, GiveDType_co, GiveRank_co]):
     """Base class of every layer blueprint: immutable, hashable configuration.
 
     Subclasses are frozen dataclasses whose positional fields are sizes and whose keyword
     fields are everything else. ``a >> b`` composes two blueprints into a ``Sequential``.
+    Statically a blueprint is ``Blueprint[InDType, InRank, OutDType, OutRank]``: what it
+    needs of its input and what it gives (``shapesafe.layers._typing`` explains it).
     """
 
     name: str | None = dataclasses.field(default=None, kw_only=True)
 
-    def __rshift__(self, other: Any) -> "Sequential":
-        from ._sequential import Sequential
+    if TYPE_CHECKING:
+        # ``left >> right`` is typed by the right side's ``__rrshift__`` (its kind in ``_typing``);
+        # this one types a user's function or module on the right, and two sides of one type
+        # (``Linear(64) >> Linear(2)``), where Python and mypy call only ``left.__rshift__``:
+        # those compositions' types are not tracked.
+        def __rshift__(self, other: Self | UserLayer) -> "Sequential[Any, Any, Any, Any]": ...
+    else:
+        def __rshift__(self, other: Any) -> "Sequential":
+            from ._sequential import Sequential
 
-        return Sequential((self, other))
+            return Sequential((self, other))
 
-    def __rrshift__(self, other: Any) -> "Sequential":
+    @overload
+    def __rrshift__(self, other: "Blueprint[InDType, InRank, Any, Any]") -> "Sequential[InDType, InRank, Any, Any]": ...
+    @overload
+    def __rrshift__(self, other: UserLayer) -> "Sequential[Any, Any, Any, Any]": ...
+    def __rrshift__(self, other: Any) -> Any:
         from ._sequential import Sequential
 
         return Sequential((other, self))
 
-    def named(self, name: str) -> "Any":
+    def named(self: "Named", name: str) -> "Named":
         """A copy of this blueprint with a name (``net["head"]`` finds it)."""
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"{self!r}.named(name={name!r}): a name must be a Python identifier, e.g. 'head'.")

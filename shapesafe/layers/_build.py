@@ -1,7 +1,7 @@
 """``build``: a blueprint and an input spec in, a Flax NNX module with every size inferred out."""
 
 import dataclasses
-from typing import Any
+from typing import Any, overload
 
 import jax
 from flax import nnx
@@ -11,8 +11,20 @@ from ._blueprint import Blueprint
 from ._custom import Custom, as_blueprint
 from ._model import Model
 from ._sequential import Sequential
+from ._typing import Given, Rank, Spec, SpecDType, SpecLike, SpecRank, UserLayer
 
 
+# Edit-time types (``layers/_typing``): a jaxtyping spec is opaque to checkers, so only its being
+# an annotation is checked; a ``shapesafe.typing`` spec must satisfy what the blueprint needs
+# (the model's output dtype is then the blueprint's, ``AsInput`` where it passes the input's on).
+# pyright reports the last overload's mismatch: the typed one, which names the dtype.
+@overload
+def build(blueprint: Blueprint[Any, Any, Any, Any] | UserLayer, spec: SpecLike, *, seed: int = 0) -> Model[Any, Any, Any, Any]: ...
+@overload
+def build(blueprint: UserLayer, spec: Spec[SpecDType, SpecRank], *, seed: int = 0) -> Model[SpecDType, SpecRank, Any, Any]: ...
+@overload
+def build(blueprint: Blueprint[SpecDType, SpecRank, Given, Rank], spec: Spec[SpecDType, SpecRank], *,
+          seed: int = 0) -> Model[SpecDType, SpecRank, Given, Rank]: ...
 def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
     """Infer every size of ``blueprint`` for inputs of ``spec`` and build its parameters.
 

@@ -50,7 +50,7 @@ def _run(model: Model, x: Any, where: str) -> Any:
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Residual(Blueprint):
+class Residual(Blueprint[Any, Any, Any, Any]):
     """``block(x) + shortcut(x)``, where the shortcut is the input itself unless given.
 
     Args:
@@ -142,7 +142,7 @@ class ResidualLayer(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class _Branches(Blueprint):
+class _Branches(Blueprint[Any, Any, Any, Any]):
     branches: Any  # a tuple or list of blueprints, stored as a tuple of ``Sequential``s
 
     def __post_init__(self) -> None:

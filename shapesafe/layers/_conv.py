@@ -10,7 +10,8 @@ from jaxtyping import Array, Float
 
 from .._errors import LayerShapeError
 from .._specs import TensorSpec, checked, describe, dtype_kind, format_value
-from ._blueprint import Blueprint, Refusal, int_tuple, positive_int, set_field
+from ._blueprint import Blueprint, NeedRank_contra, Refusal, int_tuple, positive_int, set_field
+from ._typing import AsInput, Floating, FloatingKeep, Rank3Plus, Rank4Plus
 
 PADDING_MODES = ("valid", "same", "causal")
 
@@ -72,7 +73,7 @@ def check_long_enough(layer: Any, x: Any, extents: tuple[int, ...], padding: Any
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class _Conv(Blueprint):
+class _Conv(Blueprint[Floating, NeedRank_contra, AsInput, Any]):
     filters: int
     kernel: Any
     strides: Any = dataclasses.field(default=1, kw_only=True)
@@ -160,7 +161,7 @@ class Conv2DLayer(ConvLayer):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Conv1D(_Conv):
+class Conv1D(FloatingKeep[Rank3Plus], _Conv[Rank3Plus]):
     """1-D convolution over ``"*batch time channels"``.
 
     Args:
@@ -175,7 +176,7 @@ class Conv1D(_Conv):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Conv2D(_Conv):
+class Conv2D(FloatingKeep[Rank4Plus], _Conv[Rank4Plus]):
     """2-D convolution over channels-last images ``"*batch height width channels"``.
 
     Args:

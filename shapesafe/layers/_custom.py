@@ -31,7 +31,7 @@ def _require_annotations(what: str, fn: Callable[..., Any]) -> None:
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Function(Blueprint):
+class Function(Blueprint[Any, Any, Any, Any]):
     """A plain function with jaxtyping annotations, used as a parameter-free layer.
 
     Example:
@@ -64,7 +64,7 @@ class FunctionLayer(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True, repr=False, eq=False)
-class Custom(Blueprint):
+class Custom(Blueprint[Any, Any, Any, Any]):
     """An already-built ``flax.nnx.Module`` whose ``__call__`` has jaxtyping annotations.
 
     Its parameters are the module's own (the seed of ``build`` does not touch them).

@@ -23,11 +23,13 @@ from jax.core import Tracer
 from jaxtyping import Array, Float, Integer
 
 from .._specs import TensorSpec, checked
+from . import _typing
 from ._blueprint import Blueprint, positive_int
+from ._typing import AnyRank, Embeds
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Embedding(Blueprint):
+class Embedding(Embeds, Blueprint[_typing.Integer, AnyRank, _typing.Float32, Any]):
     """A lookup table: each integer id in ``"*batch"`` becomes a row of ``features`` floats.
 
     The table is ``(vocab, features)`` float32, initialised from a standard normal like

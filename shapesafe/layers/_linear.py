@@ -1,6 +1,7 @@
 """``Linear``: a dense layer over the last axis."""
 
 import dataclasses
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -9,10 +10,11 @@ from jaxtyping import Array, Float
 
 from .._specs import TensorSpec, checked, dtype_kind
 from ._blueprint import Blueprint, Refusal, positive_int
+from ._typing import AsInput, Floating, FloatingKeep, Rank1Plus
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Linear(Blueprint):
+class Linear(FloatingKeep[Rank1Plus], Blueprint[Floating, Rank1Plus, AsInput, Any]):
     """A dense layer, ``x @ kernel + bias``, over the last axis.
 
     ``in_features`` is read from the input spec at build time; the kernel is

@@ -1,6 +1,6 @@
 """``Model``: a built ``Sequential``, the Flax NNX module ``ss.build`` returns."""
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 import jax.numpy as jnp
 import jaxtyping
@@ -10,13 +10,17 @@ from jaxtyping import Array, Shaped
 
 from .._errors import LayerShapeError
 from .._specs import TensorSpec, format_annotation, format_spec, format_value, parse
+from ._blueprint import GiveDType_co, GiveRank_co, NeedDType_contra, NeedRank_contra
 
 if TYPE_CHECKING:
     from ._sequential import Sequential
 
 
-class Model(nnx.Module):
+class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co, GiveRank_co]):
     """A built ``Sequential``: a Flax NNX module that knows its input and output specs.
+
+    Statically ``Model[InDType, InRank, OutDType, OutRank]`` (e.g. ``Model[UInt8, Rank4,
+    Float32, Rank2]``) where ``ss.build`` could see them, see ``shapesafe.typing``.
 
     Calling it checks the input against ``input_spec`` and the output against
     ``output_spec`` with one shared set of dimension bindings (``batch`` must agree), and

@@ -34,6 +34,7 @@ from .._errors import LayerShapeError
 from .._specs import TensorSpec, checked, describe, dtype_kind, format_value
 from ._blueprint import Blueprint, Refusal
 from ._blueprint import rate as check_rate
+from ._typing import AnyRank, AsInput, Floating, FloatingKeep, Rank1Plus, Rank2Plus
 
 
 def _positive_float(layer: str, arg: str, value: Any) -> float:
@@ -67,7 +68,7 @@ def _row(v: Any, ndim: int) -> Any:
 # -- Dropout ---------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Dropout(Blueprint):
+class Dropout(FloatingKeep[AnyRank], Blueprint[Floating, AnyRank, AsInput, Any]):
     """Inverted dropout: while training, zero each entry with probability ``rate`` and scale
     the kept ones by ``1 / (1 - rate)``; in evaluation mode, the identity.
 
@@ -121,7 +122,7 @@ class DropoutLayer(nnx.Module):
 # -- BatchNorm -------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class BatchNorm(Blueprint):
+class BatchNorm(FloatingKeep[Rank2Plus], Blueprint[Floating, Rank2Plus, AsInput, Any]):
     """Batch normalisation of the last (features) axis, with statistics over every other axis.
 
     While training, the input is normalised with the batch's mean and (biased) variance, and
@@ -218,7 +219,7 @@ class BatchNormLayer(nnx.Module):
 # -- LayerNorm -------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class LayerNorm(Blueprint):
+class LayerNorm(FloatingKeep[Rank1Plus], Blueprint[Floating, Rank1Plus, AsInput, Any]):
     """Layer normalisation over the last (features) axis, as ``torch.nn.LayerNorm(features)``.
 
     Each vector along the last axis is shifted to mean 0 and scaled to (biased) variance 1,

@@ -7,7 +7,7 @@ pooling is a reshape and a reduction, whose gradient is cheap; XLA's general
 
 import dataclasses
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import jax
 import jax.numpy as jnp
@@ -17,13 +17,24 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from .._specs import TensorSpec, checked
-from ._blueprint import Blueprint, Refusal, int_tuple, set_field
+from ._blueprint import Blueprint, NeedRank_contra, Refusal, int_tuple, set_field
 from ._conv import _padding as conv_padding
 from ._conv import check_long_enough, spatial_names, too_short
+from ._typing import (
+    AnyRank,
+    AsInput,
+    Floating,
+    FloatingKeep,
+    FloatingTo,
+    Opaque,
+    Rank2,
+    Rank3Plus,
+    Rank4Plus,
+)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class _Pool(Blueprint):
+class _Pool(FloatingKeep[NeedRank_contra], Blueprint[Floating, NeedRank_contra, AsInput, Any]):  # type: ignore[misc]  # mypy: FloatingKeep's __rrshift__ wins, as at run time
     window: Any
     strides: Any = dataclasses.field(default=None, kw_only=True)
     padding: Any = dataclasses.field(default="valid", kw_only=True)
@@ -156,7 +167,7 @@ def _window_dims(x: Any, t: tuple[int, ...]) -> tuple[int, ...]:
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class MaxPool(_Pool):
+class MaxPool(_Pool[NeedRank_contra]):
     """Max over windows; ``strides`` default to the window (as Keras), so ``MaxPool((2, 2))`` halves
     height and width. The window's length is the number of spatial axes (``(2,)`` pools time).
 
@@ -178,6 +189,22 @@ class MaxPool(_Pool):
         'Float32[batch, 56, 56, 64]'
     """
 
+    if TYPE_CHECKING:  # the window's length sets the rank it needs (the run-time __init__ is the dataclass's)
+        @overload
+        def __init__(self: "MaxPool[AnyRank]", window: Opaque, *, strides: Any = None, padding: Any = "valid",
+                     name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "MaxPool[Rank3Plus]", window: int | tuple[int], *, strides: Any = None, padding: Any = "valid",
+                     name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "MaxPool[Rank4Plus]", window: tuple[int, int], *, strides: Any = None, padding: Any = "valid",
+                     name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "MaxPool[AnyRank]", window: Any, *, strides: Any = None, padding: Any = "valid",
+                     name: str | None = None) -> None: ...
+        def __init__(self, window: Any, *, strides: Any = None, padding: Any = "valid", name: str | None = None) -> None: ...
+
+
     @staticmethod
     def reduce(x: Any, axis: tuple[int, ...]) -> Any:
         return jnp.max(x, axis=axis)
@@ -188,10 +215,26 @@ class MaxPool(_Pool):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class AvgPool(_Pool):
+class AvgPool(_Pool[NeedRank_contra]):
     """Mean over windows (padding is not counted, as in Keras and as
     ``torch.nn.AvgPool2d(count_include_pad=False)``); strides default to the window; ``padding``
     as ``MaxPool``'s."""
+
+    if TYPE_CHECKING:  # the window's length sets the rank it needs (the run-time __init__ is the dataclass's)
+        @overload
+        def __init__(self: "AvgPool[AnyRank]", window: Opaque, *, strides: Any = None, padding: Any = "valid",
+                     name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "AvgPool[Rank3Plus]", window: int | tuple[int], *, strides: Any = None, padding: Any = "valid",
+                     name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "AvgPool[Rank4Plus]", window: tuple[int, int], *, strides: Any = None, padding: Any = "valid",
+                     name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "AvgPool[AnyRank]", window: Any, *, strides: Any = None, padding: Any = "valid",
+                     name: str | None = None) -> None: ...
+        def __init__(self, window: Any, *, strides: Any = None, padding: Any = "valid", name: str | None = None) -> None: ...
+
 
     @staticmethod
     def reduce(x: Any, axis: tuple[int, ...]) -> Any:
@@ -207,7 +250,7 @@ class AvgPool(_Pool):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class GlobalAvgPool(Blueprint):
+class GlobalAvgPool(FloatingTo[Rank2], Blueprint[Floating, Rank3Plus, AsInput, Rank2]):
     """Mean over every axis between the first (batch) and the last (channels):
     ``[batch, h, w, c] -> [batch, c]``.
 

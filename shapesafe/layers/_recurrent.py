@@ -31,12 +31,13 @@ from jaxtyping import Array, Float
 
 from .._specs import TensorSpec, checked, dtype_kind
 from ._blueprint import Blueprint, Refusal, positive_int
+from ._typing import AsInput, Floating, FloatingTo, Rank3Plus
 
 Carry = Any  # (h, c) for the LSTM, h for the GRU; each (n, hidden)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class _Recurrent(Blueprint):
+class _Recurrent(FloatingTo[Any], Blueprint[Floating, Rank3Plus, AsInput, Any]):
     hidden: int
     return_sequences: bool = dataclasses.field(default=False, kw_only=True)
 

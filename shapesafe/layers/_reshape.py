@@ -2,7 +2,7 @@
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import jax.numpy as jnp
 import numpy as np
@@ -11,11 +11,29 @@ from jaxtyping import Array, Float, Num, Shaped
 
 from .._errors import LayerShapeError, ShapeError
 from .._specs import TensorSpec, checked, dtype_kind, format_value
-from ._blueprint import Blueprint, Refusal, set_field
+from ._blueprint import Blueprint, GiveDType_co, Refusal, set_field
+from ._typing import (
+    AnyDType,
+    AnyDTypeTo,
+    AnyRank,
+    AsInput,
+    Bool,
+    CastTo,
+    Complex,
+    Float16,
+    Float32,
+    Float64,
+    Floating,
+    Integer,
+    Opaque,
+    Rank1Plus,
+    Rank2,
+    RescaleTo,
+)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Flatten(Blueprint):
+class Flatten(AnyDTypeTo[Rank2], Blueprint[AnyDType, Rank1Plus, AsInput, Rank2]):
     """Keep the first (batch) axis and flatten the rest: ``[batch, 250, 250, 3] -> [batch, 187500]``.
 
     Example:
@@ -49,7 +67,7 @@ class FlattenLayer(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Reshape(Blueprint):
+class Reshape(AnyDTypeTo[Any], Blueprint[AnyDType, Rank1Plus, AsInput, Any]):
     """Reshape every axis after the first (batch) axis; one entry may be -1.
 
     Example:
@@ -109,7 +127,7 @@ def _dtype(layer: str, value: Any) -> np.dtype:
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Cast(Blueprint):
+class Cast(CastTo[GiveDType_co], Blueprint[AnyDType, AnyRank, GiveDType_co, Any]):
     """Convert to ``dtype`` (values are not scaled: uint8 255 becomes 255.0).
 
     Example:
@@ -120,6 +138,23 @@ class Cast(Blueprint):
     """
 
     dtype: Any
+
+    if TYPE_CHECKING:  # NumPy's scalar types are typed; jnp.float32 is Any to checkers, so unknown here
+        @overload
+        def __init__(self: "Cast[Any]", dtype: Opaque, *, name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "Cast[Float16]", dtype: type[np.float16], *, name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "Cast[Float32]", dtype: type[np.float32], *, name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "Cast[Float64]", dtype: type[np.float64], *, name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "Cast[Integer]", dtype: type[np.integer[Any]], *, name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "Cast[Bool]", dtype: type[np.bool_], *, name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "Cast[Any]", dtype: Any, *, name: str | None = None) -> None: ...
+        def __init__(self, dtype: Any, *, name: str | None = None) -> None: ...
 
     def __post_init__(self) -> None:
         set_field(self, "dtype", _dtype(f"Cast({self.dtype!r})", self.dtype))
@@ -138,7 +173,7 @@ class CastLayer(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Rescale(Blueprint):
+class Rescale(RescaleTo[GiveDType_co], Blueprint[Integer | Floating | Complex, AnyRank, GiveDType_co, Any]):
     """``x * scale + offset`` in floating point: uint8 pixels become floats in one layer.
 
     Example:
@@ -154,6 +189,14 @@ class Rescale(Blueprint):
     scale: float
     offset: float = 0.0
     dtype: Any = dataclasses.field(default=np.dtype("float32"), kw_only=True)
+
+    if TYPE_CHECKING:  # float32 by default, some floating dtype otherwise
+        @overload
+        def __init__(self: "Rescale[Float32]", scale: float, offset: float = 0.0, *, name: str | None = None) -> None: ...
+        @overload
+        def __init__(self: "Rescale[Floating]", scale: float, offset: float = 0.0, *, dtype: Any,
+                     name: str | None = None) -> None: ...
+        def __init__(self, scale: float, offset: float = 0.0, *, dtype: Any = None, name: str | None = None) -> None: ...
 
     def __post_init__(self) -> None:
         for arg in ("scale", "offset"):

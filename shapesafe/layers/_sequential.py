@@ -2,19 +2,41 @@
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from flax import nnx
 
-from .._specs import (
-    TensorSpec,
+from .._specs import TensorSpec
+from ._blueprint import (
+    Blueprint,
+    GiveDType_co,
+    GiveRank_co,
+    NeedDType_contra,
+    NeedRank_contra,
+    infer,
+    set_field,
 )
-from ._blueprint import Blueprint, infer, set_field
 from ._model import Model
+from ._typing import (
+    AnyDType,
+    AsInput,
+    Carried,
+    FloatDType,
+    Floating,
+    Given,
+    InDType,
+    InRank,
+    IntDType,
+    Integer,
+    Need,
+    OutDType,
+    Rank,
+    UserLayer,
+)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Sequential(Blueprint):
+class Sequential(Blueprint[NeedDType_contra, NeedRank_contra, GiveDType_co, GiveRank_co]):
     """Blueprints applied one after another; ``a >> b >> c`` builds one.
 
     Nested unnamed sequences flatten. A sequence supports ``len``, iteration, indexing by
@@ -46,6 +68,36 @@ class Sequential(Blueprint):
         if dupes:
             raise ValueError(f"Sequential: layer names must be unique, {dupes} appear more than once.")
         set_field(self, "layers", tuple(flat))
+
+    if TYPE_CHECKING:  # built directly, a composition's types are not known
+        def __init__(self: "Sequential[Any, Any, Any, Any]", layers: tuple[Any, ...] = (), *,
+                     name: str | None = None) -> None: ...
+
+    # ``left >> self`` where ``self`` is a composition: what the left gives must be what ``self``
+    # needs (``Need`` and ``Rank``); where the left gives ``AsInput``, the two needs meet. Overloads
+    # an ``Any`` argument matches come in the order that claims least (see ``_typing``).
+    @overload
+    def __rrshift__(self: "Sequential[Need, Rank, OutDType, Given]", other: "Blueprint[InDType, InRank, Need, Rank]"
+                    ) -> "Sequential[InDType, InRank, OutDType, Given]": ...
+    @overload
+    def __rrshift__(self: "Sequential[Need, Rank, OutDType, Given]", other: "Blueprint[Need, InRank, AsInput, Rank]"
+                    ) -> "Sequential[Need, InRank, OutDType, Given]": ...
+    @overload
+    def __rrshift__(self: "Sequential[AnyDType, Rank, AsInput, Given]", other: "Blueprint[InDType, InRank, Carried, Rank]"  # type: ignore[overload-overlap]
+                    ) -> "Sequential[InDType, InRank, Carried, Given]": ...
+    @overload
+    def __rrshift__(self: "Sequential[Floating, Rank, AsInput, Given]", other: "Blueprint[InDType, InRank, FloatDType, Rank]"
+                    ) -> "Sequential[InDType, InRank, FloatDType, Given]": ...
+    @overload
+    def __rrshift__(self: "Sequential[Integer, Rank, AsInput, Given]", other: "Blueprint[InDType, InRank, IntDType, Rank]"
+                    ) -> "Sequential[InDType, InRank, IntDType, Given]": ...
+    @overload
+    def __rrshift__(self: "Sequential[Need, Rank, AsInput, Given]", other: "Blueprint[Need, InRank, AsInput, Rank]"
+                    ) -> "Sequential[Need, InRank, AsInput, Given]": ...
+    @overload
+    def __rrshift__(self, other: UserLayer) -> "Sequential[Any, Any, Any, Any]": ...
+    def __rrshift__(self, other: Any) -> Any:
+        return Sequential((other, self))
 
     def __len__(self) -> int:
         return len(self.layers)

@@ -44,6 +44,7 @@ PUBLIC_MODULES = [
     "shapesafe.encoders",
     "shapesafe.decoders",
     "shapesafe.monitor",
+    "shapesafe.typing",
 ]
 DIRECTIVE = re.compile(r"^:::\s+([\w.]+)\s*$", re.MULTILINE)
 FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

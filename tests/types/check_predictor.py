@@ -18,4 +18,4 @@ assert_type(clf(Image.new("RGB", (8, 8))), ss.Prediction)
 assert_type(clf(["a.jpg", b"\xff\xd8"]), list[ss.Prediction])
 label: str = clf("holiday.jpg").label
 confidence: float = clf("holiday.jpg").confidence
-clf(3.5)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]
+clf(3.5)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue, reportArgumentType]  # expect-error

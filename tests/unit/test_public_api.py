@@ -9,7 +9,7 @@ import pytest
 import shapesafe
 
 PUBLIC_MODULES = ["shapesafe", "shapesafe.layers", "shapesafe.callbacks", "shapesafe.losses", "shapesafe.metrics",
-                  "shapesafe.data", "shapesafe.encoders", "shapesafe.decoders", "shapesafe.monitor"]
+                  "shapesafe.data", "shapesafe.encoders", "shapesafe.decoders", "shapesafe.monitor", "shapesafe.typing"]
 
 
 def _public(module_name: str) -> list[tuple[str, object]]:

@@ -1,5 +1,7 @@
 """Residual, Concat and Add: numerics against NumPy, build-time errors, nesting, jit, summary."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,7 +100,7 @@ def test_downsampling_block_with_projection_shortcut() -> None:
     ],
     ids=["downsample", "widen", "dense", "dtype"],
 )
-def test_identity_shortcut_mismatch_says_both_specs_and_the_fix(block: object, spec: object, returns: str, fix: str) -> None:
+def test_identity_shortcut_mismatch_says_both_specs_and_the_fix(block: L.Blueprint, spec: Any, returns: str, fix: str) -> None:
     with pytest.raises(ss.ShapeError) as info:
         ss.build(L.Residual(block), spec)
     message = str(info.value)
@@ -180,7 +182,7 @@ def test_concat_along_an_inner_axis_of_images() -> None:
     ],
     ids=["concat-spatial", "concat-rank", "concat-dtype", "concat-axis", "add-channels", "add-spatial", "inner-error"],
 )
-def test_branch_disagreement_is_a_build_time_shape_error(net: object, message: str) -> None:
+def test_branch_disagreement_is_a_build_time_shape_error(net: L.Blueprint, message: str) -> None:
     with pytest.raises(ss.ShapeError, match=message):
         ss.build(net, IMAGE)
 
@@ -201,7 +203,7 @@ def test_bad_arguments_are_value_errors(make: object, message: str) -> None:
 
 # -- blueprints as data, nesting, summary ---------------------------------------------------
 
-def resnet_stem() -> object:
+def resnet_stem() -> L.Sequential:
     conv = L.Conv2D(8, 3, padding="same")
     block = conv.named("conv1") >> L.ReLU() >> conv.named("conv2")
     return (L.Conv2D(8, 1).named("stem") >> L.Residual(block).named("res")

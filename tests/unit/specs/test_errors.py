@@ -1,6 +1,8 @@
 """Bad input gives a clear error naming the argument, the layer and the fix: at construction
 or build time, never later, and never a raw XLA or jaxtyping stack."""
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,14 +123,14 @@ def test_a_size_of_the_wrong_type_names_the_argument() -> None:
     ],
     ids=["string", "dtype-family", "variadic", "ellipsis"],
 )
-def test_bad_specs_are_shape_errors(spec: object, message: str) -> None:
+def test_bad_specs_are_shape_errors(spec: Any, message: str) -> None:
     with pytest.raises(ss.ShapeError, match=message):
         ss.build(L.Linear(2), spec)
 
 
 def test_composing_something_that_is_not_a_layer() -> None:
     with pytest.raises(TypeError, match=r"cannot compose 3"):
-        L.Linear(2) >> 3
+        L.Linear(2) >> 3  # type: ignore[operator]
     with pytest.raises(TypeError, match=r"a class: instantiate it, e.g. L.ReLU\(\)"):
         L.Linear(2) >> L.ReLU
 

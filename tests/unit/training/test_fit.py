@@ -49,7 +49,7 @@ def test_fit_matches_a_hand_written_optax_loop_on_the_same_batches(digits) -> No
     model = _mlp(seed=3)
     ref = _mlp(seed=3)
     ss.fit(model, Batches(x, y, 32), loss=ss.losses.cross_entropy, optimizer=optax.sgd(0.1), epochs=1, progress=False)
-    params = {k: np.asarray(v) for k, v in (("w1", ref.layers[0].kernel[...]), ("b1", ref.layers[0].bias[...]),
+    params: typing.Any = {k: np.asarray(v) for k, v in (("w1", ref.layers[0].kernel[...]), ("b1", ref.layers[0].bias[...]),
                                            ("w2", ref.layers[2].kernel[...]), ("b2", ref.layers[2].bias[...]))}
 
     def loss_fn(p, xb, yb):  # type: ignore[no-untyped-def]
