@@ -39,8 +39,16 @@ class FlaxCNN(nnx.Module):
     (``lax.reduce_window``): a diagnostic, to tell the cost of checks from that of pooling.
     """
 
-    def __init__(self, size: int, *, filters: int = 32, hidden: int = 512, classes: int = 2,
-                 pool: str = "max_pool", rngs: nnx.Rngs):
+    def __init__(
+        self,
+        size: int,
+        *,
+        filters: int = 32,
+        hidden: int = 512,
+        classes: int = 2,
+        pool: str = "max_pool",
+        rngs: nnx.Rngs,
+    ):
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         pooled = (size - 2) // 2  # valid 3x3 convolution, then 2x2 pooling
@@ -54,7 +62,11 @@ class FlaxCNN(nnx.Module):
         x = nnx.relu(self.conv(x))
         if self.pool == "reshape":
             b, h, w, c = x.shape
-            x = x[:, : h // 2 * 2, : w // 2 * 2].reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+            x = (
+                x[:, : h // 2 * 2, : w // 2 * 2]
+                .reshape(b, h // 2, 2, w // 2, 2, c)
+                .max(axis=(2, 4))
+            )
         else:
             x = nnx.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape(x.shape[0], -1)
@@ -113,7 +125,9 @@ def images(size: int, batch: int, seed: int = 0) -> jax.Array:
     return jnp.asarray(rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8))
 
 
-def first_steps(fns: dict[str, Callable[[], Any]], *, warmup: int) -> tuple[dict[str, float], dict[str, float]]:
+def first_steps(
+    fns: dict[str, Callable[[], Any]], *, warmup: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """Each function's first call (its loss, before any update, and its seconds: trace and
     compile included), then ``warmup`` untimed calls."""
     first_loss, first_step_s = {}, {}
@@ -126,8 +140,9 @@ def first_steps(fns: dict[str, Callable[[], Any]], *, warmup: int) -> tuple[dict
     return first_loss, first_step_s
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], *, rounds: int,
-                repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def interleaved(
+    fns: dict[str, Callable[[], Any]], *, rounds: int, repeats: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per-round median wall and CPU seconds of each function.
 
     A round makes ``repeats`` passes; each pass calls every function once, in an order that
@@ -171,10 +186,20 @@ def environment() -> dict[str, Any]:
         cores = os.cpu_count() or 0
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "device": {"platform": device.platform, "device_kind": device.device_kind,
-                   "count": jax.device_count(), "cpu_cores": cores, "machine": platform.machine()},
-        "versions": {"python": platform.python_version(), "jax": jax.__version__,
-                     "jaxlib": importlib.metadata.version("jaxlib"), "flax": flax.__version__, "shapesafe": ss.__version__},
+        "device": {
+            "platform": device.platform,
+            "device_kind": device.device_kind,
+            "count": jax.device_count(),
+            "cpu_cores": cores,
+            "machine": platform.machine(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "jaxlib": importlib.metadata.version("jaxlib"),
+            "flax": flax.__version__,
+            "shapesafe": ss.__version__,
+        },
     }
 
 

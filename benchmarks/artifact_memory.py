@@ -36,19 +36,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-STEPS = ("shapesafe_save", "safetensors_save_file", "shapesafe_load", "safetensors_load_file",
-         "safetensors_load_file_to_jax")
+STEPS = (
+    "shapesafe_save",
+    "safetensors_save_file",
+    "shapesafe_load",
+    "safetensors_load_file",
+    "safetensors_load_file_to_jax",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=250, help="image height and width (default 250, the talk's)")
-    parser.add_argument("--repeats", type=int, default=1, help="fresh processes per step (default 1)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size", type=int, default=250, help="image height and width (default 250, the talk's)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="fresh processes per step (default 1)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights (default 0)")
-    parser.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)  # one measurement, in this process
+    parser.add_argument(
+        "--child", choices=STEPS, help=argparse.SUPPRESS
+    )  # one measurement, in this process
     parser.add_argument("--dir", help=argparse.SUPPRESS)
-    parser.add_argument("--inline", action="store_true",  # the tests' smoke run: one process, figures not clean
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--inline",
+        action="store_true",  # the tests' smoke run: one process, figures not clean
+        help=argparse.SUPPRESS,
+    )
     return parser.parse_args(argv)
 
 
@@ -107,20 +123,29 @@ def child(step: str, size: int, seed: int, directory: Path) -> dict[str, Any]:
             _, out["peak_mib"], out["seconds"] = _measure(lambda: ss.save(model, artifact))
         else:
             arrays = _host_arrays(model)
-            _, out["peak_mib"], out["seconds"] = _measure(lambda: safetensors.numpy.save_file(arrays, str(peer)))
+            _, out["peak_mib"], out["seconds"] = _measure(
+                lambda: safetensors.numpy.save_file(arrays, str(peer))
+            )
         out["param_count"] = common.param_count(model)
     elif step == "shapesafe_load":
         loaded, out["peak_mib"], out["seconds"] = _measure(lambda: ss.load(artifact))
         ours = _host_arrays(loaded)
-        with safe_open(str(peer), framework="numpy") as theirs, \
-                safe_open(str(artifact / "weights.safetensors"), framework="numpy") as file:
-            out["loaded_equals_peer_file"] = (set(theirs.keys()) == set(ours)
-                                              and all(np.array_equal(theirs.get_tensor(k), v) for k, v in ours.items()))
-            out["artifact_file_equals_peer_file"] = (set(file.keys()) == set(theirs.keys()) and all(
-                np.array_equal(file.get_tensor(k), theirs.get_tensor(k)) for k in theirs.keys()))
+        with (
+            safe_open(str(peer), framework="numpy") as theirs,
+            safe_open(str(artifact / "weights.safetensors"), framework="numpy") as file,
+        ):
+            out["loaded_equals_peer_file"] = set(theirs.keys()) == set(ours) and all(
+                np.array_equal(theirs.get_tensor(k), v) for k, v in ours.items()
+            )
+            out["artifact_file_equals_peer_file"] = set(file.keys()) == set(theirs.keys()) and all(
+                np.array_equal(file.get_tensor(k), theirs.get_tensor(k)) for k in theirs.keys()
+            )
     elif step == "safetensors_load_file":
-        _, out["peak_mib"], out["seconds"] = _measure(lambda: safetensors.numpy.load_file(str(peer)))
+        _, out["peak_mib"], out["seconds"] = _measure(
+            lambda: safetensors.numpy.load_file(str(peer))
+        )
     else:
+
         def to_jax() -> dict[str, Any]:
             return {k: jnp.asarray(v) for k, v in safetensors.numpy.load_file(str(peer)).items()}
 
@@ -140,9 +165,23 @@ def main(argv: list[str] | None = None) -> None:
                 if args.inline:
                     runs[step].append(child(step, args.size, args.seed, Path(work)))
                     continue
-                done = subprocess.run([sys.executable, __file__, "--child", step, "--size", str(args.size),
-                                       "--seed", str(args.seed), "--dir", work],
-                                      capture_output=True, text=True, check=False)
+                done = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        step,
+                        "--size",
+                        str(args.size),
+                        "--seed",
+                        str(args.seed),
+                        "--dir",
+                        work,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 if done.returncode != 0:
                     raise RuntimeError(f"{step} failed:\n{done.stderr[-3000:]}")
                 runs[step].append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -151,20 +190,27 @@ def main(argv: list[str] | None = None) -> None:
     weights_mib = weights / 2**20
     peak = {step: float(np.median([r["peak_mib"] for r in runs[step]])) for step in STEPS}
     loads = runs["shapesafe_load"]
-    common.emit({
-        "benchmark": "artifact_memory",
-        **common.environment(),
-        "parameters": {"size": args.size, "repeats": args.repeats, "seed": args.seed},
-        "param_count": runs["shapesafe_save"][0]["param_count"],
-        "weights_file_mib": round(weights_mib, 1),
-        "peer_file_mib": round(peer / 2**20, 1),
-        "peak_rss_increase_mib": {step: round(v, 1) for step, v in peak.items()},
-        "peak_over_weights": {step: round(v / weights_mib, 3) for step, v in peak.items()},
-        "seconds": {step: round(float(np.median([r["seconds"] for r in runs[step]])), 3) for step in STEPS},
-        "samples_mib": {step: [round(r["peak_mib"], 1) for r in runs[step]] for step in STEPS},
-        "loaded_equals_peer_file": all(r["loaded_equals_peer_file"] for r in loads),
-        "artifact_file_equals_peer_file": all(r["artifact_file_equals_peer_file"] for r in loads),
-    })
+    common.emit(
+        {
+            "benchmark": "artifact_memory",
+            **common.environment(),
+            "parameters": {"size": args.size, "repeats": args.repeats, "seed": args.seed},
+            "param_count": runs["shapesafe_save"][0]["param_count"],
+            "weights_file_mib": round(weights_mib, 1),
+            "peer_file_mib": round(peer / 2**20, 1),
+            "peak_rss_increase_mib": {step: round(v, 1) for step, v in peak.items()},
+            "peak_over_weights": {step: round(v / weights_mib, 3) for step, v in peak.items()},
+            "seconds": {
+                step: round(float(np.median([r["seconds"] for r in runs[step]])), 3)
+                for step in STEPS
+            },
+            "samples_mib": {step: [round(r["peak_mib"], 1) for r in runs[step]] for step in STEPS},
+            "loaded_equals_peer_file": all(r["loaded_equals_peer_file"] for r in loads),
+            "artifact_file_equals_peer_file": all(
+                r["artifact_file_equals_peer_file"] for r in loads
+            ),
+        }
+    )
 
 
 if __name__ == "__main__":

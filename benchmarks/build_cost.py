@@ -31,17 +31,40 @@ import jax.numpy as jnp
 from flax import nnx
 
 SIDES = ("shapesafe", "flax")
-FIGURES = ("build_s", "build_cpu_s", "build_peak_rss_increase_mib", "trace_s", "trace_cpu_s",
-           "compile_s", "compile_cpu_s", "first_call_s", "first_use_s", "first_use_cpu_s", "later_call_s")
+FIGURES = (
+    "build_s",
+    "build_cpu_s",
+    "build_peak_rss_increase_mib",
+    "trace_s",
+    "trace_cpu_s",
+    "compile_s",
+    "compile_cpu_s",
+    "first_call_s",
+    "first_use_s",
+    "first_use_cpu_s",
+    "later_call_s",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=250, help="image height and width (default 250, the talk's)")
-    parser.add_argument("--batch", type=int, default=32, help="batch of the first compile and call (default 32)")
-    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per model (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the images (default 0)")
-    parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)  # one measurement, in this process
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size", type=int, default=250, help="image height and width (default 250, the talk's)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=32, help="batch of the first compile and call (default 32)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="fresh processes per model (default 3)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the weights and the images (default 0)"
+    )
+    parser.add_argument(
+        "--child", choices=SIDES, help=argparse.SUPPRESS
+    )  # one measurement, in this process
     return parser.parse_args(argv)
 
 
@@ -56,7 +79,9 @@ class CompileLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if m := re.match(r"Compiling jit\((\w+)\) with global shapes and types (\(.*?\))\.", message):
+        if m := re.match(
+            r"Compiling jit\((\w+)\) with global shapes and types (\(.*?\))\.", message
+        ):
             self.compiled[m.group(1)] += 1
             self.signatures.add(m.group(1) + m.group(2))
         elif m := re.match(r"Finished tracing (?:\+ transforming )?(\w+) for jit", message):
@@ -85,7 +110,11 @@ def measure(side: str, size: int, batch: int, seed: int) -> dict[str, Any]:
     logger.addHandler(log)
     logger.propagate = False  # keep jax.log_compiles' warnings off stderr
     with jax.log_compiles(True), Clock() as build:
-        model = common.build_shapesafe(size, seed) if side == "shapesafe" else common.build_flax(size, seed)
+        model = (
+            common.build_shapesafe(size, seed)
+            if side == "shapesafe"
+            else common.build_flax(size, seed)
+        )
         jax.block_until_ready(nnx.state(model))
     logger.removeHandler(log)
     rss_build = common.max_rss_mib()
@@ -122,8 +151,18 @@ def measure(side: str, size: int, batch: int, seed: int) -> dict[str, Any]:
 
 
 def run_child(side: str, args: argparse.Namespace) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", side, "--size", str(args.size),
-               "--batch", str(args.batch), "--seed", str(args.seed)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        side,
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--seed",
+        str(args.seed),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{side} measurement failed:\n{done.stderr[-4000:]}")
@@ -138,17 +177,27 @@ def summarise(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
     for name in FIGURES:
         samples = {side: [r[name] for r in runs[side]] for side in SIDES}
         medians = {side: statistics.median(v) for side, v in samples.items()}
-        figures[name] = {**medians, "ratio": medians["shapesafe"] / medians["flax"] if medians["flax"] else None,
-                         "samples": samples}
+        figures[name] = {
+            **medians,
+            "ratio": medians["shapesafe"] / medians["flax"] if medians["flax"] else None,
+            "samples": samples,
+        }
     no_flops = _build_program_ops(args.size)
     no_flops["inference_overhead_s"] = figures["build_s"]["shapesafe"] - figures["build_s"]["flax"]
-    no_flops["inference_overhead_cpu_s"] = figures["build_cpu_s"]["shapesafe"] - figures["build_cpu_s"]["flax"]
+    no_flops["inference_overhead_cpu_s"] = (
+        figures["build_cpu_s"]["shapesafe"] - figures["build_cpu_s"]["flax"]
+    )
     return {
         "benchmark": "build_cost",
         "what": "ss.build(talk.cnn(), talk.image_spec(size)) vs constructing the hand-written Flax NNX CNN; "
-                "then jax.jit(forward).lower(state, x) (trace), .compile(), first and second call",
+        "then jax.jit(forward).lower(state, x) (trace), .compile(), first and second call",
         **common.environment(),
-        "parameters": {"size": args.size, "batch": args.batch, "repeats": args.repeats, "seed": args.seed},
+        "parameters": {
+            "size": args.size,
+            "batch": args.batch,
+            "repeats": args.repeats,
+            "seed": args.seed,
+        },
         "param_count": counts["shapesafe"],
         "param_mib": counts["shapesafe"] * 4 / 2**20,
         **figures,
@@ -176,8 +225,12 @@ def _build_program_ops(size: int) -> dict[str, Any]:
     text = jax.jit(make).lower().as_text()
     ops = sorted(set(re.findall(r"stablehlo\.([a-z_]+)", text)))
     forward = sorted(set(ops) & {"convolution", "dot_general", "reduce_window", "dot"})
-    return {"how": "StableHLO ops of the one program ss.build compiles (jax.jit(make).lower())",
-            "build_program_ops": ops, "forward_ops_in_build": forward, "build_ran_no_forward": not forward}
+    return {
+        "how": "StableHLO ops of the one program ss.build compiles (jax.jit(make).lower())",
+        "build_program_ops": ops,
+        "forward_ops_in_build": forward,
+        "build_ran_no_forward": not forward,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -21,16 +21,35 @@ import numpy as np
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=96, help="image height and width (the talk uses 250; default 96)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=96,
+        help="image height and width (the talk uses 250; default 96)",
+    )
     parser.add_argument("--batch", type=int, default=32, help="images per call (default 32)")
-    parser.add_argument("--rounds", type=int, default=20, help="rounds of alternating A/B blocks (default 20)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed calls per model per round (default 10)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per model after compiling (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the images (default 0)")
-    parser.add_argument("--peer-pool", choices=common.POOLS, default="max_pool",
-                        help="how the Flax peer pools: nnx.max_pool (default, what a Flax user writes) or "
-                             "'reshape', as shapesafe's MaxPool does (a diagnostic)")
+    parser.add_argument(
+        "--rounds", type=int, default=20, help="rounds of alternating A/B blocks (default 20)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="timed calls per model per round (default 10)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed calls per model after compiling (default 3)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the weights and the images (default 0)"
+    )
+    parser.add_argument(
+        "--peer-pool",
+        choices=common.POOLS,
+        default="max_pool",
+        help="how the Flax peer pools: nnx.max_pool (default, what a Flax user writes) or "
+        "'reshape', as shapesafe's MaxPool does (a diagnostic)",
+    )
     return parser.parse_args(argv)
 
 
@@ -76,9 +95,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "core_forward",
         "what": "jitted forward of talk.cnn(): ss.build (checks on) vs hand-written Flax NNX, same weights",
         **common.environment(),
-        "parameters": {"size": args.size, "batch": args.batch, "rounds": args.rounds,
-                       "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
-                       "peer_pool": args.peer_pool},
+        "parameters": {
+            "size": args.size,
+            "batch": args.batch,
+            "rounds": args.rounds,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "seed": args.seed,
+            "peer_pool": args.peer_pool,
+        },
         "param_count": params,
         "outputs_agree": True,
         "max_abs_diff": max_abs_diff,
@@ -86,7 +111,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "flops_per_call": flops,
         "compile_s": compile_s,
         "median_ms": {"shapesafe": ss_med * 1e3, "flax": fx_med * 1e3},
-        "round_medians_ms": {name: common.quantiles([v * 1e3 for v in vals]) for name, vals in wall.items()},
+        "round_medians_ms": {
+            name: common.quantiles([v * 1e3 for v in vals]) for name, vals in wall.items()
+        },
         "ratio": ss_med / fx_med,
         "ratio_per_round": common.quantiles(per_round),
         "cpu_median_ms": {"shapesafe": ss_cpu * 1e3, "flax": fx_cpu * 1e3},

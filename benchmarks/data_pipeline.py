@@ -42,12 +42,20 @@ Contender = Callable[[list[str], int, int], int]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=256, help="JPEG files to decode (default 256)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--images", type=int, default=256, help="JPEG files to decode (default 256)"
+    )
     parser.add_argument("--batch", type=int, default=32, help="images per batch (default 32)")
     parser.add_argument("--workers", type=int, default=2, help="threads/processes (default 2)")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds, each timing every contender once (default 7)")
-    parser.add_argument("--only", default="", help="comma-separated contenders to run (default: all)")
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="rounds, each timing every contender once (default 7)"
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated contenders to run (default: all)"
+    )
     return parser.parse_args(argv)
 
 
@@ -119,8 +127,12 @@ def torch_loader(paths: list[str], batch: int, workers: int) -> int:
 def grain_threads(paths: list[str], batch: int, workers: int) -> int:
     import grain
 
-    ds = (grain.MapDataset.source(paths).map(decode).batch(batch)
-          .to_iter_dataset(grain.ReadOptions(num_threads=workers, prefetch_buffer_size=2 * batch)))
+    ds = (
+        grain.MapDataset.source(paths)
+        .map(decode)
+        .batch(batch)
+        .to_iter_dataset(grain.ReadOptions(num_threads=workers, prefetch_buffer_size=2 * batch))
+    )
     return sum(len(b) for b in ds)
 
 
@@ -145,19 +157,23 @@ class Shapesafe:
 
 def page_faults() -> int:
     """Minor page faults so far (this process and finished workers): fresh memory touched."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     return own.ru_minflt + kids.ru_minflt
 
 
-def rounds(contenders: dict[str, Contender], paths: list[str], args: argparse.Namespace,
-           ours: Shapesafe) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
+def rounds(
+    contenders: dict[str, Contender], paths: list[str], args: argparse.Namespace, ours: Shapesafe
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
     """Images/s, CPU ms per image and page faults per image of every contender, one entry per round."""
     names = list(contenders)
     rate: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     faults: dict[str, list[float]] = {name: [] for name in names}
     for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order if r % 2 == 0 else order[::-1]:
             if name == "shapesafe":
                 ours.build(len(paths), args.workers, args.batch)
@@ -188,7 +204,10 @@ def check_cost_us(ours: Shapesafe) -> dict[str, float]:
     for _ in range(n):
         element_mismatch(item[0], folder.spec)
     t2 = time.perf_counter()
-    return {"check": round((t1 - t0) / n * 1e6, 2), "full_comparison": round((t2 - t1) / n * 1e6, 2)}
+    return {
+        "check": round((t1 - t0) / n * 1e6, 2),
+        "full_comparison": round((t2 - t1) / n * 1e6, 2),
+    }
 
 
 def ratios(rate: dict[str, list[float]], scan_s: list[float] | None = None) -> dict[str, Any]:
@@ -199,14 +218,21 @@ def ratios(rate: dict[str, list[float]], scan_s: list[float] | None = None) -> d
         if scan_s is not None:
             ours = 1.0 / (1.0 / ours + scan_s[r])
         per_round.append(ours / max(rate[k][r] for k in peers))
-    return {**{k: round(v, 3) for k, v in common.quantiles(per_round).items()},
-            "per_round": [round(v, 3) for v in per_round],
-            "best_peer_per_round": [max(peers, key=lambda k, r=r: rate[k][r]) for r in range(len(per_round))]}
+    return {
+        **{k: round(v, 3) for k, v in common.quantiles(per_round).items()},
+        "per_round": [round(v, 3) for v in per_round],
+        "best_peer_per_round": [
+            max(peers, key=lambda k, r=r: rate[k][r]) for r in range(len(per_round))
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    contenders: dict[str, Contender] = {"pillow_loop": pillow_loop, "pillow_threads": pillow_threads}
+    contenders: dict[str, Contender] = {
+        "pillow_loop": pillow_loop,
+        "pillow_threads": pillow_threads,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         paths = make_photos(root, args.images)
@@ -214,11 +240,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         contenders["shapesafe"] = ours
         try:
             import torch  # noqa: F401
+
             contenders["torch_dataloader"] = torch_loader
         except ImportError:
             pass
         try:
             import grain  # noqa: F401
+
             contenders["grain"] = grain_threads
         except ImportError:
             pass
@@ -230,13 +258,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "benchmark": "data_pipeline",
         **common.environment(),
-        "parameters": {"images": args.images, "batch": args.batch, "workers": args.workers,
-                       "rounds": args.rounds, "source": "640x480 JPEG q90", "target": "250x250 RGB"},
+        "parameters": {
+            "images": args.images,
+            "batch": args.batch,
+            "workers": args.workers,
+            "rounds": args.rounds,
+            "source": "640x480 JPEG q90",
+            "target": "250x250 RGB",
+        },
         "ratio_to_best_peer": ratios(rate),
         "ratio_with_scan_to_best_peer": ratios(rate, ours.scan_s),
         "images_per_s": {k: round(statistics.median(v), 1) for k, v in rate.items()},
         "cpu_ms_per_image": {k: round(statistics.median(v), 3) for k, v in cpu.items()},
-        "cpu_ms_per_image_spread": {k: [round(min(v), 3), round(max(v), 3)] for k, v in cpu.items()},
+        "cpu_ms_per_image_spread": {
+            k: [round(min(v), 3), round(max(v), 3)] for k, v in cpu.items()
+        },
         "page_faults_per_image": {k: round(statistics.median(v)) for k, v in faults.items()},
         "scan_ms_per_image": round(statistics.median(ours.scan_s) * 1000, 3),
         "spec_check_us_per_element": check_us,

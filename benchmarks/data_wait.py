@@ -75,21 +75,41 @@ def run(data: Any, size: int, epochs: int) -> list[dict[str, float]]:
 
         def on_epoch_end(self, run: Any, epoch: int, logs: dict[str, Any]) -> None:
             epoch_s = time.perf_counter() - self.t0
-            out.append({"epoch_s": round(epoch_s, 3), "waited_s": round(timed.waited, 3),
-                        "wait_share": round(timed.waited / epoch_s, 4)})
+            out.append(
+                {
+                    "epoch_s": round(epoch_s, 3),
+                    "waited_s": round(timed.waited, 3),
+                    "wait_share": round(timed.waited / epoch_s, 4),
+                }
+            )
 
-    ss.fit(model, timed, loss=ss.losses.cross_entropy, optimizer=optax.sgd(1e-6), epochs=epochs,
-           callbacks=[Clock()], progress=False)
+    ss.fit(
+        model,
+        timed,
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.sgd(1e-6),
+        epochs=epochs,
+        callbacks=[Clock()],
+        progress=False,
+    )
     return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=96, help="image height and width (default 96)")
-    parser.add_argument("--photos", type=int, default=256, help="JPEGs to read per epoch (default 256)")
+    parser.add_argument(
+        "--photos", type=int, default=256, help="JPEGs to read per epoch (default 256)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per pipeline, at least 2 (default 3)")
-    parser.add_argument("--passes", type=int, default=2, help="1: each pipeline once; 2: then in reverse order")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="epochs per pipeline, at least 2 (default 3)"
+    )
+    parser.add_argument(
+        "--passes", type=int, default=2, help="1: each pipeline once; 2: then in reverse order"
+    )
     return parser.parse_args(argv)
 
 
@@ -107,9 +127,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         labels = np.stack([e["label"] for e in folder])
         pipelines = {
             "decode_every_epoch": lambda: folder.shuffle(seed=0).batch(32).prefetch(2),
-            "cached": lambda: image_folder(tmp, size=size, workers=args.workers).cache()
-            .shuffle(seed=0).batch(32).prefetch(2),
-            "in_memory": lambda: from_arrays({"image": images, "label": labels}).shuffle(seed=0).batch(32),
+            "cached": lambda: (
+                image_folder(tmp, size=size, workers=args.workers)
+                .cache()
+                .shuffle(seed=0)
+                .batch(32)
+                .prefetch(2)
+            ),
+            "in_memory": lambda: (
+                from_arrays({"image": images, "label": labels}).shuffle(seed=0).batch(32)
+            ),
         }
         names = list(pipelines)
         for k in range(args.passes):
@@ -122,10 +149,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "data_wait",
         **common.environment(),
         "parameters": vars(args),
-        "wait_share": {k: round(statistics.mean(e["wait_share"] for e in v), 4) for k, v in later.items()},
-        "epoch_s": {k: round(statistics.median(e["epoch_s"] for e in v), 3) for k, v in later.items()},
-        "epoch_ratio": {k: round(statistics.median(e["epoch_s"] for e in v) / floor, 3) for k, v in later.items()},
-        "first_epoch_wait_share": {k: v[0]["wait_share"] for k, v in epochs.items()},  # of the first pass
+        "wait_share": {
+            k: round(statistics.mean(e["wait_share"] for e in v), 4) for k, v in later.items()
+        },
+        "epoch_s": {
+            k: round(statistics.median(e["epoch_s"] for e in v), 3) for k, v in later.items()
+        },
+        "epoch_ratio": {
+            k: round(statistics.median(e["epoch_s"] for e in v) / floor, 3)
+            for k, v in later.items()
+        },
+        "first_epoch_wait_share": {
+            k: v[0]["wait_share"] for k, v in epochs.items()
+        },  # of the first pass
         "epochs": epochs,
         "goal": "never input-bound: wait share near the in-memory floor after the first epoch",
     }

@@ -53,17 +53,38 @@ from shapesafe._training._engine import Engine
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=96, help="image height and width (the talk uses 250; default 96)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=96,
+        help="image height and width (the talk uses 250; default 96)",
+    )
     parser.add_argument("--batch", type=int, default=32, help="images per step (default 32)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of alternating contenders (default 5)")
-    parser.add_argument("--repeats", type=int, default=4, help="timed steps per contender per round (default 4)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per contender after the first")
-    parser.add_argument("--lr", type=float, default=1e-6, help="SGD learning rate (default 1e-6; only the speed "
-                        "is measured)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds of alternating contenders (default 5)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=4, help="timed steps per contender per round (default 4)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps per contender after the first"
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=1e-6,
+        help="SGD learning rate (default 1e-6; only the speed is measured)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="PyTorch threads (default: the cores)")
-    parser.add_argument("--explore", action="store_true", help="add the variants that might close the gap")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="PyTorch threads (default: the cores)"
+    )
+    parser.add_argument(
+        "--explore", action="store_true", help="add the variants that might close the gap"
+    )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     return parser.parse_args(argv)
 
@@ -77,6 +98,7 @@ def cores() -> int:
 
 # -- JAX contenders ---------------------------------------------------------------------------
 
+
 def shapesafe_step(model: ss.Model, lr: float, x: jax.Array, y: jax.Array) -> Callable[[], Any]:
     engine = Engine(model, loss=ss.losses.cross_entropy, optimizer=optax.sgd(lr), metrics=())
     mask = jnp.ones(y.shape, bool)
@@ -86,7 +108,9 @@ def shapesafe_step(model: ss.Model, lr: float, x: jax.Array, y: jax.Array) -> Ca
 def flax_step(peer: nnx.Module, lr: float, x: jax.Array, y: jax.Array) -> Callable[[], Any]:
     """The hand-written fast path: ``jax.jit`` with donation over the ``nnx.split`` state."""
     graphdef, params, rest = nnx.split(peer, nnx.Param, ...)
-    params = jax.tree.map(jnp.copy, params)  # copy_weights shares arrays with the shapesafe model; donation would delete them
+    params = jax.tree.map(
+        jnp.copy, params
+    )  # copy_weights shares arrays with the shapesafe model; donation would delete them
     tx = optax.sgd(lr)
 
     @partial(jax.jit, donate_argnums=(0, 1))
@@ -116,25 +140,36 @@ def torch_layout(model: ss.Model, size: int) -> dict[str, np.ndarray]:
     k = np.asarray(hidden.kernel[...])
     filters = k.shape[0] // (pooled * pooled)
     return {
-        "conv.weight": np.asarray(conv.kernel[...]).transpose(3, 2, 0, 1), "conv.bias": np.asarray(conv.bias[...]),
-        "hidden.weight": k.reshape(pooled, pooled, filters, -1).transpose(3, 2, 0, 1).reshape(k.shape[1], -1),
+        "conv.weight": np.asarray(conv.kernel[...]).transpose(3, 2, 0, 1),
+        "conv.bias": np.asarray(conv.bias[...]),
+        "hidden.weight": k.reshape(pooled, pooled, filters, -1)
+        .transpose(3, 2, 0, 1)
+        .reshape(k.shape[1], -1),
         "hidden.bias": np.asarray(hidden.bias[...]),
-        "head.weight": np.asarray(head.kernel[...]).T, "head.bias": np.asarray(head.bias[...]),
+        "head.weight": np.asarray(head.kernel[...]).T,
+        "head.bias": np.asarray(head.bias[...]),
     }
 
 
-def jax_nchw_step(w: dict[str, np.ndarray], lr: float, x: jax.Array, y: jax.Array) -> Callable[[], Any]:
+def jax_nchw_step(
+    w: dict[str, np.ndarray], lr: float, x: jax.Array, y: jax.Array
+) -> Callable[[], Any]:
     """A pure-JAX step with NCHW activations and OIHW kernels (PyTorch's layout)."""
     params = {k: jnp.asarray(v) for k, v in w.items()}
     tx = optax.sgd(lr)
 
     def forward(p: dict[str, jax.Array], x: jax.Array) -> jax.Array:
         x = jnp.transpose(x, (0, 3, 1, 2)).astype(jnp.float32) * jnp.float32(1 / 255)
-        x = jax.lax.conv_general_dilated(x, p["conv.weight"], (1, 1), "VALID",
-                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        x = jax.lax.conv_general_dilated(
+            x, p["conv.weight"], (1, 1), "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW")
+        )
         x = jax.nn.relu(x + p["conv.bias"].reshape(1, -1, 1, 1))
         b, c, h, wd = x.shape
-        x = x[:, :, : h // 2 * 2, : wd // 2 * 2].reshape(b, c, h // 2, 2, wd // 2, 2).max(axis=(3, 5))
+        x = (
+            x[:, :, : h // 2 * 2, : wd // 2 * 2]
+            .reshape(b, c, h // 2, 2, wd // 2, 2)
+            .max(axis=(3, 5))
+        )
         x = x.reshape(b, -1)
         x = jax.nn.relu(x @ p["hidden.weight"].T + p["hidden.bias"][None, :])
         return x @ p["head.weight"].T + p["head.bias"][None, :]
@@ -159,15 +194,27 @@ def jax_nchw_step(w: dict[str, np.ndarray], lr: float, x: jax.Array, y: jax.Arra
 
 # -- PyTorch ----------------------------------------------------------------------------------
 
-def torch_step(w: dict[str, np.ndarray], lr: float, x: np.ndarray, y: np.ndarray, *,
-               channels_last: bool, device: Any = "cpu") -> Callable[[], Any]:
+
+def torch_step(
+    w: dict[str, np.ndarray],
+    lr: float,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    channels_last: bool,
+    device: Any = "cpu",
+) -> Callable[[], Any]:
     import torch
     from torch import nn
 
     pooled_features = w["hidden.weight"].shape[1]
-    net = nn.ModuleDict({"conv": nn.Conv2d(3, w["conv.weight"].shape[0], 3),
-                         "hidden": nn.Linear(pooled_features, w["hidden.weight"].shape[0]),
-                         "head": nn.Linear(w["head.weight"].shape[1], w["head.weight"].shape[0])})
+    net = nn.ModuleDict(
+        {
+            "conv": nn.Conv2d(3, w["conv.weight"].shape[0], 3),
+            "hidden": nn.Linear(pooled_features, w["hidden.weight"].shape[0]),
+            "head": nn.Linear(w["head.weight"].shape[1], w["head.weight"].shape[0]),
+        }
+    )
     with torch.no_grad():
         for name, value in w.items():
             module, kind = name.split(".")
@@ -175,8 +222,9 @@ def torch_step(w: dict[str, np.ndarray], lr: float, x: np.ndarray, y: np.ndarray
     net.to(device)
     if channels_last:
         net["conv"].to(memory_format=torch.channels_last)
-    model = nn.Sequential(net["conv"], nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), net["hidden"], nn.ReLU(),
-                          net["head"])
+    model = nn.Sequential(
+        net["conv"], nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), net["hidden"], nn.ReLU(), net["head"]
+    )
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     images = torch.from_numpy(np.array(x)).to(device)  # uint8 NHWC
     labels = torch.from_numpy(y.astype(np.int64)).to(device)
@@ -199,6 +247,7 @@ def torch_step(w: dict[str, np.ndarray], lr: float, x: np.ndarray, y: np.ndarray
 
 # -- the run ----------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     threads = args.threads or cores()
@@ -213,7 +262,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         peer = common.build_flax(args.size, seed=args.seed + 1, pool=pool)
         common.copy_weights(model, peer)
         fns["flax" if pool == "max_pool" else "flax_reshape_pool"] = flax_step(peer, args.lr, x, y)
-    fns["shapesafe"] = shapesafe_step(model, args.lr, x, y)  # last: the engine takes over the model's state
+    fns["shapesafe"] = shapesafe_step(
+        model, args.lr, x, y
+    )  # last: the engine takes over the model's state
     if args.explore:
         fns["jax_nchw"] = jax_nchw_step(w, args.lr, x, y)
     torch_version, torch_device = None, None
@@ -231,7 +282,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         layouts = (True, False) if args.explore else (True,)
         for channels_last in layouts:
             fns["torch" if channels_last else "torch_nchw"] = torch_step(
-                w, args.lr, np.asarray(x), np.asarray(y), channels_last=channels_last, device=device)
+                w, args.lr, np.asarray(x), np.asarray(y), channels_last=channels_last, device=device
+            )
 
     first_loss, first_step_s = common.first_steps(fns, warmup=args.warmup)
     last_loss: dict[str, float] = {}
@@ -239,12 +291,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     spread = max(abs(v - ref) for v in first_loss.values())
     rtol = 1e-3 if jax.devices()[0].platform == "cpu" else 1e-2  # TF32 on GPUs
     if not all(np.isfinite(v) for v in first_loss.values()) or spread > rtol * max(1.0, abs(ref)):
-        raise RuntimeError(f"the contenders disagree on the first loss (same weights and batch): {first_loss}")
+        raise RuntimeError(
+            f"the contenders disagree on the first loss (same weights and batch): {first_loss}"
+        )
 
     wall, cpu = common.interleaved(fns, rounds=args.rounds, repeats=args.repeats)
     for name, fn in fns.items():
         last_loss[name] = float(jax.block_until_ready(fn()))
-        if not np.isfinite(last_loss[name]):  # a skipped (non-finite) step would be cheaper: not comparable
+        if not np.isfinite(
+            last_loss[name]
+        ):  # a skipped (non-finite) step would be cheaper: not comparable
             raise RuntimeError(f"{name}: the loss became {last_loss[name]}; lower --lr")
     ms = {name: statistics.median(v) * 1e3 for name, v in wall.items()}
     cpu_ms = {name: statistics.median(v) * 1e3 for name, v in cpu.items()}
@@ -253,23 +309,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def ratios(base: str) -> dict[str, float]:
         return {name: ips[name] / ips[base] for name in ips}
 
-    per_round = {name: [b / a for a, b in zip(v, wall["flax"], strict=True)] for name, v in wall.items()}
+    per_round = {
+        name: [b / a for a, b in zip(v, wall["flax"], strict=True)] for name, v in wall.items()
+    }
     return {
         "benchmark": "train_cnn",
         "what": "training steps/s of talk.cnn(), SGD, random uint8 images: shapesafe engine vs hand-written "
-                "Flax NNX + jax.jit vs PyTorch (CUDA when available, else CPU)",
+        "Flax NNX + jax.jit vs PyTorch (CUDA when available, else CPU)",
         **common.environment(),
-        "torch": torch_version, "torch_threads": threads if torch_version else None, "torch_device": torch_device,
+        "torch": torch_version,
+        "torch_threads": threads if torch_version else None,
+        "torch_device": torch_device,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "parameters": {"size": args.size, "batch": args.batch, "rounds": args.rounds, "repeats": args.repeats,
-                       "warmup": args.warmup, "lr": args.lr, "seed": args.seed, "explore": args.explore,
-                       "loss_rtol": rtol},
+        "parameters": {
+            "size": args.size,
+            "batch": args.batch,
+            "rounds": args.rounds,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "lr": args.lr,
+            "seed": args.seed,
+            "explore": args.explore,
+            "loss_rtol": rtol,
+        },
         "param_count": int(sum(v.size for v in w.values())),
-        "first_loss": first_loss, "last_loss": last_loss, "first_step_s": first_step_s,
+        "first_loss": first_loss,
+        "last_loss": last_loss,
+        "first_step_s": first_step_s,
         "images_per_s": ips,
         "median_step_ms": ms,
         "cpu_ms_per_step": cpu_ms,
-        "round_medians_ms": {name: common.quantiles([t * 1e3 for t in v]) for name, v in wall.items()},
+        "round_medians_ms": {
+            name: common.quantiles([t * 1e3 for t in v]) for name, v in wall.items()
+        },
         "ratio_vs_flax": ratios("flax"),
         "ratio_vs_flax_per_round": {name: common.quantiles(v) for name, v in per_round.items()},
         "ratio_vs_torch": ratios("torch") if torch_version else None,

@@ -44,13 +44,23 @@ STEPS = 10  # steps per timed call, for every contender
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=32, help="examples per step (default 32)")
     parser.add_argument("--hidden", type=int, default=128, help="hidden width (default 128)")
-    parser.add_argument("--rounds", type=int, default=15, help="rounds of alternating contenders (default 15)")
-    parser.add_argument("--repeats", type=int, default=20, help=f"timed calls of {STEPS} steps per contender "
-                        "per round (default 20)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed calls per contender after compiling")
+    parser.add_argument(
+        "--rounds", type=int, default=15, help="rounds of alternating contenders (default 15)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=20,
+        help=f"timed calls of {STEPS} steps per contender per round (default 20)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="untimed calls per contender after compiling"
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -62,12 +72,20 @@ def data(batch: int, seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     return x, y, jnp.ones((STEPS, batch), bool)
 
 
-def shapesafe_steps(hidden: int, seed: int, xs: jax.Array, ys: jax.Array, masks: jax.Array
-                    ) -> tuple[Callable[[], Any], Callable[[], Any], Engine, Engine]:
+def shapesafe_steps(
+    hidden: int, seed: int, xs: jax.Array, ys: jax.Array, masks: jax.Array
+) -> tuple[Callable[[], Any], Callable[[], Any], Engine, Engine]:
     """One step per call, and ten steps per call, each on an engine of its own."""
     net = L.Linear(hidden) >> L.ReLU() >> L.Linear(10)
-    engines = [Engine(ss.build(net, Float32[Array, "batch 64"], seed=seed), loss=ss.losses.cross_entropy,
-                      optimizer=optax.adam(1e-3), metrics=()) for _ in range(2)]
+    engines = [
+        Engine(
+            ss.build(net, Float32[Array, "batch 64"], seed=seed),
+            loss=ss.losses.cross_entropy,
+            optimizer=optax.adam(1e-3),
+            metrics=(),
+        )
+        for _ in range(2)
+    ]
     one, scan = engines
     batches = [(xs[i], ys[i], masks[i]) for i in range(STEPS)]
 
@@ -83,10 +101,16 @@ def shapesafe_steps(hidden: int, seed: int, xs: jax.Array, ys: jax.Array, masks:
     return steps, scanned, one, scan
 
 
-def pure_jax_steps(hidden: int, seed: int, xs: jax.Array, ys: jax.Array) -> tuple[Callable[[], Any], Any]:
+def pure_jax_steps(
+    hidden: int, seed: int, xs: jax.Array, ys: jax.Array
+) -> tuple[Callable[[], Any], Any]:
     k1, k2 = jax.random.split(jax.random.key(seed))
-    params = {"w1": jax.random.normal(k1, (64, hidden)) * 64 ** -0.5, "b1": jnp.zeros((hidden,)),
-              "w2": jax.random.normal(k2, (hidden, 10)) * hidden ** -0.5, "b2": jnp.zeros((10,))}
+    params = {
+        "w1": jax.random.normal(k1, (64, hidden)) * 64**-0.5,
+        "b1": jnp.zeros((hidden,)),
+        "w2": jax.random.normal(k2, (hidden, 10)) * hidden**-0.5,
+        "b2": jnp.zeros((10,)),
+    }
     tx = optax.adam(1e-3)
 
     def loss_fn(p: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
@@ -151,8 +175,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     xs, ys, masks = data(args.batch, args.seed)
     ss_one, ss_scan, _, _ = shapesafe_steps(args.hidden, args.seed, xs, ys, masks)
     pure, _ = pure_jax_steps(args.hidden, args.seed, xs, ys)
-    fns = {"shapesafe": ss_one, "pure_jax": pure, "nnx_jit": nnx_jit_steps(args.hidden, args.seed, xs, ys),
-           "shapesafe_scan": ss_scan}
+    fns = {
+        "shapesafe": ss_one,
+        "pure_jax": pure,
+        "nnx_jit": nnx_jit_steps(args.hidden, args.seed, xs, ys),
+        "shapesafe_scan": ss_scan,
+    }
     first_call_s: dict[str, float] = {}
     for name, fn in fns.items():
         t0 = time.perf_counter()
@@ -165,19 +193,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     wall, cpu = common.interleaved(fns, rounds=args.rounds, repeats=args.repeats)
     us = {name: statistics.median(v) / STEPS * 1e6 for name, v in wall.items()}
     cpu_us = {name: statistics.median(v) / STEPS * 1e6 for name, v in cpu.items()}
-    per_round = {name: [a / b for a, b in zip(v, wall["pure_jax"], strict=True)] for name, v in wall.items()}
+    per_round = {
+        name: [a / b for a, b in zip(v, wall["pure_jax"], strict=True)] for name, v in wall.items()
+    }
     return {
         "benchmark": "train_overhead",
         "what": f"µs per training step, MLP 64->{args.hidden}->10, batch {args.batch}, Adam; {STEPS} steps per "
-                "timed call, blocking once at the end",
+        "timed call, blocking once at the end",
         **common.environment(),
-        "parameters": {"batch": args.batch, "hidden": args.hidden, "rounds": args.rounds,
-                       "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
-                       "steps_per_timed_call": STEPS},
+        "parameters": {
+            "batch": args.batch,
+            "hidden": args.hidden,
+            "rounds": args.rounds,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "seed": args.seed,
+            "steps_per_timed_call": STEPS,
+        },
         "us_per_step": us,
         "cpu_us_per_step": cpu_us,
-        "round_medians_us_per_step": {name: common.quantiles([t / STEPS * 1e6 for t in v])
-                                      for name, v in wall.items()},
+        "round_medians_us_per_step": {
+            name: common.quantiles([t / STEPS * 1e6 for t in v]) for name, v in wall.items()
+        },
         "ratio_vs_pure_jax": {name: us[name] / us["pure_jax"] for name in us},
         "cpu_ratio_vs_pure_jax": {name: cpu_us[name] / cpu_us["pure_jax"] for name in cpu_us},
         "ratio_vs_pure_jax_per_round": {name: common.quantiles(v) for name, v in per_round.items()},

@@ -56,26 +56,48 @@ STEM_POOL_PADDING: Any = ((1, 1), (1, 1))  # nnx.max_pool takes pairs too (its a
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=224, help="image height and width (default 224; >= 32)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size", type=int, default=224, help="image height and width (default 224; >= 32)"
+    )
     parser.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
     parser.add_argument("--classes", type=int, default=10, help="outputs of the head (default 10)")
-    parser.add_argument("--blocks", type=int, default=2, help="basic blocks per stage: 2 is ResNet-18 (default); "
-                        "1, a ResNet-10 that compiles in half the time, is for smoke tests")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of alternating contenders (default 5)")
-    parser.add_argument("--repeats", type=int, default=4, help="timed steps per contender per round (default 4)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per contender after the first")
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=2,
+        help="basic blocks per stage: 2 is ResNet-18 (default); "
+        "1, a ResNet-10 that compiles in half the time, is for smoke tests",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="rounds of alternating contenders (default 5)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=4, help="timed steps per contender per round (default 4)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="untimed steps per contender after the first"
+    )
     parser.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0, help="PyTorch CPU threads (default: the cores)")
-    parser.add_argument("--loss-rtol", type=float, default=None,
-                        help="allowed relative spread of the first losses (default 1e-3 on CPU, 1e-2 on GPU)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="PyTorch CPU threads (default: the cores)"
+    )
+    parser.add_argument(
+        "--loss-rtol",
+        type=float,
+        default=None,
+        help="allowed relative spread of the first losses (default 1e-3 on CPU, 1e-2 on GPU)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     return parser.parse_args(argv)
 
 
 # -- the shared weights: one torchvision-layout state_dict ------------------------------------
+
 
 def state_dict_shapes(classes: int, blocks: int = 2) -> dict[str, tuple[int, ...]]:
     """Every array of torchvision's ``resnet18(num_classes=classes).state_dict()`` but the
@@ -127,18 +149,30 @@ def initial_weights(classes: int, seed: int, blocks: int = 2) -> dict[str, np.nd
 
 # -- the hand-written Flax NNX ResNet-18 ------------------------------------------------------
 
+
 class FlaxBlock(nnx.Module):
     """A basic block: conv3x3 (stride), BN, ReLU, conv3x3, BN, plus the (projected) input, ReLU."""
 
     def __init__(self, cin: int, cout: int, stride: int, *, rngs: nnx.Rngs):
-        self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)),
-                              use_bias=False, rngs=rngs)
+        self.conv1 = nnx.Conv(
+            cin,
+            cout,
+            (3, 3),
+            strides=(stride, stride),
+            padding=((1, 1), (1, 1)),
+            use_bias=False,
+            rngs=rngs,
+        )
         self.bn1 = nnx.BatchNorm(cout, momentum=0.9, epsilon=1e-5, rngs=rngs)
-        self.conv2 = nnx.Conv(cout, cout, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs)
+        self.conv2 = nnx.Conv(
+            cout, cout, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, rngs=rngs
+        )
         self.bn2 = nnx.BatchNorm(cout, momentum=0.9, epsilon=1e-5, rngs=rngs)
         self.project = stride != 1 or cin != cout
         if self.project:
-            self.down_conv = nnx.Conv(cin, cout, (1, 1), strides=(stride, stride), use_bias=False, rngs=rngs)
+            self.down_conv = nnx.Conv(
+                cin, cout, (1, 1), strides=(stride, stride), use_bias=False, rngs=rngs
+            )
             self.down_bn = nnx.BatchNorm(cout, momentum=0.9, epsilon=1e-5, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -152,7 +186,9 @@ class FlaxResNet18(nnx.Module):
     pooling (padding 1), four stages of two blocks, global average pooling, linear head."""
 
     def __init__(self, classes: int, *, blocks: int = 2, rngs: nnx.Rngs):
-        self.conv1 = nnx.Conv(3, 64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False, rngs=rngs)
+        self.conv1 = nnx.Conv(
+            3, 64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False, rngs=rngs
+        )
         self.bn1 = nnx.BatchNorm(64, momentum=0.9, epsilon=1e-5, rngs=rngs)
         cin = 64
         for s, c in STAGES:
@@ -176,7 +212,11 @@ def flax_resnet(weights: Mapping[str, np.ndarray], classes: int, blocks: int = 2
     2 cores), then every variable set from the torchvision-layout ``state_dict``."""
     peer = nnx.eval_shape(lambda: FlaxResNet18(classes, blocks=blocks, rngs=nnx.Rngs(0)))
     load_flax(peer, weights)
-    unset = [path for path, v in nnx.to_flat_state(nnx.state(peer)) if not isinstance(v.get_value(), jax.Array)]
+    unset = [
+        path
+        for path, v in nnx.to_flat_state(nnx.state(peer))
+        if not isinstance(v.get_value(), jax.Array)
+    ]
     if unset:
         raise RuntimeError(f"the weights left these variables of the Flax peer unset: {unset}")
     return peer
@@ -207,6 +247,7 @@ def load_flax(peer: FlaxResNet18, weights: Mapping[str, np.ndarray]) -> None:
 
 # -- JAX contenders ---------------------------------------------------------------------------
 
+
 def shapesafe_resnet(classes: int, size: int, blocks: int = 2) -> resnet.Network:
     """``resnet.resnet18(classes, size=size)``; with ``blocks != 2`` its stages are rebuilt
     with ``resnet.stage`` and that many blocks (stem and head as they are)."""
@@ -214,9 +255,17 @@ def shapesafe_resnet(classes: int, size: int, blocks: int = 2) -> resnet.Network
     if blocks == 2:
         return resnet.Network(net, spec)
     channels = dict((f"layer{s}", c) for s, c in STAGES)
-    layers = tuple(resnet.stage(channels[layer.name], blocks, strides=1 if layer.name == "layer1" else 2,
-                                project=layer.name != "layer1").named(layer.name)
-                   if layer.name in channels else layer for layer in net)
+    layers = tuple(
+        resnet.stage(
+            channels[layer.name],
+            blocks,
+            strides=1 if layer.name == "layer1" else 2,
+            project=layer.name != "layer1",
+        ).named(layer.name)
+        if layer.name in channels
+        else layer
+        for layer in net
+    )
     return resnet.Network(L.Sequential(layers), spec)
 
 
@@ -224,13 +273,17 @@ def optimizer(args: argparse.Namespace) -> optax.GradientTransformation:
     return optax.sgd(args.lr, momentum=args.momentum)
 
 
-def shapesafe_step(model: ss.Model, args: argparse.Namespace, x: jax.Array, y: jax.Array) -> Callable[[], Any]:
+def shapesafe_step(
+    model: ss.Model, args: argparse.Namespace, x: jax.Array, y: jax.Array
+) -> Callable[[], Any]:
     engine = Engine(model, loss=ss.losses.cross_entropy, optimizer=optimizer(args), metrics=())
     mask = jnp.ones(y.shape, bool)
     return lambda: engine.train((), x, y, mask)[1]
 
 
-def flax_step(peer: FlaxResNet18, args: argparse.Namespace, x: jax.Array, y: jax.Array) -> Callable[[], Any]:
+def flax_step(
+    peer: FlaxResNet18, args: argparse.Namespace, x: jax.Array, y: jax.Array
+) -> Callable[[], Any]:
     """The hand-written fast path: ``jax.jit`` with donation over the ``nnx.split`` state; the
     batch statistics come back out of the loss function as auxiliary output."""
     split: tuple[Any, ...] = nnx.split(peer, nnx.Param, ...)
@@ -238,7 +291,9 @@ def flax_step(peer: FlaxResNet18, args: argparse.Namespace, x: jax.Array, y: jax
     tx = optimizer(args)
 
     @partial(jax.jit, donate_argnums=(0, 1, 2))
-    def step(params: Any, rest: Any, opt_state: Any, x: jax.Array, y: jax.Array) -> tuple[Any, Any, Any, jax.Array]:
+    def step(
+        params: Any, rest: Any, opt_state: Any, x: jax.Array, y: jax.Array
+    ) -> tuple[Any, Any, Any, jax.Array]:
         def loss_fn(p: Any) -> tuple[jax.Array, Any]:
             model = nnx.merge(graphdef, p, rest, copy=True)  # fresh variables at this trace level
             logits = model(x)
@@ -261,6 +316,7 @@ def flax_step(peer: FlaxResNet18, args: argparse.Namespace, x: jax.Array, y: jax
 
 # -- PyTorch ----------------------------------------------------------------------------------
 
+
 def torch_resnet18(classes: int, blocks: int = 2) -> Any:
     """torchvision's ResNet-18 (BasicBlock, [2, 2, 2, 2]) in plain torch.nn, same module names
     (torchvision itself need not be installed)."""
@@ -277,7 +333,9 @@ def torch_resnet18(classes: int, blocks: int = 2) -> Any:
             self.bn2 = nn.BatchNorm2d(cout)
             self.downsample = None
             if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+                self.downsample = nn.Sequential(
+                    nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+                )
 
         def forward(self, x: Any) -> Any:
             identity = x if self.downsample is None else self.downsample(x)
@@ -310,16 +368,24 @@ def torch_resnet18(classes: int, blocks: int = 2) -> Any:
     return ResNet18(classes)
 
 
-def torch_step(weights: Mapping[str, np.ndarray], args: argparse.Namespace, x: np.ndarray, y: np.ndarray,
-               device: Any) -> Callable[[], Any]:
+def torch_step(
+    weights: Mapping[str, np.ndarray],
+    args: argparse.Namespace,
+    x: np.ndarray,
+    y: np.ndarray,
+    device: Any,
+) -> Callable[[], Any]:
     import torch
     from torch import nn
 
     model = torch_resnet18(args.classes, args.blocks)
-    missing, unexpected = model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in weights.items()},
-                                                strict=False)
+    missing, unexpected = model.load_state_dict(
+        {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}, strict=False
+    )
     if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
-        raise RuntimeError(f"the PyTorch reference does not take the weights: {missing=} {unexpected=}")
+        raise RuntimeError(
+            f"the PyTorch reference does not take the weights: {missing=} {unexpected=}"
+        )
     model.to(device)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
     model.train()
@@ -346,16 +412,21 @@ def torch_info(device: Any, threads: int) -> dict[str, Any]:
 
     info: dict[str, Any] = {"version": torch.__version__, "device": str(device)}
     if device.type == "cuda":
-        info |= {"device_name": torch.cuda.get_device_name(device), "cuda": torch.version.cuda,
-                 "cudnn": torch.backends.cudnn.version(), "cudnn_benchmark": torch.backends.cudnn.benchmark,
-                 "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
-                 "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
+        info |= {
+            "device_name": torch.cuda.get_device_name(device),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        }
     else:
         info["threads"] = threads
     return info
 
 
 # -- the run ----------------------------------------------------------------------------------
+
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
@@ -375,9 +446,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     params = common.param_count(model)
     peer = flax_resnet(weights, args.classes, args.blocks)
     if common.param_count(peer) != params:
-        raise RuntimeError(f"parameter counts differ: shapesafe {params}, flax {common.param_count(peer)}")
+        raise RuntimeError(
+            f"parameter counts differ: shapesafe {params}, flax {common.param_count(peer)}"
+        )
 
-    fns: dict[str, Callable[[], Any]] = {"flax": flax_step(peer, args, x, y), "shapesafe": shapesafe_step(model, args, x, y)}
+    fns: dict[str, Callable[[], Any]] = {
+        "flax": flax_step(peer, args, x, y),
+        "shapesafe": shapesafe_step(model, args, x, y),
+    }
     torch_block = None
     if not args.no_torch:
         import torch
@@ -404,26 +480,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def ratios(base: str) -> dict[str, float]:
         return {name: ips[name] / ips[base] for name in ips}
 
-    per_round = {name: [b / a for a, b in zip(v, wall["flax"], strict=True)] for name, v in wall.items()}
+    per_round = {
+        name: [b / a for a, b in zip(v, wall["flax"], strict=True)] for name, v in wall.items()
+    }
     return {
         "benchmark": "train_resnet",
         "what": "training steps/s of models.resnet.resnet18, SGD momentum, BatchNorm in train mode, random "
-                "normalised images: shapesafe engine vs hand-written Flax NNX + jax.jit vs PyTorch",
+        "normalised images: shapesafe engine vs hand-written Flax NNX + jax.jit vs PyTorch",
         **common.environment(),
         "jax_device": {"platform": jax_device.platform, "device_kind": jax_device.device_kind},
         "torch": torch_block,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "parameters": {"size": args.size, "batch": args.batch, "classes": args.classes, "blocks": args.blocks,
-                       "rounds": args.rounds,
-                       "repeats": args.repeats, "warmup": args.warmup, "lr": args.lr, "momentum": args.momentum,
-                       "seed": args.seed, "loss_rtol": rtol},
+        "parameters": {
+            "size": args.size,
+            "batch": args.batch,
+            "classes": args.classes,
+            "blocks": args.blocks,
+            "rounds": args.rounds,
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "lr": args.lr,
+            "momentum": args.momentum,
+            "seed": args.seed,
+            "loss_rtol": rtol,
+        },
         "param_count": params,
-        "first_loss": first_loss, "first_loss_spread": spread, "first_loss_agree": bool(agree),
-        "last_loss": last_loss, "first_step_s": first_step_s,
+        "first_loss": first_loss,
+        "first_loss_spread": spread,
+        "first_loss_agree": bool(agree),
+        "last_loss": last_loss,
+        "first_step_s": first_step_s,
         "images_per_s": ips,
         "median_step_ms": ms,
         "cpu_ms_per_step": {name: statistics.median(v) * 1e3 for name, v in cpu.items()},
-        "round_medians_ms": {name: common.quantiles([t * 1e3 for t in v]) for name, v in wall.items()},
+        "round_medians_ms": {
+            name: common.quantiles([t * 1e3 for t in v]) for name, v in wall.items()
+        },
         "ratio_vs_flax": ratios("flax"),
         "ratio_vs_flax_per_round": {name: common.quantiles(v) for name, v in per_round.items()},
         "ratio_vs_torch": ratios("torch") if torch_block else None,
@@ -435,6 +527,8 @@ if __name__ == "__main__":
     result = main(sys.argv[1:])
     common.emit(result)
     if not result["first_loss_agree"]:
-        print(f"the contenders disagree on the first loss (same weights and batch): {result['first_loss']}",
-              file=sys.stderr)
+        print(
+            f"the contenders disagree on the first loss (same weights and batch): {result['first_loss']}",
+            file=sys.stderr,
+        )
         sys.exit(3)

@@ -21,7 +21,9 @@ DEFAULT_EPOCHS = 30
 # SGD with momentum 0.9 and a cosine decay from this rate to 0; each family at the rate that
 # suited it in a sweep on this task (the MLPs stop learning at the CNN's 0.01)
 DEFAULT_LR = {"mlp": 0.003, "cnn": 0.01}
-PHOTO_SIZE = 250  # the generated photos are the talk's 250x250; --size only changes what the models see
+PHOTO_SIZE = (
+    250  # the generated photos are the talk's 250x250; --size only changes what the models see
+)
 
 
 def _cache_dir() -> Path:
@@ -79,15 +81,27 @@ def _plot_comparison(histories: dict[str, Any], path: Path) -> None:
 
 def _table(results: list[_Result]) -> str:
     head = ("model", "parameters", "best test acc", "final test acc", "training time")
-    rows = [(_label(r.name), f"{r.params:,}", f"{r.best:.3f} (epoch {r.best_epoch})", f"{r.final:.3f}",
-             f"{r.seconds:.1f} s") for r in results]
+    rows = [
+        (
+            _label(r.name),
+            f"{r.params:,}",
+            f"{r.best:.3f} (epoch {r.best_epoch})",
+            f"{r.final:.3f}",
+            f"{r.seconds:.1f} s",
+        )
+        for r in results
+    ]
     widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=True)]
     line = "  ".join("-" * w for w in widths)
     fmt = [f"{h:<{w}}" for h, w in zip(head, widths, strict=True)]
     out = ["  ".join(fmt), line]
     for row in rows:
-        out.append("  ".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}" for i, (c, w) in
-                             enumerate(zip(row, widths, strict=True))))
+        out.append(
+            "  ".join(
+                f"{c:<{w}}" if i == 0 else f"{c:>{w}}"
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     return "\n".join(out)
 
 
@@ -103,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         args.n, args.epochs, args.batch = args.n or 40, args.epochs or 2, 8
         args.size = args.size or (DEFAULT_SIZE if args.transfer else 32)  # the backbone saw 64 px
-        photo_size = 2 * args.size  # made larger than the models see and scaled down, as in a full run
+        photo_size = (
+            2 * args.size
+        )  # made larger than the models see and scaled down, as in a full run
     else:
         args.n, args.size = args.n or 1000, args.size or DEFAULT_SIZE
         if not args.transfer:  # --transfer has its own training budgets
@@ -112,29 +128,44 @@ def run(args: argparse.Namespace) -> int:
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(names) - set(MODELS))
     if unknown or not names:
-        print(f"shapesafe demo: --models takes a comma-separated subset of {', '.join(MODELS)}; got {args.models!r}.",
-              file=sys.stderr)
+        print(
+            f"shapesafe demo: --models takes a comma-separated subset of {', '.join(MODELS)}; got {args.models!r}.",
+            file=sys.stderr,
+        )
         return 2
-    data = Path(args.data) if args.data else _cache_dir() / f"v{logo.VERSION}-n{args.n}-seed{args.seed}-{photo_size}px"
+    data = (
+        Path(args.data)
+        if args.data
+        else _cache_dir() / f"v{logo.VERSION}-n{args.n}-seed{args.seed}-{photo_size}px"
+    )
     out = Path(args.out)
 
     t0 = time.perf_counter()
     reused = logo.is_generated(data, n=args.n, seed=args.seed, size=photo_size)
     logo.generate(data, n=args.n, seed=args.seed, size=photo_size)
-    print(f"data: {args.n} photos ({photo_size}x{photo_size} JPEG) in {data} "
-          f"({'reused' if reused else f'generated in {time.perf_counter() - t0:.1f} s'})")
+    print(
+        f"data: {args.n} photos ({photo_size}x{photo_size} JPEG) in {data} "
+        f"({'reused' if reused else f'generated in {time.perf_counter() - t0:.1f} s'})"
+    )
 
     ds = image_folder(data, size=(args.size, args.size))
     train, test = ds.split(0.8, seed=args.seed)
-    print(f"split: {len(train)} train, {len(test)} test (stratified); classes {ds.class_names}; "
-          f"the models see {args.size}x{args.size}x3 uint8 (--size)")
+    print(
+        f"split: {len(train)} train, {len(test)} test (stratified); classes {ds.class_names}; "
+        f"the models see {args.size}x{args.size}x3 uint8 (--size)"
+    )
     if args.transfer:  # pretrained backbone vs scratch on 10% of the labels (transfer_demo.py)
         from .transfer_demo import transfer
 
         return transfer(args, train, test)
     # decoded once and kept in memory; each epoch, training photos are mirrored and shifted at random
-    train_batches = (train.cache().shuffle(seed=args.seed).map(random_flip, seed=args.seed)
-                     .map(logo.shift, seed=args.seed + 1).batch(args.batch))
+    train_batches = (
+        train.cache()
+        .shuffle(seed=args.seed)
+        .map(random_flip, seed=args.seed)
+        .map(logo.shift, seed=args.seed + 1)
+        .batch(args.batch)
+    )
     test_batches = test.cache().batch(args.batch)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -146,15 +177,26 @@ def run(args: argparse.Namespace) -> int:
         model = ss.build(blueprint, talk.image_spec(args.size), seed=args.seed)
         params = ss.summary(model).trainable_params
         lr = args.lr if args.lr is not None else _default_lr(name, args.size)
-        print(f"\n== {_label(name)}: {blueprint!r}\n   {params:,} parameters; SGD, momentum 0.9, "
-              f"learning rate {lr:g} decaying to 0 (cosine)", flush=True)
+        print(
+            f"\n== {_label(name)}: {blueprint!r}\n   {params:,} parameters; SGD, momentum 0.9, "
+            f"learning rate {lr:g} decaying to 0 (cosine)",
+            flush=True,
+        )
         log = out / f"{name}.jsonl"
         log.unlink(missing_ok=True)
         t0 = time.perf_counter()
         schedule = optax.cosine_decay_schedule(lr, args.epochs * len(train_batches))
-        history = ss.fit(model, train_batches, loss=ss.losses.cross_entropy,
-                         optimizer=optax.sgd(schedule, momentum=0.9), epochs=args.epochs, eval_data=test_batches,
-                         metrics=[ss.metrics.accuracy], progress=False if args.quiet else None, log_file=log)
+        history = ss.fit(
+            model,
+            train_batches,
+            loss=ss.losses.cross_entropy,
+            optimizer=optax.sgd(schedule, momentum=0.9),
+            epochs=args.epochs,
+            eval_data=test_batches,
+            metrics=[ss.metrics.accuracy],
+            progress=False if args.quiet else None,
+            log_file=log,
+        )
         seconds = time.perf_counter() - t0
         acc = history["eval_accuracy"]
         top = max(range(len(acc)), key=lambda i: acc[i])
@@ -166,17 +208,22 @@ def run(args: argparse.Namespace) -> int:
     _plot_comparison(histories, out / "test_accuracy.png")
     assert best is not None  # names is not empty
     model, result = best
-    clf = ss.Predictor(model, ss.encoders.Image(size=(args.size, args.size)), ss.decoders.Labels(ds.class_names))
+    clf = ss.Predictor(
+        model, ss.encoders.Image(size=(args.size, args.size)), ss.decoders.Labels(ds.class_names)
+    )
     ss.save(clf, out / "best_model", metrics={"accuracy": result.final})
 
-    print(f"\nlogo in the wild: {len(train)} train / {len(test)} test photos at {args.size}x{args.size}, "
-          f"{args.epochs} epochs, batch {args.batch}, seed {args.seed}\n")
+    print(
+        f"\nlogo in the wild: {len(train)} train / {len(test)} test photos at {args.size}x{args.size}, "
+        f"{args.epochs} epochs, batch {args.batch}, seed {args.seed}\n"
+    )
     print(_table(results))
-    print(f"\nwritten to {out}/: curves (<model>.png, test_accuracy.png), logs (<model>.jsonl), and the "
-          f"{_label(result.name)} (best final test accuracy) as a predictor in best_model/ "
-          f"(try: shapesafe predict {out / 'best_model'} PHOTO.jpg)")
+    print(
+        f"\nwritten to {out}/: curves (<model>.png, test_accuracy.png), logs (<model>.jsonl), and the "
+        f"{_label(result.name)} (best final test accuracy) as a predictor in best_model/ "
+        f"(try: shapesafe predict {out / 'best_model'} PHOTO.jpg)"
+    )
     return 0
-
 
 
 HELP = "the talk end to end: train MLPs and a CNN to spot a logo in photos"
@@ -184,34 +231,71 @@ HELP = "the talk end to end: train MLPs and a CNN to spot a logo in photos"
 
 def add_arguments(demo: argparse.ArgumentParser) -> None:
     """The demo's options, on the ``demo`` subcommand's parser."""
-    demo.description = ("Make (or reuse) the logo-in-the-wild photos, read them with image_folder, split them "
+    demo.description = (
+        "Make (or reuse) the logo-in-the-wild photos, read them with image_folder, split them "
         "80/20 (800/200 by default), train MLP 64, MLP 128, MLP 512 and the one-convolution CNN, and print a "
         "table of parameters, best and final test accuracy and training time. Writes curves, logs and the "
         f"best model to --out. With the defaults the models see {DEFAULT_SIZE}x{DEFAULT_SIZE} photos and the "
         "whole run takes about a minute and a half on 2 CPU cores; --size 250 is the talk's exact input "
-        "(about 20 minutes for the CNN alone on 2 CPU cores).")
+        "(about 20 minutes for the CNN alone on 2 CPU cores)."
+    )
 
-    demo.add_argument("--size", type=int, default=None,
-                      help=f"height and width the models see (default {DEFAULT_SIZE}; the talk's is 250)")
-    demo.add_argument("--epochs", type=int, default=None, help=f"training epochs per model (default {DEFAULT_EPOCHS})")
-    demo.add_argument("--n", type=int, default=None, help="photos to generate, half with the logo (default 1000)")
-    demo.add_argument("--seed", type=int, default=0, help="seeds the photos, the split, the order and the weights "
-                      "(default 0)")
+    demo.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help=f"height and width the models see (default {DEFAULT_SIZE}; the talk's is 250)",
+    )
+    demo.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"training epochs per model (default {DEFAULT_EPOCHS})",
+    )
+    demo.add_argument(
+        "--n", type=int, default=None, help="photos to generate, half with the logo (default 1000)"
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the photos, the split, the order and the weights (default 0)",
+    )
     demo.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    demo.add_argument("--lr", type=float, default=None,
-                      help=f"initial SGD learning rate for every model (default {DEFAULT_LR['mlp']:g} for the "
-                      f"MLPs, {DEFAULT_LR['cnn']:g} for the CNN, times (64 / size)^2 above 96 pixels; "
-                      "momentum 0.9, cosine decay to 0)")
-    demo.add_argument("--models", default=",".join(MODELS),
-                      help=f"comma-separated subset of {','.join(MODELS)} (default: all, in that order)")
-    demo.add_argument("--data", default=None, help=f"folder for the photos (default {_cache_dir()}/<parameters>; "
-                      "reused when already generated)")
-    demo.add_argument("--out", default="shapesafe-demo",
-                      help="folder for curves, logs and the best model (default ./shapesafe-demo)")
-    demo.add_argument("--quick", action="store_true",
-                      help="a tiny run to check the installation: 40 photos at 32x32, 2 epochs")
+    demo.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"initial SGD learning rate for every model (default {DEFAULT_LR['mlp']:g} for the "
+        f"MLPs, {DEFAULT_LR['cnn']:g} for the CNN, times (64 / size)^2 above 96 pixels; "
+        "momentum 0.9, cosine decay to 0)",
+    )
+    demo.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help=f"comma-separated subset of {','.join(MODELS)} (default: all, in that order)",
+    )
+    demo.add_argument(
+        "--data",
+        default=None,
+        help=f"folder for the photos (default {_cache_dir()}/<parameters>; "
+        "reused when already generated)",
+    )
+    demo.add_argument(
+        "--out",
+        default="shapesafe-demo",
+        help="folder for curves, logs and the best model (default ./shapesafe-demo)",
+    )
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny run to check the installation: 40 photos at 32x32, 2 epochs",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    demo.add_argument("--transfer", action="store_true",
-                      help="transfer learning instead: with 10%% of the training labels, fine-tune the pretrained "
-                      "ResNet backbone (pretrain.py) and train the same network from scratch for as many "
-                      "steps; print both test accuracies and write transfer.json to --out (a few minutes)")
+    demo.add_argument(
+        "--transfer",
+        action="store_true",
+        help="transfer learning instead: with 10%% of the training labels, fine-tune the pretrained "
+        "ResNet backbone (pretrain.py) and train the same network from scratch for as many "
+        "steps; print both test accuracies and write transfer.json to --out (a few minutes)",
+    )

@@ -60,7 +60,14 @@ Box = tuple[int, int, int, int]
 """``(left, top, right, bottom)`` in pixels, right and bottom exclusive."""
 
 _RED = (214, 40, 40)
-_OTHER_COLOURS = ((40, 90, 200), (40, 150, 70), (230, 190, 40), (130, 60, 160), (235, 235, 235), (40, 40, 40))
+_OTHER_COLOURS = (
+    (40, 90, 200),
+    (40, 150, 70),
+    (230, 190, 40),
+    (130, 60, 160),
+    (235, 235, 235),
+    (40, 40, 40),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +81,16 @@ class Style:
     occlusion: float = 0.1  # probability that part of a shape is covered by another photo
     distractors_with_logo: tuple[int, int] = (0, 1)  # inclusive range
     distractors_without: tuple[int, int] = (1, 2)
-    kinds: tuple[str, ...] = ("band", "disc", "ring", "triangle", "blob", "sign", "target", "other_colour")
+    kinds: tuple[str, ...] = (
+        "band",
+        "disc",
+        "ring",
+        "triangle",
+        "blob",
+        "sign",
+        "target",
+        "other_colour",
+    )
     gap: tuple[float, float] = (0.4, 0.6)  # gap between ribbons / ribbon thickness
 
 
@@ -111,7 +127,9 @@ def _photo(package: str, name: str) -> Image.Image:
         try:
             from sklearn.datasets import load_sample_image
         except ImportError as e:  # pragma: no cover - scikit-learn is a dependency
-            raise ImportError("the logo task's photos come with scikit-learn: pip install scikit-learn") from e
+            raise ImportError(
+                "the logo task's photos come with scikit-learn: pip install scikit-learn"
+            ) from e
         return Image.fromarray(load_sample_image(name)).convert("RGB")
     from matplotlib import cbook
 
@@ -132,7 +150,9 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
     w, h = photo.size
     side = int(min(w, h) * rng.uniform(0.1, 1.0))
     left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-    im = photo.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+    im = photo.resize(
+        (size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side)
+    )
     if rng.random() < 0.5:
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     im = ImageEnhance.Brightness(im).enhance(rng.uniform(0.7, 1.3))
@@ -153,7 +173,11 @@ def _gains(im: Image.Image, gains: np.ndarray) -> Image.Image:
 
 def _red(rng: np.random.Generator) -> tuple[int, int, int]:
     r, g, b = _RED
-    return (int(r + rng.integers(-25, 26)), int(g + rng.integers(-20, 21)), int(b + rng.integers(-20, 21)))
+    return (
+        int(r + rng.integers(-25, 26)),
+        int(g + rng.integers(-20, 21)),
+        int(b + rng.integers(-20, 21)),
+    )
 
 
 def _darker(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:
@@ -161,18 +185,39 @@ def _darker(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]
     return (int(r * factor), int(g * factor), int(b * factor))
 
 
-def _ribbon(draw: ImageDraw.ImageDraw, top: float, width: float, thick: float, drop: float,
-            colour: tuple[int, int, int], shade: float) -> None:
+def _ribbon(
+    draw: ImageDraw.ImageDraw,
+    top: float,
+    width: float,
+    thick: float,
+    drop: float,
+    colour: tuple[int, int, int],
+    shade: float,
+) -> None:
     """One slanted ribbon: a parallelogram rising to the right, its left end shaded darker."""
-    draw.polygon([(0, top + drop), (width, top), (width, top + thick), (0, top + drop + thick)], fill=colour)
+    draw.polygon(
+        [(0, top + drop), (width, top), (width, top + thick), (0, top + drop + thick)], fill=colour
+    )
     cut = width * 0.35
     rise = drop * cut / width
-    draw.polygon([(0, top + drop), (cut, top + drop - rise), (cut, top + drop - rise + thick),
-                  (0, top + drop + thick)], fill=_darker(colour, shade))
+    draw.polygon(
+        [
+            (0, top + drop),
+            (cut, top + drop - rise),
+            (cut, top + drop - rise + thick),
+            (0, top + drop + thick),
+        ],
+        fill=_darker(colour, shade),
+    )
 
 
-def draw_logo(height: int, rng: np.random.Generator, *, colour: tuple[int, int, int] | None = None,
-              gap: tuple[float, float] = STYLE.gap) -> Image.Image:
+def draw_logo(
+    height: int,
+    rng: np.random.Generator,
+    *,
+    colour: tuple[int, int, int] | None = None,
+    gap: tuple[float, float] = STYLE.gap,
+) -> Image.Image:
     """The logo: three slanted ribbons stacked vertically (red unless ``colour`` is given),
     separated by white gaps ``gap`` times as thick as a ribbon, on a transparent ``RGBA``
     canvas about ``height`` pixels tall."""
@@ -188,8 +233,10 @@ def draw_logo(height: int, rng: np.random.Generator, *, colour: tuple[int, int, 
     white = int(rng.integers(225, 256))
     for k in range(1, ribbons):
         below = k * (thick + space)  # the top of ribbon k, at the right edge
-        draw.polygon([(0, below - space + drop), (width, below - space), (width, below), (0, below + drop)],
-                     fill=(white, white, white))
+        draw.polygon(
+            [(0, below - space + drop), (width, below - space), (width, below), (0, below + drop)],
+            fill=(white, white, white),
+        )
     for k in range(ribbons):
         _ribbon(draw, k * (thick + space), width, thick, drop, colour, shade)
     return im
@@ -206,8 +253,10 @@ def _band(height: int, rng: np.random.Generator) -> Image.Image:
     draw = ImageDraw.Draw(im)
     if strip:
         white = int(rng.integers(225, 256))
-        draw.polygon([(0, thick + drop), (width, thick), (width, thick + strip), (0, thick + strip + drop)],
-                     fill=(white, white, white))
+        draw.polygon(
+            [(0, thick + drop), (width, thick), (width, thick + strip), (0, thick + strip + drop)],
+            fill=(white, white, white),
+        )
     _ribbon(draw, 0.0, width, thick, drop, _red(rng), rng.uniform(0.55, 0.75))
     return im
 
@@ -233,8 +282,11 @@ def _disc(height: int, rng: np.random.Generator) -> Image.Image:
 
 def _ring(height: int, rng: np.random.Generator) -> Image.Image:
     im = Image.new("RGBA", (height, height), (0, 0, 0, 0))
-    ImageDraw.Draw(im).ellipse((0, 0, height - 1, height - 1), outline=_red(rng),
-                               width=max(1, int(height * rng.uniform(0.15, 0.25))))
+    ImageDraw.Draw(im).ellipse(
+        (0, 0, height - 1, height - 1),
+        outline=_red(rng),
+        width=max(1, int(height * rng.uniform(0.15, 0.25))),
+    )
     return im
 
 
@@ -250,10 +302,15 @@ def _blob(height: int, rng: np.random.Generator) -> Image.Image:
     big = height * 2
     angles = np.sort(rng.uniform(0, 2 * np.pi, 9))
     radii = big / 2 * rng.uniform(0.55, 1.0, 9)
-    pts = [(big / 2 + r * np.cos(a), big / 2 + r * np.sin(a)) for a, r in zip(angles, radii, strict=True)]
+    pts = [
+        (big / 2 + r * np.cos(a), big / 2 + r * np.sin(a))
+        for a, r in zip(angles, radii, strict=True)
+    ]
     mask = Image.new("L", (big, big), 0)
     ImageDraw.Draw(mask).polygon(pts, fill=255)
-    mask = mask.filter(ImageFilter.GaussianBlur(big / 12)).point([255 if v > 127 else 0 for v in range(256)])
+    mask = mask.filter(ImageFilter.GaussianBlur(big / 12)).point(
+        [255 if v > 127 else 0 for v in range(256)]
+    )
     im = Image.new("RGBA", (big, big), (*_red(rng), 0))
     im.putalpha(mask)
     return im.resize((height, height), Image.Resampling.BILINEAR)
@@ -266,7 +323,10 @@ def _sign(height: int, rng: np.random.Generator) -> Image.Image:
     draw.ellipse((0, 0, height - 1, height - 1), fill=_red(rng))
     bar = height * rng.uniform(0.2, 0.3)
     white = int(rng.integers(225, 256))
-    draw.rectangle((height * 0.18, (height - bar) / 2, height * 0.82, (height + bar) / 2), fill=(white, white, white))
+    draw.rectangle(
+        (height * 0.18, (height - bar) / 2, height * 0.82, (height + bar) / 2),
+        fill=(white, white, white),
+    )
     return im
 
 
@@ -277,8 +337,10 @@ def _target(height: int, rng: np.random.Generator) -> Image.Image:
     red, white = _red(rng), int(rng.integers(225, 256))
     for k in range(3):
         inset = k * height / 6
-        draw.ellipse((inset, inset, height - 1 - inset, height - 1 - inset),
-                     fill=red if k % 2 == 0 else (white, white, white))
+        draw.ellipse(
+            (inset, inset, height - 1 - inset, height - 1 - inset),
+            fill=red if k % 2 == 0 else (white, white, white),
+        )
     return im
 
 
@@ -288,12 +350,15 @@ def _other_colour(height: int, rng: np.random.Generator) -> Image.Image:
     return draw_logo(height, rng, colour=colour)
 
 
-def _half_shaded(draw: Callable[[int, np.random.Generator], Image.Image]) -> Callable[
-        [int, np.random.Generator], Image.Image]:
+def _half_shaded(
+    draw: Callable[[int, np.random.Generator], Image.Image],
+) -> Callable[[int, np.random.Generator], Image.Image]:
     """``draw``, with its left part shaded darker half of the time."""
+
     def shape(height: int, rng: np.random.Generator) -> Image.Image:
         im = draw(height, rng)
         return _shaded(im, rng) if rng.random() < 0.5 else im
+
     return shape
 
 
@@ -314,18 +379,31 @@ logo's shape in other colours (``other_colour``)."""
 # -------------------------------------------------------------------------------- pasting
 
 
-def _place(photo: Image.Image, shape: Image.Image, rng: np.random.Generator, *, style: Style,
-           taken: list[Box]) -> tuple[Box, np.ndarray]:
+def _place(
+    photo: Image.Image,
+    shape: Image.Image,
+    rng: np.random.Generator,
+    *,
+    style: Style,
+    taken: list[Box],
+) -> tuple[Box, np.ndarray]:
     """Scale ``shape`` to a random fraction of the photo, rotate it, fade it, sometimes blur
     it, paste it at a random place (avoiding ``taken`` boxes where it can), and return its
     box and per-pixel visible alpha (photo-sized, uint8)."""
     size = photo.size[0]
-    factor = size * rng.uniform(*style.scale) / _DRAWN  # relative to the logo's height, so areas compare
+    factor = (
+        size * rng.uniform(*style.scale) / _DRAWN
+    )  # relative to the logo's height, so areas compare
     shape = shape.convert("RGBa")  # premultiplied, so that resampling and blur leave no dark fringe
-    shape = shape.resize((max(2, round(shape.size[0] * factor)), max(2, round(shape.size[1] * factor))),
-                         Image.Resampling.LANCZOS)
-    shape = shape.rotate(float(rng.uniform(-style.rotation, style.rotation)), resample=Image.Resampling.BICUBIC,
-                         expand=True)
+    shape = shape.resize(
+        (max(2, round(shape.size[0] * factor)), max(2, round(shape.size[1] * factor))),
+        Image.Resampling.LANCZOS,
+    )
+    shape = shape.rotate(
+        float(rng.uniform(-style.rotation, style.rotation)),
+        resample=Image.Resampling.BICUBIC,
+        expand=True,
+    )
     if rng.random() < 0.5:
         shape = shape.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if rng.random() < style.blur:
@@ -336,7 +414,9 @@ def _place(photo: Image.Image, shape: Image.Image, rng: np.random.Generator, *, 
     w, h = shape.size
     left = top = 0
     for _ in range(20):  # a free spot if there is one; overlapping otherwise
-        left = int(rng.integers(-w // 8, max(size - w + w // 8, -w // 8 + 1)))  # at most an eighth outside
+        left = int(
+            rng.integers(-w // 8, max(size - w + w // 8, -w // 8 + 1))
+        )  # at most an eighth outside
         top = int(rng.integers(-h // 8, max(size - h + h // 8, -h // 8 + 1)))
         box = (left, top, left + w, top + h)
         if not any(_overlap(box, t) for t in taken):
@@ -355,7 +435,9 @@ def _overlap(a: Box, b: Box) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _occlude(photo: Image.Image, box: Box, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+def _occlude(
+    photo: Image.Image, box: Box, rng: np.random.Generator, mask: np.ndarray
+) -> np.ndarray:
     """Cover a random part (20-45% of the width or height) of ``box`` with a patch of another
     background, from one side; return the mask of what still shows."""
     left, top, right, bottom = box
@@ -373,7 +455,7 @@ def _occlude(photo: Image.Image, box: Box, rng: np.random.Generator, mask: np.nd
         cover = (left, bottom - max(1, round(h * frac)), right, bottom)
     photo.paste(patch.crop(cover), cover[:2])
     shown = mask.copy()
-    shown[cover[1]:cover[3], cover[0]:cover[2]] = 0
+    shown[cover[1] : cover[3], cover[0] : cover[2]] = 0
     return shown
 
 
@@ -406,7 +488,9 @@ def sample(index: int, *, seed: int = 0, size: int = 250, style: Style = STYLE) 
     logo_box: Box | None = None
     logo_mask: np.ndarray | None = None
     if has_logo:  # last, so that only the deliberate occlusion hides part of it
-        logo_box, logo_mask = _place(photo, draw_logo(_DRAWN, rng, gap=style.gap), rng, style=style, taken=taken)
+        logo_box, logo_mask = _place(
+            photo, draw_logo(_DRAWN, rng, gap=style.gap), rng, style=style, taken=taken
+        )
         if rng.random() < style.occlusion:
             logo_mask = _occlude(photo, logo_box, rng, logo_mask)
     photo = ImageEnhance.Brightness(photo).enhance(rng.uniform(0.85, 1.15))
@@ -418,17 +502,32 @@ def sample(index: int, *, seed: int = 0, size: int = 250, style: Style = STYLE) 
 
 
 def _params(n: int, seed: int, size: int, quality: int, style: Style) -> dict[str, Any]:
-    return {"task": "logo-in-the-wild", "version": VERSION, "n": n, "seed": seed, "size": size,
-            "quality": quality, "photos": [f"{p}:{f}" for p, f in PHOTOS],
-            "style": json.loads(json.dumps(dataclasses.asdict(style)))}
+    return {
+        "task": "logo-in-the-wild",
+        "version": VERSION,
+        "n": n,
+        "seed": seed,
+        "size": size,
+        "quality": quality,
+        "photos": [f"{p}:{f}" for p, f in PHOTOS],
+        "style": json.loads(json.dumps(dataclasses.asdict(style))),
+    }
 
 
 def _name(index: int, n: int) -> str:
     return f"{CLASSES[index % 2]}/{index:0{max(4, len(str(n - 1)))}d}.jpg"
 
 
-def generate(root: str | os.PathLike[str], *, n: int = 1000, seed: int = 0, size: int = 250,
-             quality: int = 90, style: Style = STYLE, workers: int | None = None) -> Path:
+def generate(
+    root: str | os.PathLike[str],
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    size: int = 250,
+    quality: int = 90,
+    style: Style = STYLE,
+    workers: int | None = None,
+) -> Path:
     """Write the logo-in-the-wild set: ``n`` JPEG photos, half in ``root/logo``, half in ``root/no_logo``.
 
     Photo ``i`` depends only on ``(seed, i)`` (see ``sample``), so the same arguments always
@@ -454,7 +553,9 @@ def generate(root: str | os.PathLike[str], *, n: int = 1000, seed: int = 0, size
         FileExistsError: ``root`` has a ``logo``/``no_logo`` folder but no manifest.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 2 or n % 2:
-        raise ValueError(f"generate: n must be an even integer >= 2 (half of the photos show the logo), got {n!r}.")
+        raise ValueError(
+            f"generate: n must be an even integer >= 2 (half of the photos show the logo), got {n!r}."
+        )
     if isinstance(size, bool) or not isinstance(size, int) or size < 16:
         raise ValueError(f"generate: size must be an integer >= 16 pixels, got {size!r}.")
     if not 1 <= quality <= 95:
@@ -466,13 +567,17 @@ def generate(root: str | os.PathLike[str], *, n: int = 1000, seed: int = 0, size
     manifest = root / MANIFEST
     old = _read_manifest(manifest)
     if old is None and any((root / c).exists() for c in CLASSES):
-        raise FileExistsError(f"generate: {root} already has a {'/'.join(CLASSES)} folder that generate() did not "
-                              f"make (no {MANIFEST}); choose an empty or new folder.")
+        raise FileExistsError(
+            f"generate: {root} already has a {'/'.join(CLASSES)} folder that generate() did not "
+            f"make (no {MANIFEST}); choose an empty or new folder."
+        )
     manifest.unlink(missing_ok=True)
     for c in CLASSES:
         shutil.rmtree(root / c, ignore_errors=True)
         (root / c).mkdir(parents=True)
-    workers = workers or min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    workers = workers or min(
+        4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    )
 
     def write(i: int) -> tuple[str, str]:
         name = _name(i, n)
@@ -489,18 +594,29 @@ def generate(root: str | os.PathLike[str], *, n: int = 1000, seed: int = 0, size
     return root
 
 
-def is_generated(root: str | os.PathLike[str], *, n: int = 1000, seed: int = 0, size: int = 250,
-                 quality: int = 90, style: Style = STYLE) -> bool:
+def is_generated(
+    root: str | os.PathLike[str],
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    size: int = 250,
+    quality: int = 90,
+    style: Style = STYLE,
+) -> bool:
     """Whether ``root`` holds the set ``generate`` would make with these arguments (its
     manifest matches and every file it lists is there)."""
     root = Path(root)
     old = _read_manifest(root / MANIFEST)
-    return (old is not None and old.get("params") == _params(n, seed, size, quality, style)
-            and all((root / f).is_file() for f in old.get("files", {})))
+    return (
+        old is not None
+        and old.get("params") == _params(n, seed, size, quality, style)
+        and all((root / f).is_file() for f in old.get("files", {}))
+    )
 
 
-def shift(image: UInt8[np.ndarray, "h w c"], *, rng: np.random.Generator,
-          fraction: float = 0.125) -> UInt8[np.ndarray, "h w c"]:
+def shift(
+    image: UInt8[np.ndarray, "h w c"], *, rng: np.random.Generator, fraction: float = 0.125
+) -> UInt8[np.ndarray, "h w c"]:
     """Training augmentation: move the photo by up to ``fraction`` of its size each way,
     mirroring what comes in at the edges (use with ``ds.map(shift, seed=...)``).
 
@@ -514,7 +630,7 @@ def shift(image: UInt8[np.ndarray, "h w c"], *, rng: np.random.Generator,
     ph, pw = max(1, round(h * fraction)), max(1, round(w * fraction))
     padded = np.pad(image, ((ph, ph), (pw, pw), (0, 0)), mode="reflect")
     top, left = int(rng.integers(0, 2 * ph + 1)), int(rng.integers(0, 2 * pw + 1))
-    return padded[top:top + h, left:left + w]
+    return padded[top : top + h, left : left + w]
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:

@@ -59,8 +59,20 @@ from . import logo
 VERSION = 1
 """Bumped whenever the source photos change."""
 
-SHAPES = ("none", "disc", "square", "triangle", "star", "cross", "ring", "hexagon", "diamond",
-          "crescent", "arrow", "stripes")
+SHAPES = (
+    "none",
+    "disc",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "ring",
+    "hexagon",
+    "diamond",
+    "crescent",
+    "arrow",
+    "stripes",
+)
 """The source task's classes, in label order."""
 
 SIZE = 64
@@ -137,7 +149,9 @@ def _cross(rng: np.random.Generator) -> Image.Image:
 
 def _ring(rng: np.random.Generator) -> Image.Image:
     im, draw = _canvas(_H, _H)
-    draw.ellipse((0, 0, _H - 1, _H - 1), outline=_colour(rng), width=int(_H * rng.uniform(0.12, 0.22)))
+    draw.ellipse(
+        (0, 0, _H - 1, _H - 1), outline=_colour(rng), width=int(_H * rng.uniform(0.12, 0.22))
+    )
     return im
 
 
@@ -166,8 +180,18 @@ def _arrow(rng: np.random.Generator) -> Image.Image:
     shaft = _H * rng.uniform(0.25, 0.4) / 2
     head = w * rng.uniform(0.35, 0.5)
     c = _H / 2
-    draw.polygon([(0, c - shaft), (w - head, c - shaft), (w - head, 0), (w - 1, c), (w - head, _H - 1),
-                  (w - head, c + shaft), (0, c + shaft)], fill=_colour(rng))
+    draw.polygon(
+        [
+            (0, c - shaft),
+            (w - head, c - shaft),
+            (w - head, 0),
+            (w - 1, c),
+            (w - head, _H - 1),
+            (w - head, c + shaft),
+            (0, c + shaft),
+        ],
+        fill=_colour(rng),
+    )
     return im
 
 
@@ -186,8 +210,17 @@ def _stripes(rng: np.random.Generator) -> Image.Image:
 
 
 DRAW: dict[str, Callable[[np.random.Generator], Image.Image]] = {
-    "disc": _disc, "square": _square, "triangle": _triangle, "star": _star, "cross": _cross, "ring": _ring,
-    "hexagon": _hexagon, "diamond": _diamond, "crescent": _crescent, "arrow": _arrow, "stripes": _stripes,
+    "disc": _disc,
+    "square": _square,
+    "triangle": _triangle,
+    "star": _star,
+    "cross": _cross,
+    "ring": _ring,
+    "hexagon": _hexagon,
+    "diamond": _diamond,
+    "crescent": _crescent,
+    "arrow": _arrow,
+    "stripes": _stripes,
 }
 """How each shape (all of ``SHAPES`` but ``none``) is drawn, upright, on a transparent canvas."""
 
@@ -197,7 +230,9 @@ DRAW: dict[str, Callable[[np.random.Generator], Image.Image]] = {
 _SPLITS = {"train": 0, "held_out": 1}
 
 
-def sample(index: int, *, seed: int = SEED, split: str = "train", size: int = SIZE) -> tuple[np.ndarray, int]:
+def sample(
+    index: int, *, seed: int = SEED, split: str = "train", size: int = SIZE
+) -> tuple[np.ndarray, int]:
     """Photo ``index`` of ``split``: a ``(size, size, 3)`` uint8 array and its label (``index % 12``).
 
     Example:
@@ -216,8 +251,9 @@ def sample(index: int, *, seed: int = SEED, split: str = "train", size: int = SI
     return np.asarray(photo, np.uint8), label
 
 
-def make(n: int, *, seed: int = SEED, split: str = "train", size: int = SIZE,
-         workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def make(
+    n: int, *, seed: int = SEED, split: str = "train", size: int = SIZE, workers: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` photos of ``split`` as ``(images (n, size, size, 3) uint8, labels (n,) int32)``, in memory."""
     logo.photos()  # load the photos once, before the threads start
     images = np.empty((n, size, size, 3), np.uint8)
@@ -234,9 +270,18 @@ def make(n: int, *, seed: int = SEED, split: str = "train", size: int = SIZE,
 # ----------------------------------------------------------------------------- training
 
 
-def pretrain(*, n_train: int = N_TRAIN, n_held_out: int = N_HELD_OUT, epochs: int = EPOCHS, width: int = WIDTH,
-             size: int = SIZE, batch: int = BATCH, lr: float = LR, seed: int = SEED,
-             progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
+def pretrain(
+    *,
+    n_train: int = N_TRAIN,
+    n_held_out: int = N_HELD_OUT,
+    epochs: int = EPOCHS,
+    width: int = WIDTH,
+    size: int = SIZE,
+    batch: int = BATCH,
+    lr: float = LR,
+    seed: int = SEED,
+    progress: bool | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Train ``resnet_small(len(SHAPES), width=width, size=size)`` on the source task.
 
     Returns:
@@ -254,31 +299,57 @@ def pretrain(*, n_train: int = N_TRAIN, n_held_out: int = N_HELD_OUT, epochs: in
     x, y = make(n_train, seed=seed, split="train", size=size)
     hx, hy = make(n_held_out, seed=seed, split="held_out", size=size)
     t_data = time.perf_counter() - t0
-    print(f"source photos: {n_train} train + {n_held_out} held-out at {size}x{size} in {t_data:.0f} s", flush=True)
-    train = from_arrays({"image": x, "label": y}).shuffle(seed=seed).map(random_flip, seed=seed).batch(batch)
+    print(
+        f"source photos: {n_train} train + {n_held_out} held-out at {size}x{size} in {t_data:.0f} s",
+        flush=True,
+    )
+    train = (
+        from_arrays({"image": x, "label": y})
+        .shuffle(seed=seed)
+        .map(random_flip, seed=seed)
+        .batch(batch)
+    )
     held_out = from_arrays({"image": hx, "label": hy}).batch(256)
 
     net, spec = resnet.resnet_small(len(SHAPES), width=width, size=size)
     model = ss.build(net, spec, seed=seed)
     steps = epochs * len(train)
-    optimizer = optax.chain(optax.add_decayed_weights(5e-4),
-                            optax.sgd(optax.cosine_decay_schedule(lr, steps), momentum=0.9, nesterov=True))
+    optimizer = optax.chain(
+        optax.add_decayed_weights(5e-4),
+        optax.sgd(optax.cosine_decay_schedule(lr, steps), momentum=0.9, nesterov=True),
+    )
     t1 = time.perf_counter()
-    history = ss.fit(model, train, loss=ss.losses.cross_entropy, optimizer=optimizer, epochs=epochs,
-                     eval_data=held_out, metrics=[ss.metrics.accuracy], progress=progress)
+    history = ss.fit(
+        model,
+        train,
+        loss=ss.losses.cross_entropy,
+        optimizer=optimizer,
+        epochs=epochs,
+        eval_data=held_out,
+        metrics=[ss.metrics.accuracy],
+        progress=progress,
+    )
     t_train = time.perf_counter() - t1
-    train_eval = ss.evaluate(model, from_arrays({"image": x[:n_held_out], "label": y[:n_held_out]}).batch(256),
-                             metrics=[ss.metrics.accuracy])
+    train_eval = ss.evaluate(
+        model,
+        from_arrays({"image": x[:n_held_out], "label": y[:n_held_out]}).batch(256),
+        metrics=[ss.metrics.accuracy],
+    )
     model.eval()
     record = {
         "task": "shapes in the wild (models/pretrain.py)",
         "version": VERSION,
         "classes": list(SHAPES),
-        "recipe": {"model": f"resnet.resnet_small({len(SHAPES)}, width={width}, size={size})",
-                   "optimizer": f"add_decayed_weights(5e-4) + sgd(cosine_decay_schedule({lr}, {steps}), momentum=0.9, "
-                                "nesterov=True)",
-                   "batch": batch, "epochs": epochs, "augmentation": "random_flip",
-                   "n_train": n_train, "n_held_out": n_held_out},
+        "recipe": {
+            "model": f"resnet.resnet_small({len(SHAPES)}, width={width}, size={size})",
+            "optimizer": f"add_decayed_weights(5e-4) + sgd(cosine_decay_schedule({lr}, {steps}), momentum=0.9, "
+            "nesterov=True)",
+            "batch": batch,
+            "epochs": epochs,
+            "augmentation": "random_flip",
+            "n_train": n_train,
+            "n_held_out": n_held_out,
+        },
         "seed": seed,
         "steps": steps,
         "parameters": ss.summary(model).trainable_params,
@@ -286,8 +357,11 @@ def pretrain(*, n_train: int = N_TRAIN, n_held_out: int = N_HELD_OUT, epochs: in
         "source_train_accuracy_note": f"in evaluation mode, on the first {n_held_out} training photos (unflipped)",
         "source_held_out_accuracy": round(float(history["eval_accuracy"][-1]), 4),
         "held_out_accuracy_per_epoch": [round(float(a), 4) for a in history["eval_accuracy"]],
-        "seconds": {"photos": round(t_data, 1), "training": round(t_train, 1),
-                    "total": round(time.perf_counter() - t0, 1)},
+        "seconds": {
+            "photos": round(t_data, 1),
+            "training": round(t_train, 1),
+            "total": round(time.perf_counter() - t0, 1),
+        },
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "versions": _versions(),
     }
@@ -298,6 +372,7 @@ def _versions() -> dict[str, str]:
     import optax
 
     from shapesafe._artifacts._artifact import versions
+
     return {**versions(), "optax": optax.__version__, "pillow": Image.__version__}
 
 
@@ -306,31 +381,50 @@ def save(model: Any, record: dict[str, Any], out: str | os.PathLike[str] = WEIGH
     import shapesafe as ss
 
     out = Path(out)
-    ss.save(model, out, version="shapes-v1", metrics={
-        "source_held_out_accuracy": record["source_held_out_accuracy"],
-        "source_train_accuracy": record["source_train_accuracy"]})
+    ss.save(
+        model,
+        out,
+        version="shapes-v1",
+        metrics={
+            "source_held_out_accuracy": record["source_held_out_accuracy"],
+            "source_train_accuracy": record["source_train_accuracy"],
+        },
+    )
     (out / "pretrain.json").write_text(json.dumps(record, indent=1) + "\n")
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.pretrain", description=(__doc__ or "").split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m models.pretrain", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--out", default=str(WEIGHTS), help=f"artifact folder (default {WEIGHTS})")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--n-train", type=int, default=N_TRAIN)
     parser.add_argument("--width", type=int, default=WIDTH)
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (240 photos, 1 epoch, width 8)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a seconds-long smoke run (240 photos, 1 epoch, width 8)",
+    )
     args = parser.parse_args(argv)
-    kw: dict[str, Any] = {"n_train": args.n_train, "epochs": args.epochs, "width": args.width, "seed": args.seed}
+    kw: dict[str, Any] = {
+        "n_train": args.n_train,
+        "epochs": args.epochs,
+        "width": args.width,
+        "seed": args.seed,
+    }
     if args.quick:
         kw |= {"n_train": 240, "n_held_out": 48, "epochs": 1, "width": 8}
     model, record = pretrain(**kw)
     out = save(model, record, args.out)
     size = (out / "weights.safetensors").stat().st_size
-    print(f"source-task accuracy: train {record['source_train_accuracy']:.3f}, held-out "
-          f"{record['source_held_out_accuracy']:.3f}; {record['seconds']['total']:.0f} s in all; "
-          f"weights {size / 1e6:.1f} MB in {out}")
+    print(
+        f"source-task accuracy: train {record['source_train_accuracy']:.3f}, held-out "
+        f"{record['source_held_out_accuracy']:.3f}; {record['seconds']['total']:.0f} s in all; "
+        f"weights {size / 1e6:.1f} MB in {out}"
+    )
     return 0
 
 

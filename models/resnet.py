@@ -60,11 +60,13 @@ def basic_block(filters: int, *, strides: int = 1, project: bool = False) -> L.S
     Returns:
         ``L.Residual(...) >> L.ReLU()``, two layers.
     """
-    main = (L.Conv2D(filters, 3, strides=strides, padding=1, use_bias=False).named("conv1")
-            >> _bn().named("bn1")
-            >> L.ReLU()
-            >> L.Conv2D(filters, 3, padding=1, use_bias=False).named("conv2")
-            >> _bn().named("bn2"))
+    main = (
+        L.Conv2D(filters, 3, strides=strides, padding=1, use_bias=False).named("conv1")
+        >> _bn().named("bn1")
+        >> L.ReLU()
+        >> L.Conv2D(filters, 3, padding=1, use_bias=False).named("conv2")
+        >> _bn().named("bn2")
+    )
     shortcut = (L.Conv2D(filters, 1, strides=strides, use_bias=False) >> _bn()) if project else None
     return L.Residual(main, shortcut=shortcut) >> L.ReLU()
 
@@ -107,15 +109,17 @@ def resnet18(classes: int = 1000, *, size: int = 224) -> Network:
         stage(256, 2, strides=2, project=True).named("layer3"),
         stage(512, 2, strides=2, project=True).named("layer4"),
     ]
-    net = L.Sequential((
-        L.Conv2D(64, 7, strides=2, padding=3, use_bias=False).named("conv1"),
-        _bn().named("bn1"),
-        L.ReLU().named("relu"),
-        L.MaxPool((3, 3), strides=2, padding=1).named("maxpool"),
-        *ss_stages,
-        L.GlobalAvgPool().named("avgpool"),
-        L.Linear(classes).named("fc"),
-    ))
+    net = L.Sequential(
+        (
+            L.Conv2D(64, 7, strides=2, padding=3, use_bias=False).named("conv1"),
+            _bn().named("bn1"),
+            L.ReLU().named("relu"),
+            L.MaxPool((3, 3), strides=2, padding=1).named("maxpool"),
+            *ss_stages,
+            L.GlobalAvgPool().named("avgpool"),
+            L.Linear(classes).named("fc"),
+        )
+    )
     return Network(net, Float32[Array, f"batch {size} {size} 3"])
 
 
@@ -144,17 +148,19 @@ def resnet_small(classes: int, *, width: int = 16, size: int = 64) -> Network:
         >>> net[-1], net[:-1][-1]  # the head; the backbone ends in pooled features
         (Linear(5, name='fc'), GlobalAvgPool(name='avgpool'))
     """
-    net = L.Sequential((
-        L.Rescale(1 / 255).named("rescale"),
-        L.Conv2D(width, 3, strides=2, padding=1, use_bias=False).named("conv1"),
-        _bn().named("bn1"),
-        L.ReLU().named("relu"),
-        stage(width, 2, strides=1, project=False).named("layer1"),
-        stage(2 * width, 2, strides=2, project=True).named("layer2"),
-        stage(4 * width, 2, strides=2, project=True).named("layer3"),
-        L.GlobalAvgPool().named("avgpool"),
-        L.Linear(classes).named("fc"),
-    ))
+    net = L.Sequential(
+        (
+            L.Rescale(1 / 255).named("rescale"),
+            L.Conv2D(width, 3, strides=2, padding=1, use_bias=False).named("conv1"),
+            _bn().named("bn1"),
+            L.ReLU().named("relu"),
+            stage(width, 2, strides=1, project=False).named("layer1"),
+            stage(2 * width, 2, strides=2, project=True).named("layer2"),
+            stage(4 * width, 2, strides=2, project=True).named("layer3"),
+            L.GlobalAvgPool().named("avgpool"),
+            L.Linear(classes).named("fc"),
+        )
+    )
     return Network(net, UInt8[Array, f"batch {size} {size} 3"])
 
 
@@ -186,6 +192,7 @@ def pretrained_small() -> ss.Model:
 
 # -- torchvision's state_dict names ---------------------------------------------------------
 
+
 def torchvision_names(blueprint: L.Sequential) -> dict[str, str]:
     """Map torchvision's module names to this ResNet's layer paths, for ``ss.load_state_dict``.
 
@@ -205,7 +212,11 @@ def torchvision_names(blueprint: L.Sequential) -> dict[str, str]:
     for layer in blueprint:
         if layer.name in ("conv1", "bn1", "fc"):
             names[layer.name] = layer.name
-        if not (isinstance(layer, L.Sequential) and layer.name is not None and layer.name.startswith("layer")):
+        if not (
+            isinstance(layer, L.Sequential)
+            and layer.name is not None
+            and layer.name.startswith("layer")
+        ):
             continue
         k = 0  # torchvision's block index
         for i, block in enumerate(layer):
@@ -219,8 +230,12 @@ def torchvision_names(blueprint: L.Sequential) -> dict[str, str]:
     return names
 
 
-def load_torchvision(model: ss.Model, state_dict: Mapping[str, Any] | str | os.PathLike[str], *,
-                     skip: Collection[str] = ()) -> list[str]:
+def load_torchvision(
+    model: ss.Model,
+    state_dict: Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    skip: Collection[str] = (),
+) -> list[str]:
     """Load a torchvision-layout ResNet ``state_dict`` into a model built from this module.
 
     Converts layouts (convolutions OIHW to HWIO, the linear head's ``(out, in)`` to

@@ -37,8 +37,9 @@ def digits_spec() -> Any:
     return Float32[Array, f"batch {ROWS} {PIXELS}"]
 
 
-def classifier(cell: type[L.LSTM] | type[L.GRU] = L.LSTM, *, hidden: int = 64,
-               classes: int = CLASSES) -> tuple[L.Sequential, Any]:
+def classifier(
+    cell: type[L.LSTM] | type[L.GRU] = L.LSTM, *, hidden: int = 64, classes: int = CLASSES
+) -> tuple[L.Sequential, Any]:
     """``cell(hidden) >> Linear(classes)`` with the digits-rows input spec.
 
     Args:
@@ -82,7 +83,9 @@ def digits_arrays(*, seed: int = 0, test_size: int = TEST_SIZE) -> tuple[np.ndar
     return x[:cut], y[:cut], x[cut:], y[cut:]
 
 
-def digits_rows(*, seed: int = 0, test_size: int = TEST_SIZE) -> tuple[ss.data.Dataset, ss.data.Dataset]:
+def digits_rows(
+    *, seed: int = 0, test_size: int = TEST_SIZE
+) -> tuple[ss.data.Dataset, ss.data.Dataset]:
     """The train and test datasets, elements ``{"x": Float32[8, 8], "label": Int32[]}``.
 
     Example:
@@ -94,13 +97,22 @@ def digits_rows(*, seed: int = 0, test_size: int = TEST_SIZE) -> tuple[ss.data.D
         {"x": Float32[np.ndarray, "8 8"], "label": Int32[np.ndarray, ""]}
     """
     xtr, ytr, xte, yte = digits_arrays(seed=seed, test_size=test_size)
-    return (ss.data.from_arrays({"x": xtr, "label": ytr}),
-            ss.data.from_arrays({"x": xte, "label": yte}))
+    return (
+        ss.data.from_arrays({"x": xtr, "label": ytr}),
+        ss.data.from_arrays({"x": xte, "label": yte}),
+    )
 
 
-def train_digits(cell: type[L.LSTM] | type[L.GRU] = L.LSTM, *, hidden: int = 64, epochs: int = 6,
-                 learning_rate: float = 1e-2, batch_size: int = 32, seed: int = 0,
-                 progress: bool | None = False) -> tuple[ss.Model, ss.History]:
+def train_digits(
+    cell: type[L.LSTM] | type[L.GRU] = L.LSTM,
+    *,
+    hidden: int = 64,
+    epochs: int = 6,
+    learning_rate: float = 1e-2,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool | None = False,
+) -> tuple[ss.Model, ss.History]:
     """Build ``classifier(cell, hidden=hidden)`` and train it on the digits rows with Adam.
 
     Returns:
@@ -109,7 +121,14 @@ def train_digits(cell: type[L.LSTM] | type[L.GRU] = L.LSTM, *, hidden: int = 64,
     net, spec = classifier(cell, hidden=hidden)
     model = ss.build(net, spec, seed=seed)
     train, test = digits_rows(seed=seed)
-    history = ss.fit(model, train.shuffle(seed=seed).batch(batch_size), loss=ss.losses.cross_entropy,
-                     optimizer=optax.adam(learning_rate), epochs=epochs, eval_data=test.batch(128),
-                     metrics=[ss.metrics.accuracy], progress=progress)
+    history = ss.fit(
+        model,
+        train.shuffle(seed=seed).batch(batch_size),
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.adam(learning_rate),
+        epochs=epochs,
+        eval_data=test.batch(128),
+        metrics=[ss.metrics.accuracy],
+        progress=progress,
+    )
     return model, history

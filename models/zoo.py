@@ -35,7 +35,9 @@ class ZooModel(NamedTuple):
         return random_batch(self.spec, self.classes, n, seed=seed)
 
 
-def random_batch(spec: Any, classes: int, n: int = 8, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def random_batch(
+    spec: Any, classes: int, n: int = 8, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A random ``(x, y)`` batch of ``n`` examples for an input spec whose first dimension is ``batch``.
 
     Example:
@@ -46,8 +48,10 @@ def random_batch(spec: Any, classes: int, n: int = 8, *, seed: int = 0) -> tuple
     """
     first, *rest = spec.dim_str.split()
     if first != "batch" or not all(d.isdigit() for d in rest) or len(spec.dtypes) != 1:
-        raise ValueError(f"random_batch: the spec needs one dtype, a leading batch dimension and fixed sizes "
-                         f"after it, got {spec.__name__}.")
+        raise ValueError(
+            f"random_batch: the spec needs one dtype, a leading batch dimension and fixed sizes "
+            f"after it, got {spec.__name__}."
+        )
     shape = (n, *(int(d) for d in rest))
     rng = np.random.default_rng(seed)
     dtype = np.dtype(spec.dtypes[0])
@@ -60,7 +64,9 @@ def random_batch(spec: Any, classes: int, n: int = 8, *, seed: int = 0) -> tuple
     return x, y
 
 
-def entry(blueprint: L.Blueprint, spec: Any, classes: int, *, learning_rate: float = 1e-2) -> ZooModel:
+def entry(
+    blueprint: L.Blueprint, spec: Any, classes: int, *, learning_rate: float = 1e-2
+) -> ZooModel:
     """A ``ZooModel`` from what a model function returns (``entry(*rnn.classifier(), 10)``)."""
     return ZooModel(blueprint, spec, classes, learning_rate)
 

@@ -385,7 +385,9 @@ except ss.ShapeError as error:
                  optimizer=optax.adam(1e-2), epochs=6, eval_data=test.batch(128),
                  metrics=[ss.metrics.accuracy])
 history.plot();"""),
-    new_markdown_cell("""The same recipe with a GRU (`rnn.train_digits` is the cell above in one call):"""),
+    new_markdown_cell(
+        """The same recipe with a GRU (`rnn.train_digits` is the cell above in one call):"""
+    ),
     new_code_cell("""gru_model, gru_history = rnn.train_digits(L.GRU, hidden=64, epochs=6)
 for name, h in (("LSTM", history), ("GRU", gru_history)):
     print(f"{name}: test accuracy {h['eval_accuracy'][-1]:.3f}")"""),
@@ -439,7 +441,9 @@ def show(make):
     else:
         print("no error")"""),
     new_markdown_cell("""## 1. Missing `Cast`: uint8 pixels into a dense layer"""),
-    new_code_cell("""show(lambda: ss.build(L.Flatten() >> L.Linear(64) >> L.ReLU() >> L.Linear(2), IMAGES))"""),
+    new_code_cell(
+        """show(lambda: ss.build(L.Flatten() >> L.Linear(64) >> L.ReLU() >> L.Linear(2), IMAGES))"""
+    ),
     new_markdown_cell("""## 2. Missing `Flatten`: an image into a layer that needs a flat vector
 
 `Linear` acts on the last axis (like Keras' `Dense`), so without `Flatten` the network keeps the
@@ -460,7 +464,9 @@ show(lambda: cnn(np.zeros((8, 3, 64, 64), np.uint8)))"""),
 A silent broadcast here would compare every prediction with every label; the loss refuses."""),
     new_code_cell("""logits = jnp.zeros((8, 2))
 show(lambda: ss.losses.cross_entropy(logits, jnp.zeros((8, 1), jnp.int32)))"""),
-    new_code_cell("""show(lambda: ss.losses.binary_cross_entropy(jnp.zeros((8, 1)), jnp.zeros((8,))))"""),
+    new_code_cell(
+        """show(lambda: ss.losses.binary_cross_entropy(jnp.zeros((8, 1)), jnp.zeros((8,))))"""
+    ),
     new_markdown_cell("""## 6. A pipeline that does not fit the model
 
 The dataset's images are 32 x 32; the model was built for 64 x 64. `fit` compares the
@@ -736,7 +742,9 @@ monitor = DriftMonitor.from_data(clf, training_images)
 artifact = ss.save(clf, work / "artifacts" / "logo" / "1", metrics={"accuracy": accuracy}, monitor=monitor)
 for f in sorted(artifact.iterdir()):
     print(f"{f.name:22} {f.stat().st_size:>9,} bytes")"""),
-    new_markdown_cell("""The command line reads the same artifact (`shell` runs a command as a terminal would)."""),
+    new_markdown_cell(
+        """The command line reads the same artifact (`shell` runs a command as a terminal would)."""
+    ),
     new_code_cell("""import subprocess
 
 
@@ -746,7 +754,9 @@ def shell(command):
 
 
 shell(f"shapesafe info {artifact}")"""),
-    new_code_cell("""shell(f"shapesafe predict {artifact} {shown[0]} {shown[1]} {work / 'notes.txt'}")"""),
+    new_code_cell(
+        """shell(f"shapesafe predict {artifact} {shown[0]} {shown[1]} {work / 'notes.txt'}")"""
+    ),
     new_markdown_cell("""Loading verifies every hash and the format version, rebuilds the model from the JSON
 with `ss.build` (no pickle, nothing executed), checks every weight's shape, and gives back
 the predictor, in evaluation mode, with its version and metrics."""),
@@ -774,7 +784,9 @@ the classes when their population stability index passes 0.25. Fresh photos of t
 world raise no flag:"""),
     new_code_cell("""monitor = DriftMonitor.load(artifact, loaded)
 monitor.check(files)"""),
-    new_markdown_cell("""The same photos, darker (an evening camera), brighter, or out of focus:"""),
+    new_markdown_cell(
+        """The same photos, darker (an evening camera), brighter, or out of focus:"""
+    ),
     new_code_cell("""def changed(change):
     return [change(Image.open(f).convert("RGB")) for f in files]
 
@@ -819,9 +831,14 @@ print(ss.load(v2).version, ss.load(v2).metrics, "| version 1:", ss.load(artifact
 DriftMonitor.load(v2).check(worlds["darker"])"""),
 ]
 
-NOTEBOOKS = {"01_logo_classifier.ipynb": LOGO_CLASSIFIER, "02_shape_errors.ipynb": SHAPE_ERRORS,
-             "04_sequences.ipynb": SEQUENCES, "06_digits_walkthrough.ipynb": WALKTHROUGH,
-             "03_transfer_learning.ipynb": TRANSFER, "05_models_as_functions.ipynb": MODELS_AS_FUNCTIONS}
+NOTEBOOKS = {
+    "01_logo_classifier.ipynb": LOGO_CLASSIFIER,
+    "02_shape_errors.ipynb": SHAPE_ERRORS,
+    "04_sequences.ipynb": SEQUENCES,
+    "06_digits_walkthrough.ipynb": WALKTHROUGH,
+    "03_transfer_learning.ipynb": TRANSFER,
+    "05_models_as_functions.ipynb": MODELS_AS_FUNCTIONS,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -838,13 +855,18 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"unknown notebook(s) {unknown}; known: {sorted(NOTEBOOKS)}")
     for name in names:
         cells = NOTEBOOKS[name]
-        nb = new_notebook(cells=cells, metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-            "language_info": {"name": "python"},
-        })
+        nb = new_notebook(
+            cells=cells,
+            metadata={
+                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                "language_info": {"name": "python"},
+            },
+        )
         nbformat.validate(nb)
         with tempfile.TemporaryDirectory() as work:
-            NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": work}}).execute()
+            NotebookClient(
+                nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": work}}
+            ).execute()
         nbformat.write(nb, HERE / name)
         print("wrote", HERE / name, "with outputs")
 

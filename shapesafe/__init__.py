@@ -39,4 +39,3 @@ from ._training._transfer import param_labels as param_labels
 from ._version import __version__ as __version__
 from .layers import Model as Model
 from .layers._build import build as build
-

@@ -11,7 +11,9 @@ from ._cli_artifacts import add_artifact_commands
 def main(argv: Sequence[str] | None = None) -> int:
     from .models import demo as recipe
 
-    parser = argparse.ArgumentParser(prog="shapesafe", description="Typed-shape deep learning on JAX.")
+    parser = argparse.ArgumentParser(
+        prog="shapesafe", description="Typed-shape deep learning on JAX."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help=recipe.HELP)
     recipe.add_arguments(demo)

@@ -16,16 +16,26 @@ from typing import Any
 
 def add_artifact_commands(sub: Any) -> None:
     """Add ``predict`` and ``info`` to the ``shapesafe`` subcommands."""
-    predict = sub.add_parser("predict", help="predict with a saved predictor, one line per file",
-                             description="Load a predictor saved with ss.save and print the label and confidence "
-                             "of each file.")
+    predict = sub.add_parser(
+        "predict",
+        help="predict with a saved predictor, one line per file",
+        description="Load a predictor saved with ss.save and print the label and confidence "
+        "of each file.",
+    )
     predict.add_argument("artifact", help="the artifact directory (ss.save)")
     predict.add_argument("files", nargs="+", metavar="FILE", help="input files (e.g. photos)")
-    predict.add_argument("--json", action="store_true", help="print one JSON list instead of text lines")
-    predict.add_argument("--top-k", type=int, default=None, help="also report the k most likely classes")
+    predict.add_argument(
+        "--json", action="store_true", help="print one JSON list instead of text lines"
+    )
+    predict.add_argument(
+        "--top-k", type=int, default=None, help="also report the k most likely classes"
+    )
     predict.set_defaults(run=_predict)
-    info = sub.add_parser("info", help="what a saved artifact holds: specs, versions, metrics, hashes",
-                          description="Verify an artifact (hashes, format version) and describe it.")
+    info = sub.add_parser(
+        "info",
+        help="what a saved artifact holds: specs, versions, metrics, hashes",
+        description="Verify an artifact (hashes, format version) and describe it.",
+    )
     info.add_argument("artifact", help="the artifact directory (ss.save)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(run=_info)
@@ -61,8 +71,11 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"shapesafe predict: {e}", file=sys.stderr)
         return 2
     if not isinstance(predictor, Predictor) or predictor.encoder is None:
-        print(f"shapesafe predict: {args.artifact} holds a model without an encoder, so it cannot read files. "
-              "Save a Predictor: ss.save(ss.Predictor(model, encoder, decoder), path).", file=sys.stderr)
+        print(
+            f"shapesafe predict: {args.artifact} holds a model without an encoder, so it cannot read files. "
+            "Save a Predictor: ss.save(ss.Predictor(model, encoder, decoder), path).",
+            file=sys.stderr,
+        )
         return 2
     decoder = predictor.decoder
     if args.top_k is not None:
@@ -89,7 +102,9 @@ def _predict(args: argparse.Namespace) -> int:
         for file, value in zip(good, decoded, strict=True):
             if args.json:
                 item = _jsonable(value)
-                results.append({"file": file, **(item if isinstance(item, dict) else {"output": item})})
+                results.append(
+                    {"file": file, **(item if isinstance(item, dict) else {"output": item})}
+                )
             else:
                 print(f"{file}\t{_text(value)}")
     if args.json:
@@ -109,10 +124,13 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(found, indent=1))
         return 0
-    rows = [("artifact", found["path"]),
-            ("version", f"{found['version']} ({found['kind']}, format {found['format_version']})"),
-            ("created", str(found["created"])),
-            ("input", found["input_spec"]), ("output", found["output_spec"])]
+    rows = [
+        ("artifact", found["path"]),
+        ("version", f"{found['version']} ({found['kind']}, format {found['format_version']})"),
+        ("created", str(found["created"])),
+        ("input", found["input_spec"]),
+        ("output", found["output_spec"]),
+    ]
     if found.get("class_names"):
         rows.append(("classes", ", ".join(found["class_names"])))
     if found.get("preprocessing"):
@@ -120,7 +138,9 @@ def _info(args: argparse.Namespace) -> int:
         rows.append(("preprocessing", ", ".join(f"{k}={v}" for k, v in pre.items())))
     metrics = found.get("metrics") or {}
     rows.append(("metrics", ", ".join(f"{k}={v}" for k, v in metrics.items()) or "(none recorded)"))
-    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in (found.get("versions") or {}).items())))
+    rows.append(
+        ("versions", ", ".join(f"{k} {v}" for k, v in (found.get("versions") or {}).items()))
+    )
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")

@@ -30,16 +30,23 @@ class InputError(ShapesafeError, ValueError):
 class LayerShapeError(ShapeError):
     """A ``ShapeError`` that knows the layer path it happened at, so containers can add to it."""
 
-    def __init__(self, path: tuple[str, ...], body: str, *, subject: str,
-                 boundary: str = ", cannot take its input"):
+    def __init__(
+        self,
+        path: tuple[str, ...],
+        body: str,
+        *,
+        subject: str,
+        boundary: str = ", cannot take its input",
+    ):
         self.path, self.body, self.subject, self.boundary = path, body, subject, boundary
         where = " > ".join(path) if path else subject
         super().__init__(f"{where}{boundary}.\n{body}")
 
     def within(self, where: str) -> "LayerShapeError":
         """The same failure seen from a container: ``where`` is prepended to the path."""
-        return LayerShapeError((where, *self.path), self.body, subject=self.subject,
-                               boundary=self.boundary)
+        return LayerShapeError(
+            (where, *self.path), self.body, subject=self.subject, boundary=self.boundary
+        )
 
 
 # Users see this class in tracebacks as what it is to them: ``shapesafe.ShapeError``.

@@ -58,9 +58,15 @@ def input_statistics(x: np.ndarray) -> tuple[list[str], np.ndarray]:
     spatial = tuple(range(1, x.ndim - 1))
     means = x.mean(axis=spatial)
     stds = x.std(axis=spatial)
-    diffs = [np.abs(np.diff(x, axis=a)).reshape(n, -1).mean(axis=1) for a in spatial if x.shape[a] > 1]
+    diffs = [
+        np.abs(np.diff(x, axis=a)).reshape(n, -1).mean(axis=1) for a in spatial if x.shape[a] > 1
+    ]
     sharp = np.mean(diffs, axis=0) if diffs else np.zeros(n)
-    names = [f"mean[{c}]" for c in range(channels)] + [f"std[{c}]" for c in range(channels)] + ["sharpness"]
+    names = (
+        [f"mean[{c}]" for c in range(channels)]
+        + [f"std[{c}]" for c in range(channels)]
+        + ["sharpness"]
+    )
     return names, np.concatenate([means, stds, sharp[:, None]], axis=1)
 
 
@@ -104,17 +110,39 @@ class DriftMonitor:
         reference: the recorded statistics (``to_dict()``'s form).
     """
 
-    def __init__(self, predictor: Predictor[Any, Any], reference: dict[str, Any], *, z_threshold: float = 5.0,
-                 min_shift: float = 0.25, psi_threshold: float = 0.25):
-        for name, v in (("z_threshold", z_threshold), ("min_shift", min_shift), ("psi_threshold", psi_threshold)):
+    def __init__(
+        self,
+        predictor: Predictor[Any, Any],
+        reference: dict[str, Any],
+        *,
+        z_threshold: float = 5.0,
+        min_shift: float = 0.25,
+        psi_threshold: float = 0.25,
+    ):
+        for name, v in (
+            ("z_threshold", z_threshold),
+            ("min_shift", min_shift),
+            ("psi_threshold", psi_threshold),
+        ):
             if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
                 raise ValueError(f"DriftMonitor: {name} must be a non-negative number, got {v!r}.")
         self.predictor, self.reference = predictor, reference
-        self.z_threshold, self.min_shift, self.psi_threshold = float(z_threshold), float(min_shift), float(psi_threshold)
+        self.z_threshold, self.min_shift, self.psi_threshold = (
+            float(z_threshold),
+            float(min_shift),
+            float(psi_threshold),
+        )
 
     @classmethod
-    def from_data(cls, predictor: Predictor[Any, Any], inputs: Sequence[Any] | np.ndarray, *,
-                  z_threshold: float = 5.0, min_shift: float = 0.25, psi_threshold: float = 0.25) -> "DriftMonitor":
+    def from_data(
+        cls,
+        predictor: Predictor[Any, Any],
+        inputs: Sequence[Any] | np.ndarray,
+        *,
+        z_threshold: float = 5.0,
+        min_shift: float = 0.25,
+        psi_threshold: float = 0.25,
+    ) -> "DriftMonitor":
         """Record the statistics of ``inputs`` (the training data) and of the predictions on them.
 
         Args:
@@ -128,10 +156,22 @@ class DriftMonitor:
             raise ValueError(f"DriftMonitor.from_data: needs at least 2 examples, got {len(x)}.")
         names, stats = input_statistics(x)
         counts = _class_counts(predictor, x)
-        reference = {"format": _FORMAT, "n": len(x), "statistics": names,
-                     "mean": stats.mean(axis=0).tolist(), "std": stats.std(axis=0, ddof=1).tolist(),
-                     "classes": _class_names(predictor, len(counts)), "class_counts": counts.tolist()}
-        return cls(predictor, reference, z_threshold=z_threshold, min_shift=min_shift, psi_threshold=psi_threshold)
+        reference = {
+            "format": _FORMAT,
+            "n": len(x),
+            "statistics": names,
+            "mean": stats.mean(axis=0).tolist(),
+            "std": stats.std(axis=0, ddof=1).tolist(),
+            "classes": _class_names(predictor, len(counts)),
+            "class_counts": counts.tolist(),
+        }
+        return cls(
+            predictor,
+            reference,
+            z_threshold=z_threshold,
+            min_shift=min_shift,
+            psi_threshold=psi_threshold,
+        )
 
     def check(self, inputs: Sequence[Any] | np.ndarray) -> DriftReport:
         """Score a batch of new inputs (raw or encoded, as for ``from_data``) against the training data."""
@@ -140,14 +180,18 @@ class DriftMonitor:
         n = len(x)
         names, stats = input_statistics(x)
         if names != ref["statistics"]:
-            raise ValueError(f"DriftMonitor.check: the inputs give statistics {names}, the monitor recorded "
-                             f"{ref['statistics']}; they are not inputs of the same model.")
+            raise ValueError(
+                f"DriftMonitor.check: the inputs give statistics {names}, the monitor recorded "
+                f"{ref['statistics']}; they are not inputs of the same model."
+            )
         mean, std = np.asarray(ref["mean"]), np.maximum(np.asarray(ref["std"]), 1e-6)
         shift = (stats.mean(axis=0) - mean) / std
         z = shift * math.sqrt(n)
-        reasons = [f"{name}: batch mean {m:.4g} vs training {mu:.4g} ({s:+.2f} std, z={zz:+.1f})"
-                   for name, m, mu, s, zz in zip(names, stats.mean(axis=0), mean, shift, z, strict=True)
-                   if abs(zz) > self.z_threshold and abs(s) > self.min_shift]
+        reasons = [
+            f"{name}: batch mean {m:.4g} vs training {mu:.4g} ({s:+.2f} std, z={zz:+.1f})"
+            for name, m, mu, s, zz in zip(names, stats.mean(axis=0), mean, shift, z, strict=True)
+            if abs(zz) > self.z_threshold and abs(s) > self.min_shift
+        ]
         counts = _class_counts(self.predictor, x)
         p = _smoothed(np.asarray(ref["class_counts"], np.float64))
         q = _smoothed(counts.astype(np.float64))
@@ -156,28 +200,53 @@ class DriftMonitor:
         if psi > self.psi_threshold:
             was = ", ".join(f"{c} {v:.0%}" for c, v in zip(classes, p, strict=True))
             now = ", ".join(f"{c} {v:.0%}" for c, v in zip(classes, q, strict=True))
-            reasons.append(f"predicted classes: {now} vs training {was} (PSI {psi:.2f} > {self.psi_threshold})")
-        return DriftReport(bool(reasons), tuple(reasons), dict(zip(names, map(float, z), strict=True)),
-                           dict(zip(names, map(float, shift), strict=True)), psi,
-                           {c: float(k) / n for c, k in zip(classes, counts, strict=True)}, n)
+            reasons.append(
+                f"predicted classes: {now} vs training {was} (PSI {psi:.2f} > {self.psi_threshold})"
+            )
+        return DriftReport(
+            bool(reasons),
+            tuple(reasons),
+            dict(zip(names, map(float, z), strict=True)),
+            dict(zip(names, map(float, shift), strict=True)),
+            psi,
+            {c: float(k) / n for c, k in zip(classes, counts, strict=True)},
+            n,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The reference statistics and thresholds, JSON-ready (``ss.save(..., monitor=m)`` stores them)."""
-        return {**self.reference, "z_threshold": self.z_threshold, "min_shift": self.min_shift,
-                "psi_threshold": self.psi_threshold}
+        return {
+            **self.reference,
+            "z_threshold": self.z_threshold,
+            "min_shift": self.min_shift,
+            "psi_threshold": self.psi_threshold,
+        }
 
     @classmethod
     def from_dict(cls, predictor: Predictor[Any, Any], data: dict[str, Any]) -> "DriftMonitor":
         """The monitor ``to_dict`` described, watching ``predictor``."""
         keys = ("n", "statistics", "mean", "std", "classes", "class_counts")
-        if not isinstance(data, dict) or data.get("format") != _FORMAT or any(k not in data for k in keys):
-            raise ArtifactError(f"not a drift monitor record (expected format {_FORMAT!r} with {list(keys)}).")
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != _FORMAT
+            or any(k not in data for k in keys)
+        ):
+            raise ArtifactError(
+                f"not a drift monitor record (expected format {_FORMAT!r} with {list(keys)})."
+            )
         reference = {k: data[k] for k in ("format", *keys)}
-        return cls(predictor, reference, z_threshold=data.get("z_threshold", 5.0),
-                   min_shift=data.get("min_shift", 0.25), psi_threshold=data.get("psi_threshold", 0.25))
+        return cls(
+            predictor,
+            reference,
+            z_threshold=data.get("z_threshold", 5.0),
+            min_shift=data.get("min_shift", 0.25),
+            psi_threshold=data.get("psi_threshold", 0.25),
+        )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], predictor: Predictor[Any, Any] | None = None) -> "DriftMonitor":
+    def load(
+        cls, path: str | os.PathLike[str], predictor: Predictor[Any, Any] | None = None
+    ) -> "DriftMonitor":
         """The monitor stored in an artifact (``ss.save(..., monitor=m)``), watching ``predictor``
         (default: the artifact's own predictor)."""
         import json
@@ -186,9 +255,13 @@ class DriftMonitor:
 
         _, files = read_verified(path)
         if MONITOR not in files:
-            raise ArtifactError(f"{Path(path) / MONITOR} is missing: the artifact was saved without a monitor "
-                                "(ss.save(..., monitor=DriftMonitor.from_data(...))).")
-        return cls.from_dict(predictor if predictor is not None else load(path), json.loads(files[MONITOR]))
+            raise ArtifactError(
+                f"{Path(path) / MONITOR} is missing: the artifact was saved without a monitor "
+                "(ss.save(..., monitor=DriftMonitor.from_data(...)))."
+            )
+        return cls.from_dict(
+            predictor if predictor is not None else load(path), json.loads(files[MONITOR])
+        )
 
 
 def _encoded(predictor: Predictor[Any, Any], inputs: Any) -> np.ndarray:
@@ -196,9 +269,11 @@ def _encoded(predictor: Predictor[Any, Any], inputs: Any) -> np.ndarray:
     if isinstance(inputs, np.ndarray) and inputs.ndim == len(predictor.example_dims) + 1:
         got = tuple(str(d) for d in inputs.shape[1:])
         if got != predictor.example_dims or inputs.dtype.name != predictor.input["dtype"]:
-            raise InputError(f"an array of encoded examples must be {predictor.input['dtype']}"
-                             f"[n, {', '.join(predictor.example_dims)}], got {inputs.dtype.name}{list(inputs.shape)}; "
-                             "pass raw inputs as a list to encode them.")
+            raise InputError(
+                f"an array of encoded examples must be {predictor.input['dtype']}"
+                f"[n, {', '.join(predictor.example_dims)}], got {inputs.dtype.name}{list(inputs.shape)}; "
+                "pass raw inputs as a list to encode them."
+            )
         return inputs
     return predictor.encode(list(inputs))
 
@@ -206,8 +281,10 @@ def _encoded(predictor: Predictor[Any, Any], inputs: Any) -> np.ndarray:
 def _class_counts(predictor: Predictor[Any, Any], x: np.ndarray) -> np.ndarray:
     outputs = np.asarray(predictor.run(x))
     if outputs.ndim != 2:
-        raise ValueError(f"DriftMonitor: the model's outputs have shape {outputs.shape}; class scores "
-                         "[batch, classes] are needed to track the predicted classes.")
+        raise ValueError(
+            f"DriftMonitor: the model's outputs have shape {outputs.shape}; class scores "
+            "[batch, classes] are needed to track the predicted classes."
+        )
     return np.bincount(outputs.argmax(axis=-1), minlength=outputs.shape[-1])
 
 
@@ -231,12 +308,20 @@ class AccuracyReport:
     degraded: bool
 
     def __repr__(self) -> str:
-        return (f"AccuracyReport(accuracy={self.accuracy:.3f}, expected={self.expected:.3f}, n={self.n}, "
-                f"degraded={self.degraded})")
+        return (
+            f"AccuracyReport(accuracy={self.accuracy:.3f}, expected={self.expected:.3f}, n={self.n}, "
+            f"degraded={self.degraded})"
+        )
 
 
-def check_accuracy(predictor: Predictor[Any, Any], inputs: Sequence[Any] | np.ndarray, labels: Sequence[Any] | np.ndarray,
-                   *, expected: float | None = None, tolerance: float = 0.05) -> AccuracyReport:
+def check_accuracy(
+    predictor: Predictor[Any, Any],
+    inputs: Sequence[Any] | np.ndarray,
+    labels: Sequence[Any] | np.ndarray,
+    *,
+    expected: float | None = None,
+    tolerance: float = 0.05,
+) -> AccuracyReport:
     """Accuracy on fresh labelled data, against the accuracy recorded when the model was saved.
 
     Args:
@@ -255,8 +340,10 @@ def check_accuracy(predictor: Predictor[Any, Any], inputs: Sequence[Any] | np.nd
         recorded = predictor.metrics
         expected = recorded.get("accuracy", recorded.get("eval_accuracy"))
         if expected is None:
-            raise ValueError("check_accuracy: the predictor has no recorded accuracy (its metrics are "
-                             f"{recorded}); save it with metrics={{'accuracy': ...}} or pass expected=.")
+            raise ValueError(
+                "check_accuracy: the predictor has no recorded accuracy (its metrics are "
+                f"{recorded}); save it with metrics={{'accuracy': ...}} or pass expected=."
+            )
     x = _encoded(predictor, inputs)
     labels = list(labels)
     if len(labels) != len(x):

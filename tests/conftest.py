@@ -28,7 +28,7 @@ class Batches:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         for i in range(0, len(self.x), self.size):
-            yield self.x[i:i + self.size], self.y[i:i + self.size]
+            yield self.x[i : i + self.size], self.y[i : i + self.size]
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.size)
@@ -50,19 +50,30 @@ def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_benchmarks(scripts: dict[str, list[str]], env: dict[str, dict[str, str]] | None = None,
-                   ) -> dict[str, dict[str, Any]]:
+def run_benchmarks(
+    scripts: dict[str, list[str]],
+    env: dict[str, dict[str, str]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Run ``benchmarks/<script> <args>`` for each entry at the same time (each in its own
     process, importing this checkout), and return each one's JSON output.
 
     ``env`` adds variables per script. A script that fails is an assertion error with its
     stderr; the others are then stopped (no process or pipe outlives the call).
     """
-    base = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    running = {script: subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / script), *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env={**base, **(env or {}).get(script, {})})
-               for script, args in scripts.items()}
+    base = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    running = {
+        script: subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / script), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**base, **(env or {}).get(script, {})},
+        )
+        for script, args in scripts.items()
+    }
     out = {}
     try:
         for script, process in running.items():

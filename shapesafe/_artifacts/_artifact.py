@@ -80,9 +80,14 @@ def versions() -> dict[str, str]:
 
     import flax
 
-
-    return {"shapesafe": __version__, "jax": jax.__version__, "jaxlib": importlib.metadata.version("jaxlib"),
-            "flax": flax.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    return {
+        "shapesafe": __version__,
+        "jax": jax.__version__,
+        "jaxlib": importlib.metadata.version("jaxlib"),
+        "flax": flax.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def to_json(data: Any, what: str) -> bytes:
@@ -90,12 +95,16 @@ def to_json(data: Any, what: str) -> bytes:
     try:
         return dumps(data)
     except (TypeError, ValueError) as e:
-        raise ArtifactError(f"cannot save: {what} is not JSON-serialisable ({e}). Use numbers and strings.") from None
+        raise ArtifactError(
+            f"cannot save: {what} is not JSON-serialisable ({e}). Use numbers and strings."
+        ) from None
 
 
 def flat_variables(model: nnx.Module) -> list[tuple[str, Any]]:
     """``(dotted path, nnx.Variable)`` for every variable of ``model``, in a fixed order."""
-    return [(".".join(str(k) for k in path), var) for path, var in nnx.to_flat_state(nnx.state(model))]
+    return [
+        (".".join(str(k) for k in path), var) for path, var in nnx.to_flat_state(nnx.state(model))
+    ]
 
 
 def weight_arrays(model: nnx.Module) -> tuple[list[tuple[str, Any]], dict[str, str]]:
@@ -104,13 +113,26 @@ def weight_arrays(model: nnx.Module) -> tuple[list[tuple[str, Any]], dict[str, s
     items = flat_variables(model)
     values = [var.get_value() for _, var in items]
     kinds = {key: type(var).__name__ for key, var in items}
-    keys = {key: str(jax.random.key_impl(v)) for (key, _), v in zip(items, values, strict=True) if is_key(v)}
-    arrays = [(key, jax.random.key_data(v) if is_key(v) else v) for (key, _), v in zip(items, values, strict=True)]
+    keys = {
+        key: str(jax.random.key_impl(v))
+        for (key, _), v in zip(items, values, strict=True)
+        if is_key(v)
+    }
+    arrays = [
+        (key, jax.random.key_data(v) if is_key(v) else v)
+        for (key, _), v in zip(items, values, strict=True)
+    ]
     return arrays, {"format": FORMAT, "variables": json.dumps(kinds), "keys": json.dumps(keys)}
 
 
-def save(obj: Any, path: str | os.PathLike[str], *, version: str | None = None,
-         metrics: dict[str, Any] | None = None, monitor: Any = None) -> Path:
+def save(
+    obj: Any,
+    path: str | os.PathLike[str],
+    *,
+    version: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    monitor: Any = None,
+) -> Path:
     """Save a built model or a ``Predictor`` as an artifact directory at ``path``, atomically.
 
     Args:
@@ -148,20 +170,36 @@ def save(obj: Any, path: str | os.PathLike[str], *, version: str | None = None,
     predictor = obj if isinstance(obj, Predictor) else None
     model = obj.model if predictor is not None else obj
     if not isinstance(model, Model):
-        what = "an exported model (ss.load_exported)" if hasattr(model, "exported") else type(model).__name__
-        raise ArtifactError(f"cannot save {what}: ss.save takes a model built with ss.build or a Predictor of one.")
+        what = (
+            "an exported model (ss.load_exported)"
+            if hasattr(model, "exported")
+            else type(model).__name__
+        )
+        raise ArtifactError(
+            f"cannot save {what}: ss.save takes a model built with ss.build or a Predictor of one."
+        )
     files: dict[str, bytes] = {}  # the small files; the weights stream into the directory (fill)
-    files[ARCHITECTURE] = to_json({"blueprint": blueprint_to_json(model.blueprint, "the model"),
-                                 "input_spec": spec_to_json(model.input_spec),
-                                 "output_spec": spec_to_json(model.output_spec)}, "the architecture")
+    files[ARCHITECTURE] = to_json(
+        {
+            "blueprint": blueprint_to_json(model.blueprint, "the model"),
+            "input_spec": spec_to_json(model.input_spec),
+            "output_spec": spec_to_json(model.output_spec),
+        },
+        "the architecture",
+    )
     kind = "model"
     if predictor is not None:
         kind = "predictor"
         decoder = predictor.decoder.config() if predictor.decoder is not None else None
-        files[PREDICTOR] = to_json({"encoder": predictor.encoder.config() if predictor.encoder is not None else None,
-                                  "decoder": decoder,
-                                  "class_names": (decoder or {}).get("names"),
-                                  "batch_size": predictor.batch_size}, "the encoder or decoder configuration")
+        files[PREDICTOR] = to_json(
+            {
+                "encoder": predictor.encoder.config() if predictor.encoder is not None else None,
+                "decoder": decoder,
+                "class_names": (decoder or {}).get("names"),
+                "batch_size": predictor.batch_size,
+            },
+            "the encoder or decoder configuration",
+        )
         if metrics is None:
             metrics = predictor.metrics
     files[METRICS] = to_json(dict(metrics or {}), "metrics")
@@ -182,11 +220,17 @@ def save(obj: Any, path: str | os.PathLike[str], *, version: str | None = None,
 
     def fill(tmp: Path) -> None:
         sha256, size = _safetensors.write(tmp / WEIGHTS, arrays, metadata=metadata)
-        listed = {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in files.items()}
+        listed = {
+            name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+            for name, data in files.items()
+        }
         listed[WEIGHTS] = {"sha256": sha256, "bytes": size}
         for name, data in files.items():
             write_file(tmp / name, data)
-        write_file(tmp / MANIFEST, to_json({**manifest, "files": dict(sorted(listed.items()))}, "the manifest"))
+        write_file(
+            tmp / MANIFEST,
+            to_json({**manifest, "files": dict(sorted(listed.items()))}, "the manifest"),
+        )
 
     replace_artifact(target, fill)
     return target
@@ -202,26 +246,33 @@ def replace_artifact(target: Path, fill: Callable[[Path], None], *, marker: str 
         if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
             target.rmdir()  # an empty directory is fine to fill
         else:
-            raise ArtifactError(f"cannot save to {target}: it exists and is not a shapesafe artifact "
-                                f"(no {marker}); choose another path or remove it.")
+            raise ArtifactError(
+                f"cannot save to {target}: it exists and is not a shapesafe artifact "
+                f"(no {marker}); choose another path or remove it."
+            )
     replace_dir(target, fill)
 
 
 # -- loading -----------------------------------------------------------------------------------
+
 
 def check_links(root: Path) -> None:
     """Refuse any symlink inside ``root`` whose target is outside it."""
     out = links_out(root)
     if out is not None:
         entry, target = out
-        raise ArtifactError(f"{entry} is a symlink to {target}, outside the artifact {root}; "
-                            "an artifact's files must be inside it. Refusing to load it.")
+        raise ArtifactError(
+            f"{entry} is a symlink to {target}, outside the artifact {root}; "
+            "an artifact's files must be inside it. Refusing to load it."
+        )
 
 
 def _mismatch(file: Path, nbytes: int, entry: Any) -> ArtifactError:
     size = entry.get("bytes") if isinstance(entry, dict) else None
-    return ArtifactError(f"{file} does not match the SHA-256 in {MANIFEST} ({nbytes} bytes, the manifest "
-                         f"says {size}): it was truncated or modified after saving. Refusing to load it.")
+    return ArtifactError(
+        f"{file} does not match the SHA-256 in {MANIFEST} ({nbytes} bytes, the manifest "
+        f"says {size}): it was truncated or modified after saving. Refusing to load it."
+    )
 
 
 def _file_sha256(file: Path) -> tuple[str, int]:
@@ -234,8 +285,9 @@ def _file_sha256(file: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def read_verified(path: str | os.PathLike[str], *, defer_weights: bool = False
-                  ) -> tuple[dict[str, Any], dict[str, bytes]]:
+def read_verified(
+    path: str | os.PathLike[str], *, defer_weights: bool = False
+) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The manifest and the verified bytes of every file it lists but the weights.
 
     The weights file is verified too, read in chunks and not kept; with ``defer_weights``
@@ -248,7 +300,9 @@ def read_verified(path: str | os.PathLike[str], *, defer_weights: bool = False
     root = Path(path)
     recover(root)  # a save killed between its renames left the previous version aside
     if not root.is_dir():
-        raise ArtifactError(f"{root} is not an artifact directory (it {'is a file' if root.exists() else 'does not exist'}).")
+        raise ArtifactError(
+            f"{root} is not an artifact directory (it {'is a file' if root.exists() else 'does not exist'})."
+        )
     check_links(root)
     mpath = root / MANIFEST
     try:
@@ -257,11 +311,13 @@ def read_verified(path: str | os.PathLike[str], *, defer_weights: bool = False
         raise ArtifactError(f"{e} Upgrade shapesafe to load it." if e.newer else str(e)) from None
     listed = manifest.get("files")
     if not isinstance(listed, dict) or ARCHITECTURE not in listed or WEIGHTS not in listed:
-        raise ArtifactError(f"{mpath} does not list {ARCHITECTURE} and {WEIGHTS} in \"files\".")
+        raise ArtifactError(f'{mpath} does not list {ARCHITECTURE} and {WEIGHTS} in "files".')
     out: dict[str, bytes] = {}
     for name, entry in listed.items():
         if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
-            raise ArtifactError(f"{mpath} lists {name!r}, which is not a plain file name in the artifact.")
+            raise ArtifactError(
+                f"{mpath} lists {name!r}, which is not a plain file name in the artifact."
+            )
         file = root / name
         want = entry.get("sha256") if isinstance(entry, dict) else None
         try:
@@ -276,7 +332,9 @@ def read_verified(path: str | os.PathLike[str], *, defer_weights: bool = False
                 continue
             data = file.read_bytes()
         except FileNotFoundError:
-            raise ArtifactError(f"{file} is missing (the manifest lists it). The artifact is incomplete.") from None
+            raise ArtifactError(
+                f"{file} is missing (the manifest lists it). The artifact is incomplete."
+            ) from None
         except OSError as e:
             raise ArtifactError(f"{file} is unreadable: {e}") from None
         if hashlib.sha256(data).hexdigest() != want:
@@ -306,14 +364,20 @@ def _rebuild(root: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> M
     annotation = spec_from_json(arch.get("input_spec"), where, "input_spec")
     try:  # as ss.build, but abstractly: no parameter is initialised, the weights file fills them
         in_spec = spec_from_annotation(annotation, what=f"{where}: input_spec")
-        model: Model = nnx.eval_shape(lambda: seq.build_model(in_spec, nnx.Rngs(params=0, dropout=1)))
+        model: Model = nnx.eval_shape(
+            lambda: seq.build_model(in_spec, nnx.Rngs(params=0, dropout=1))
+        )
     except (ShapesafeError, TypeError, ValueError) as e:
-        raise ArtifactError(f"{where}: the architecture does not build for its input spec "
-                            f"{spec_text(arch['input_spec'])}:\n{e}") from None
+        raise ArtifactError(
+            f"{where}: the architecture does not build for its input spec "
+            f"{spec_text(arch['input_spec'])}:\n{e}"
+        ) from None
     got = spec_to_json(model.output_spec)
     if got != arch.get("output_spec"):
-        raise ArtifactError(f"{where}: the rebuilt model returns {spec_text(got)}, but the artifact records "
-                            f"{spec_text(arch.get('output_spec') or {})}.")
+        raise ArtifactError(
+            f"{where}: the rebuilt model returns {spec_text(got)}, but the artifact records "
+            f"{spec_text(arch.get('output_spec') or {})}."
+        )
     _load_weights(model, root / WEIGHTS, manifest["files"][WEIGHTS], where)
     model.eval()
     return model
@@ -330,28 +394,41 @@ def _load_weights(model: Model, file: Path, entry: Any, arch: str) -> None:
         try:
             keys.update(json.loads(metadata.get("keys", "{}")))
         except (TypeError, ValueError) as e:
-            raise _safetensors.Unreadable(f"its metadata's keys are not a JSON object ({e})") from None
+            raise _safetensors.Unreadable(
+                f"its metadata's keys are not a JSON object ({e})"
+            ) from None
         stored = {name: (shape, dtype) for name, shape, dtype in entries}
         problems = []
         for key, value in values.items():
             if key not in stored:
-                problems.append(f"  {key}: the architecture has {_text(value)}, the weights file has none")
+                problems.append(
+                    f"  {key}: the architecture has {_text(value)}, the weights file has none"
+                )
                 continue
             (have, dtype), shape = stored[key], tuple(value.shape)
             if _is_abstract_key(value):
-                ok = key in keys and len(have) == len(shape) + 1 and have[:len(shape)] == shape
+                ok = key in keys and len(have) == len(shape) + 1 and have[: len(shape)] == shape
             elif np.dtype(value.dtype).name in NATIVE:
                 ok = have == shape and dtype == np.dtype(value.dtype)
             else:  # stored as raw bytes, one more axis
                 ok = have == (*shape, np.dtype(value.dtype).itemsize) and dtype == np.uint8
             if not ok:
-                problems.append(f"  {key}: the architecture has {_text(value)}, the weights file has "
-                                f"{dtype.name}[{', '.join(map(str, have))}]")
-        problems += [f"  {k}: in the weights file, not in the architecture" for k in sorted(set(stored) - set(values))]
+                problems.append(
+                    f"  {key}: the architecture has {_text(value)}, the weights file has "
+                    f"{dtype.name}[{', '.join(map(str, have))}]"
+                )
+        problems += [
+            f"  {k}: in the weights file, not in the architecture"
+            for k in sorted(set(stored) - set(values))
+        ]
         if problems:
-            shown = problems[:_SHOWN] + ([f"  ... and {len(problems) - _SHOWN} more"] if len(problems) > _SHOWN else [])
-            raise ArtifactError(f"{file} does not fit the architecture in {arch}: {len(problems)} arrays differ "
-                                "(shapes, dtypes or names):\n" + "\n".join(shown))
+            shown = problems[:_SHOWN] + (
+                [f"  ... and {len(problems) - _SHOWN} more"] if len(problems) > _SHOWN else []
+            )
+            raise ArtifactError(
+                f"{file} does not fit the architecture in {arch}: {len(problems)} arrays differ "
+                "(shapes, dtypes or names):\n" + "\n".join(shown)
+            )
 
     def place(key: str, array: np.ndarray) -> Any:
         value = values[key]
@@ -367,7 +444,9 @@ def _load_weights(model: Model, file: Path, entry: Any, arch: str) -> None:
     except _safetensors.Unreadable as e:
         raise ArtifactError(f"{file} is not a readable safetensors file ({e}).") from None
     except FileNotFoundError:
-        raise ArtifactError(f"{file} is missing (the manifest lists it). The artifact is incomplete.") from None
+        raise ArtifactError(
+            f"{file} is missing (the manifest lists it). The artifact is incomplete."
+        ) from None
     except OSError as e:
         raise ArtifactError(f"{file} is unreadable: {e}") from None
     restored = []
@@ -417,13 +496,17 @@ def load(path: str | os.PathLike[str]) -> Any:
     if manifest.get("kind") != "predictor":
         return model
     if PREDICTOR not in files:
-        raise ArtifactError(f"{root / MANIFEST} says it holds a predictor, but does not list {PREDICTOR}.")
+        raise ArtifactError(
+            f"{root / MANIFEST} says it holds a predictor, but does not list {PREDICTOR}."
+        )
     config = _parse(PREDICTOR, files[PREDICTOR])
     file = str(root / PREDICTOR)
     encoder = encoder_from_config(config.get("encoder"), file)
     decoder = decoder_from_config(config.get("decoder"), file)
     try:
-        predictor: Predictor[Any, Any] = Predictor(model, encoder, decoder, batch_size=int(config.get("batch_size", 32)))
+        predictor: Predictor[Any, Any] = Predictor(
+            model, encoder, decoder, batch_size=int(config.get("batch_size", 32))
+        )
     except Exception as e:
         raise ArtifactError(f"{file}: the encoder or decoder does not fit the model: {e}") from None
     metrics = _parse(METRICS, files[METRICS]) if METRICS in files else {}
@@ -438,8 +521,13 @@ def info(path: str | os.PathLike[str]) -> dict[str, Any]:
     root = Path(path)
     manifest, files = read_verified(root)
     arch = _parse(ARCHITECTURE, files[ARCHITECTURE])
-    out: dict[str, Any] = {"path": str(root), **{k: manifest.get(k) for k in ("version", "kind", "created",
-                                                                             "format_version", "versions", "files")}}
+    out: dict[str, Any] = {
+        "path": str(root),
+        **{
+            k: manifest.get(k)
+            for k in ("version", "kind", "created", "format_version", "versions", "files")
+        },
+    }
     out["input_spec"] = spec_text(arch.get("input_spec") or {})
     out["output_spec"] = spec_text(arch.get("output_spec") or {})
     if PREDICTOR in files:

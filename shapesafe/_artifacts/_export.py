@@ -50,7 +50,10 @@ EXPORT = "export.json"
 STABLEHLO = "model.stablehlo"
 WEIGHTS = "weights.npz"
 
-def export(obj: Any, path: str | os.PathLike[str], *, platforms: tuple[str, ...] | None = None) -> Path:
+
+def export(
+    obj: Any, path: str | os.PathLike[str], *, platforms: tuple[str, ...] | None = None
+) -> Path:
     """Write ``obj``'s evaluation-mode forward pass as a ``jax.export`` (StableHLO) directory.
 
     Args:
@@ -77,15 +80,19 @@ def export(obj: Any, path: str | os.PathLike[str], *, platforms: tuple[str, ...]
     predictor = obj if isinstance(obj, Predictor) else None
     model = obj.model if predictor is not None else obj
     if not isinstance(model, Model):
-        raise ArtifactError(f"cannot export a {type(model).__name__}: ss.export takes a model built with ss.build "
-                            "or a Predictor of one.")
+        raise ArtifactError(
+            f"cannot export a {type(model).__name__}: ss.export takes a model built with ss.build "
+            "or a Predictor of one."
+        )
     copy = nnx.clone(model)
     copy.eval()
     graph, state = nnx.split(copy)
     leaves, treedef = jax.tree.flatten(state)
     is_weight = [not is_key(leaf) for leaf in leaves]
     weights = [leaf for leaf, w in zip(leaves, is_weight, strict=True) if w]
-    constants = [leaf for leaf, w in zip(leaves, is_weight, strict=True) if not w]  # RNG keys: unused in eval
+    constants = [
+        leaf for leaf, w in zip(leaves, is_weight, strict=True) if not w
+    ]  # RNG keys: unused in eval
 
     def forward(ws: list[Any], x: Any) -> Any:
         it_w, it_c = iter(ws), iter(constants)
@@ -120,10 +127,16 @@ def export(obj: Any, path: str | os.PathLike[str], *, platforms: tuple[str, ...]
         "input_spec": in_json,
         "output_spec": spec_to_json(model.output_spec),
         "weights": described,
-        "encoder": predictor.encoder.config() if predictor is not None and predictor.encoder is not None else None,
-        "decoder": predictor.decoder.config() if predictor is not None and predictor.decoder is not None else None,
-        "files": {STABLEHLO: {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)},
-                  WEIGHTS: {"sha256": hashlib.sha256(npz).hexdigest(), "bytes": len(npz)}},
+        "encoder": predictor.encoder.config()
+        if predictor is not None and predictor.encoder is not None
+        else None,
+        "decoder": predictor.decoder.config()
+        if predictor is not None and predictor.decoder is not None
+        else None,
+        "files": {
+            STABLEHLO: {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)},
+            WEIGHTS: {"sha256": hashlib.sha256(npz).hexdigest(), "bytes": len(npz)},
+        },
     }
     target = Path(path)
     files = {STABLEHLO: blob, WEIGHTS: npz, EXPORT: to_json(record, "the export record")}
@@ -165,22 +178,28 @@ class ExportedModel:
         self._file = file
 
     def __repr__(self) -> str:
-        return (f"ExportedModel({spec_text(self.record['input_spec'])} -> {spec_text(self.record['output_spec'])}, "
-                f"platforms={self.record.get('platforms')})")
+        return (
+            f"ExportedModel({spec_text(self.record['input_spec'])} -> {spec_text(self.record['output_spec'])}, "
+            f"platforms={self.record.get('platforms')})"
+        )
 
     def __call__(self, x: Any) -> Any:
         want = self.record["input_spec"]
         dims = want["dims"].split()
         shape = tuple(getattr(x, "shape", ()))
-        fixed_ok = len(shape) == len(dims) and all(not d.isdigit() or int(d) == n for d, n in zip(dims, shape, strict=True))
+        fixed_ok = len(shape) == len(dims) and all(
+            not d.isdigit() or int(d) == n for d, n in zip(dims, shape, strict=True)
+        )
         if not fixed_ok or np.dtype(getattr(x, "dtype", None) or "V").name != want["dtype"]:
             got = f"{np.dtype(getattr(x, 'dtype', None) or 'V').name}[{', '.join(map(str, shape))}]"
             raise ShapeError(f"the exported model takes {spec_text(want)}, got {got}.")
         here = _default_platforms()[0]
         lowered = list(self.record.get("platforms") or [])
         if here not in lowered:
-            raise ArtifactError(f"{self._file}: the model was exported for {', '.join(lowered)} only, and this JAX "
-                                f"runs on {here}. Export it again with ss.export(..., platforms=({here!r}, ...)).")
+            raise ArtifactError(
+                f"{self._file}: the model was exported for {', '.join(lowered)} only, and this JAX "
+                f"runs on {here}. Export it again with ss.export(..., platforms=({here!r}, ...))."
+            )
         return self._call(self._weights, x)
 
 
@@ -209,14 +228,18 @@ def load_exported(path: str | os.PathLike[str]) -> Any:
         except FileNotFoundError:
             raise ArtifactError(f"{root / name} is missing.") from None
         if hashlib.sha256(blob).hexdigest() != record.get("files", {}).get(name, {}).get("sha256"):
-            raise ArtifactError(f"{root / name} does not match the SHA-256 in {EXPORT}: truncated or modified.")
+            raise ArtifactError(
+                f"{root / name} does not match the SHA-256 in {EXPORT}: truncated or modified."
+            )
         data[name] = blob
     written = record.get("versions", {}).get("jaxlib", "?")
     try:
         exported = jax.export.deserialize(bytearray(data[STABLEHLO]))
     except Exception as e:
-        raise ArtifactError(f"{root / STABLEHLO} cannot be read by this JAX ({jax.__version__}); it was written "
-                            f"with jaxlib {written}: {type(e).__name__}: {e}") from None
+        raise ArtifactError(
+            f"{root / STABLEHLO} cannot be read by this JAX ({jax.__version__}); it was written "
+            f"with jaxlib {written}: {type(e).__name__}: {e}"
+        ) from None
     with np.load(io.BytesIO(data[WEIGHTS]), allow_pickle=False) as npz:
         weights = []
         for d in record["weights"]:

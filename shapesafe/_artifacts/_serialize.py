@@ -29,8 +29,13 @@ def registry() -> dict[str, type[Blueprint]]:
     found: dict[str, type[Blueprint]] = {}
     for name in dir(layers):
         obj = getattr(layers, name)
-        if (isinstance(obj, type) and issubclass(obj, Blueprint) and obj is not Blueprint
-                and name not in _USER_CODE and not name.startswith("_")):
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, Blueprint)
+            and obj is not Blueprint
+            and name not in _USER_CODE
+            and not name.startswith("_")
+        ):
             found[name] = obj
     return found
 
@@ -53,7 +58,8 @@ def blueprint_to_json(bp: Blueprint, where: str = "the model") -> dict[str, Any]
         raise ArtifactError(
             f"cannot save {where}: it contains {what}, a layer made from user code ({name}), and an "
             "artifact stores the architecture as JSON configuration, never code. Rewrite that layer with "
-            "shapesafe.layers blueprints, or save only the weights (nnx.state) with your own code.")
+            "shapesafe.layers blueprints, or save only the weights (nnx.state) with your own code."
+        )
     out: dict[str, Any] = {"layer": name}
     for f in sorted(dataclasses.fields(bp), key=lambda f: f.name == "name"):  # the name last
         out[f.name] = _value_to_json(getattr(bp, f.name), f"{where}: {bp!r}.{f.name}")
@@ -73,11 +79,15 @@ def _value_to_json(value: Any, where: str) -> Any:
         return {"dtype": np.dtype(value).name}
     if isinstance(value, np.integer | np.floating | np.bool_):
         return value.item()
-    raise ArtifactError(f"cannot save {where}: its value {value!r} ({type(value).__name__}) is not plain "
-                        "configuration (numbers, strings, tuples, dtypes, blueprints).")
+    raise ArtifactError(
+        f"cannot save {where}: its value {value!r} ({type(value).__name__}) is not plain "
+        "configuration (numbers, strings, tuples, dtypes, blueprints)."
+    )
 
 
-def blueprint_from_json(data: Any, file: str = "architecture.json", where: str = "architecture") -> Blueprint:
+def blueprint_from_json(
+    data: Any, file: str = "architecture.json", where: str = "architecture"
+) -> Blueprint:
     """Rebuild a blueprint from ``blueprint_to_json``'s output, calling only registered constructors.
 
     Raises:
@@ -91,19 +101,25 @@ def blueprint_from_json(data: Any, file: str = "architecture.json", where: str =
         True
     """
     if not isinstance(data, dict) or not isinstance(data.get("layer"), str):
-        raise ArtifactError(f"{file}: {where} is not a layer (an object with a \"layer\" name): {_short(data)}.")
+        raise ArtifactError(
+            f'{file}: {where} is not a layer (an object with a "layer" name): {_short(data)}.'
+        )
     known = registry()
     name = data["layer"]
     cls = known.get(name)
     if cls is None:
         extra = " It holds user code, which artifacts never store." if name in _USER_CODE else ""
-        raise ArtifactError(f"{file}: {where} names an unknown layer {name!r}.{extra} Known layers: "
-                            f"{', '.join(sorted(known))}. The artifact may come from a newer shapesafe "
-                            "or from a library with its own layers.")
+        raise ArtifactError(
+            f"{file}: {where} names an unknown layer {name!r}.{extra} Known layers: "
+            f"{', '.join(sorted(known))}. The artifact may come from a newer shapesafe "
+            "or from a library with its own layers."
+        )
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - fields - {"layer"})
     if unknown:
-        raise ArtifactError(f"{file}: {where} ({name}) has unknown fields {unknown}; {name} has {sorted(fields)}.")
+        raise ArtifactError(
+            f"{file}: {where} ({name}) has unknown fields {unknown}; {name} has {sorted(fields)}."
+        )
     kwargs = {k: _value_from_json(v, file, f"{where}.{k}") for k, v in data.items() if k != "layer"}
     try:
         return cls(**kwargs)
@@ -119,7 +135,9 @@ def _value_from_json(value: Any, file: str, where: str) -> Any:
             return blueprint_from_json(value, file, where)
         if set(value) == {"dtype"}:
             return dtype_from_name(value["dtype"], file, where)
-        raise ArtifactError(f"{file}: {where} is an object that is neither a layer nor a dtype: {_short(value)}.")
+        raise ArtifactError(
+            f"{file}: {where} is an object that is neither a layer nor a dtype: {_short(value)}."
+        )
     return value
 
 

@@ -55,7 +55,9 @@ def _leaves(trees: Mapping[str, Any]) -> list[tuple[str, Any]]:
         for path, leaf in jax.tree_util.tree_flatten_with_path(trees[name])[0]:
             key = name + jax.tree_util.keystr(path)
             if key in seen:
-                raise ShapesafeError(f"checkpoint: two leaves share the path {key!r}; rename one of them.")
+                raise ShapesafeError(
+                    f"checkpoint: two leaves share the path {key!r}; rename one of them."
+                )
             seen.add(key)
             out.append((key, leaf))
     return out
@@ -63,13 +65,23 @@ def _leaves(trees: Mapping[str, Any]) -> list[tuple[str, Any]]:
 
 def _describe(key: str, leaf: Any) -> dict[str, Any]:
     if is_key(leaf):
-        return {"key": key, "shape": list(leaf.shape), "dtype": str(leaf.dtype),
-                "impl": str(jax.random.key_impl(leaf))}
+        return {
+            "key": key,
+            "shape": list(leaf.shape),
+            "dtype": str(leaf.dtype),
+            "impl": str(jax.random.key_impl(leaf)),
+        }
     if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):  # no data read: works on any device
-        return {"key": key, "shape": [int(n) for n in leaf.shape], "dtype": str(np.dtype(leaf.dtype))}
+        return {
+            "key": key,
+            "shape": [int(n) for n in leaf.shape],
+            "dtype": str(np.dtype(leaf.dtype)),
+        }
     if not isinstance(leaf, bool | int | float | complex):
-        raise ShapesafeError(f"checkpoint: the leaf {key} is a {type(leaf).__name__}, not an array or a number; "
-                             "only arrays and numbers can be saved.")
+        raise ShapesafeError(
+            f"checkpoint: the leaf {key} is a {type(leaf).__name__}, not an array or a number; "
+            "only arrays and numbers can be saved."
+        )
     array = np.asarray(leaf)
     return {"key": key, "shape": list(array.shape), "dtype": str(array.dtype)}
 
@@ -79,7 +91,9 @@ def _describe_all(trees: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _fingerprint(described: list[dict[str, Any]]) -> str:
-    text = json.dumps([[d["key"], d["shape"], d["dtype"]] for d in described], separators=(",", ":"))
+    text = json.dumps(
+        [[d["key"], d["shape"], d["dtype"]] for d in described], separators=(",", ":")
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -130,8 +144,9 @@ def _candidates(directory: Path) -> list[Path]:
     return [path for _, _, path in sorted(found, reverse=True)]
 
 
-def save_checkpoint(directory: str | Path, *, step: int, trees: dict[str, Any], meta: dict[str, Any],
-                    keep: int = 3) -> Path:
+def save_checkpoint(
+    directory: str | Path, *, step: int, trees: dict[str, Any], meta: dict[str, Any], keep: int = 3
+) -> Path:
     """Write ``trees`` and ``meta`` atomically as ``directory/step_<step:08d>/`` and prune old ones.
 
     Args:
@@ -167,8 +182,10 @@ def save_checkpoint(directory: str | Path, *, step: int, trees: dict[str, Any], 
     leaves = _leaves(trees)
     described = [_describe(key, leaf) for key, leaf in leaves]
     host = _host([leaf for _, leaf in leaves])
-    data = safetensors.numpy.save({key: array for (key, _), array in zip(leaves, host, strict=True)},
-                                  metadata={"format": FORMAT, "version": str(VERSION)})
+    data = safetensors.numpy.save(
+        {key: array for (key, _), array in zip(leaves, host, strict=True)},
+        metadata={"format": FORMAT, "version": str(VERSION)},
+    )
 
     record = {
         "format": FORMAT,
@@ -211,7 +228,9 @@ class _Corrupt(Exception):
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The verified record and tensors of one checkpoint, or ``_Corrupt`` saying why not."""
     try:
-        record = read_record(path / META, fmt=FORMAT, what="checkpoint", newest=VERSION, version_key="version")
+        record = read_record(
+            path / META, fmt=FORMAT, what="checkpoint", newest=VERSION, version_key="version"
+        )
     except RecordError as e:
         if e.newer:
             raise ShapesafeError(f"{e} Upgrade shapesafe, or use another checkpoint_dir.") from None
@@ -224,7 +243,9 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise _Corrupt(f"{TENSORS} is unreadable ({e})") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != record.get("tensors_sha256"):
-        raise _Corrupt(f"{TENSORS} does not match its SHA-256 ({len(data)} bytes; truncated or modified)")
+        raise _Corrupt(
+            f"{TENSORS} does not match its SHA-256 ({len(data)} bytes; truncated or modified)"
+        )
     try:
         tensors = safetensors.numpy.load(data)
         leaves = record["leaves"]
@@ -261,8 +282,11 @@ def _restore(like: Any, stored: np.ndarray) -> Any:
             data = jax.device_put(data, like.sharding)
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(like))
     dtype = np.dtype(like.dtype) if hasattr(like, "dtype") else np.asarray(like).dtype
-    array = np.array(stored) if dtype.name in NATIVE else np.array(stored).reshape(-1).view(dtype).reshape(
-        stored.shape[:-1])
+    array = (
+        np.array(stored)
+        if dtype.name in NATIVE
+        else np.array(stored).reshape(-1).view(dtype).reshape(stored.shape[:-1])
+    )
     if isinstance(like, jax.Array):
         if isinstance(like.sharding, jax.sharding.NamedSharding):  # keep a mesh's placement
             return jax.device_put(array, like.sharding)
@@ -274,7 +298,9 @@ def _restore(like: Any, stored: np.ndarray) -> Any:
     return array.item()  # a Python number
 
 
-def load_latest(directory: str | Path, *, like: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def load_latest(
+    directory: str | Path, *, like: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The trees and meta of the newest valid checkpoint in ``directory``, or ``None`` if it holds none.
 
     A newest checkpoint that is truncated or corrupt (a file missing, a wrong SHA-256, an
@@ -300,19 +326,26 @@ def load_latest(directory: str | Path, *, like: dict[str, Any]) -> tuple[dict[st
         try:
             record, tensors = _read(path)
         except _Corrupt as why:
-            warnings.warn(f"shapesafe: skipping the checkpoint {path}: {why}. Falling back to the previous one.",
-                          stacklevel=2)
+            warnings.warn(
+                f"shapesafe: skipping the checkpoint {path}: {why}. Falling back to the previous one.",
+                stacklevel=2,
+            )
             continue
-        expected = [d for name in like for d in _describe_all({name: like[name]})]  # params first, as given
+        expected = [
+            d for name in like for d in _describe_all({name: like[name]})
+        ]  # params first, as given
         lines = _differences(expected, record["leaves"])
         if lines:
-            shown = lines[:_SHOWN] + ([f"  ... and {len(lines) - _SHOWN} more"] if len(lines) > _SHOWN else [])
+            shown = lines[:_SHOWN] + (
+                [f"  ... and {len(lines) - _SHOWN} more"] if len(lines) > _SHOWN else []
+            )
             raise ShapesafeError(
                 f"the checkpoint {path} was written by a different model (fingerprint {record.get('fingerprint')}; "
                 f"this model's is {model_fingerprint(like)}), so training cannot resume from it. "
                 f"{len(lines)} saved arrays differ:\n" + "\n".join(shown) + "\n"
                 f"Use another checkpoint_dir, or delete {directory} if its checkpoints are no longer needed "
-                "(nothing in it was changed).")
+                "(nothing in it was changed)."
+            )
         trees = {}
         for name in like:
             flat, treedef = jax.tree_util.tree_flatten_with_path(like[name])

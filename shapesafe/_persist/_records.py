@@ -19,7 +19,9 @@ def dumps(data: Any) -> bytes:
     return (json.dumps(data, indent=1, allow_nan=False) + "\n").encode()
 
 
-def read_record(file: Path, *, fmt: str, what: str, newest: int, version_key: str = "format_version") -> dict[str, Any]:
+def read_record(
+    file: Path, *, fmt: str, what: str, newest: int, version_key: str = "format_version"
+) -> dict[str, Any]:
     """Read ``file`` as a record of format ``fmt`` whose version this shapesafe reads.
 
     Args:
@@ -36,18 +38,25 @@ def read_record(file: Path, *, fmt: str, what: str, newest: int, version_key: st
     try:
         record = json.loads(file.read_text())
     except FileNotFoundError:
-        raise RecordError(f"{file.parent} is not a shapesafe {what}: {file.name} is missing.") from None
+        raise RecordError(
+            f"{file.parent} is not a shapesafe {what}: {file.name} is missing."
+        ) from None
     except (OSError, ValueError) as e:
         raise RecordError(f"{file} is unreadable: {e}") from None
     if not isinstance(record, dict) or record.get("format") != fmt:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
-        raise RecordError(f"{file} is not a shapesafe {what} record (format {found!r}, expected {fmt!r}).")
+        raise RecordError(
+            f"{file} is not a shapesafe {what} record (format {found!r}, expected {fmt!r})."
+        )
     version = record.get(version_key)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise RecordError(f"{file}: the format version {version!r} is not a positive integer.")
     if version > newest:
         versions = record.get("versions")
         written = versions.get("shapesafe", "?") if isinstance(versions, dict) else "?"
-        raise RecordError(f"{file}: the {what} has format version {version!r}, newer than this shapesafe reads "
-                          f"({newest}); it was written by shapesafe {written}.", newer=True)
+        raise RecordError(
+            f"{file}: the {what} has format version {version!r}, newer than this shapesafe reads "
+            f"({newest}); it was written by shapesafe {written}.",
+            newer=True,
+        )
     return record

@@ -34,12 +34,38 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-CODES = {"bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16", "float16": "F16",
-         "int32": "I32", "uint32": "U32", "float32": "F32", "float64": "F64", "int64": "I64", "uint64": "U64"}
+CODES = {
+    "bool": "BOOL",
+    "uint8": "U8",
+    "int8": "I8",
+    "int16": "I16",
+    "uint16": "U16",
+    "float16": "F16",
+    "int32": "I32",
+    "uint32": "U32",
+    "float32": "F32",
+    "float64": "F64",
+    "int64": "I64",
+    "uint64": "U64",
+}
 DTYPES = {code: np.dtype(name) for name, code in CODES.items()}
 # dtypes that safetensors' NumPy reader maps back exactly; any other is stored as raw bytes
-NATIVE = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                    "float16", "float32", "float64"})
+NATIVE = frozenset(
+    {
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    }
+)
 _ALIGN = 64  # XLA:CPU aliases host buffers aligned to 64 bytes instead of copying them
 _MAX_HEADER = 100_000_000  # as safetensors itself
 _CHUNK = 1 << 20
@@ -77,8 +103,12 @@ def _host(x: Any) -> np.ndarray:
     return array.reshape(-1).view(np.uint8)
 
 
-def write(path: str | os.PathLike[str], arrays: Sequence[tuple[str, Any]], *,
-          metadata: dict[str, str] | None = None) -> tuple[str, int]:
+def write(
+    path: str | os.PathLike[str],
+    arrays: Sequence[tuple[str, Any]],
+    *,
+    metadata: dict[str, str] | None = None,
+) -> tuple[str, int]:
     """Write ``arrays`` (``(name, jax or NumPy array)``) as a safetensors file, one tensor at a time.
 
     The file is flushed and fsynced before returning.
@@ -100,7 +130,11 @@ def write(path: str | os.PathLike[str], arrays: Sequence[tuple[str, Any]], *,
     for i in order:
         shape, dtype = forms[i]
         end = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        header[arrays[i][0]] = {"dtype": CODES[dtype.name], "shape": list(shape), "data_offsets": [offset, end]}
+        header[arrays[i][0]] = {
+            "dtype": CODES[dtype.name],
+            "shape": list(shape),
+            "data_offsets": [offset, end],
+        }
         offset = end
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors writes it
@@ -126,7 +160,7 @@ def write(path: str | os.PathLike[str], arrays: Sequence[tuple[str, Any]], *,
 def _aligned(nbytes: int) -> np.ndarray:
     raw = np.empty(nbytes + _ALIGN, np.uint8)
     start = -raw.ctypes.data % _ALIGN
-    return raw[start:start + nbytes]
+    return raw[start : start + nbytes]
 
 
 Entry = tuple[str, tuple[int, ...], np.dtype]
@@ -144,15 +178,30 @@ def _entries(header: Any, data_bytes: int) -> tuple[dict[str, str], list[tuple[i
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        ok = isinstance(info, dict) and info.get("dtype") in DTYPES and isinstance(info.get("shape"), list)
-        ok = ok and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in info["shape"])
+        ok = (
+            isinstance(info, dict)
+            and info.get("dtype") in DTYPES
+            and isinstance(info.get("shape"), list)
+        )
+        ok = ok and all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in info["shape"]
+        )
         offsets = info.get("data_offsets") if ok else None
-        if not ok or not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(n, int) for n in offsets):
-            raise Unreadable(f"the header's entry for {name!r} is not a tensor description: {str(info)[:80]}")
+        if (
+            not ok
+            or not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(n, int) for n in offsets)
+        ):
+            raise Unreadable(
+                f"the header's entry for {name!r} is not a tensor description: {str(info)[:80]}"
+            )
         dtype = DTYPES[info["dtype"]]
         shape = tuple(info["shape"])
         if offsets[1] - offsets[0] != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
-            raise Unreadable(f"{name!r} has {offsets[1] - offsets[0]} bytes of data for {info['dtype']}{list(shape)}")
+            raise Unreadable(
+                f"{name!r} has {offsets[1] - offsets[0]} bytes of data for {info['dtype']}{list(shape)}"
+            )
         found.append((offsets[0], (name, shape, dtype), offsets[1]))
     found.sort(key=lambda t: t[0])
     position = 0
@@ -161,13 +210,19 @@ def _entries(header: Any, data_bytes: int) -> tuple[dict[str, str], list[tuple[i
             raise Unreadable(f"the data of {name!r} starts at byte {start}, not {position}")
         position = end
     if position != data_bytes:
-        raise Unreadable(f"its tensors hold {position} bytes, the file {data_bytes} after the header")
+        raise Unreadable(
+            f"its tensors hold {position} bytes, the file {data_bytes} after the header"
+        )
     return metadata, [(start, entry) for start, entry, _ in found]
 
 
-def read(path: str | os.PathLike[str], *, sha256: Any,
-         check: Callable[[dict[str, str], list[Entry]], None],
-         place: Callable[[str, np.ndarray], Any]) -> tuple[dict[str, str], dict[str, Any]]:
+def read(
+    path: str | os.PathLike[str],
+    *,
+    sha256: Any,
+    check: Callable[[dict[str, str], list[Entry]], None],
+    place: Callable[[str, np.ndarray], Any],
+) -> tuple[dict[str, str], dict[str, Any]]:
     """Read a safetensors file tensor by tensor, verifying its SHA-256 over exactly what was read.
 
     Args:
@@ -191,7 +246,9 @@ def read(path: str | os.PathLike[str], *, sha256: Any,
         size = os.fstat(f.fileno()).st_size
         done = 0
 
-        def take(buffer: Any) -> bool:  # fill ``buffer`` from the file; False if the file ends first
+        def take(
+            buffer: Any,
+        ) -> bool:  # fill ``buffer`` from the file; False if the file ends first
             nonlocal done
             view = memoryview(buffer).cast("B")
             got = 0

@@ -62,8 +62,10 @@ def _names(what: str, names: Sequence[str]) -> tuple[str, ...]:
 def _check_classes(what: str, dims: tuple[str, ...], n: int) -> None:
     if len(dims) != 2 or dims[-1] != str(n):
         shown = f"[{', '.join(dims)}]"
-        raise ShapeError(f"{what} reads outputs of shape [batch, {n}] (one score per name), but the model "
-                         f"returns {shown}. Give one name per class, or end the model with L.Linear({n}).")
+        raise ShapeError(
+            f"{what} reads outputs of shape [batch, {n}] (one score per name), but the model "
+            f"returns {shown}. Give one name per class, or end the model with L.Linear({n})."
+        )
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -95,8 +97,12 @@ class Labels:
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", _names("decoders.Labels", self.names))
         k = self.top_k
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.names)):
-            raise ValueError(f"decoders.Labels: top_k must be None or an int in 1..{len(self.names)}, got {k!r}.")
+        if k is not None and (
+            isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.names)
+        ):
+            raise ValueError(
+                f"decoders.Labels: top_k must be None or an int in 1..{len(self.names)}, got {k!r}."
+            )
 
     def check(self, output_dims: tuple[str, ...], /) -> None:
         _check_classes("decoders.Labels", output_dims, len(self.names))
@@ -106,12 +112,21 @@ class Labels:
         found = []
         for p in probs:
             order = np.argsort(-p, kind="stable")
-            top = tuple((self.names[int(i)], float(p[i])) for i in order[: self.top_k]) if self.top_k else ()
+            top = (
+                tuple((self.names[int(i)], float(p[i])) for i in order[: self.top_k])
+                if self.top_k
+                else ()
+            )
             found.append(Prediction(self.names[int(order[0])], float(p[order[0]]), top))
         return found
 
     def config(self) -> dict[str, Any]:
-        return {"kind": "Labels", "names": list(self.names), "top_k": self.top_k, "from_logits": self.from_logits}
+        return {
+            "kind": "Labels",
+            "names": list(self.names),
+            "top_k": self.top_k,
+            "from_logits": self.from_logits,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,16 +144,30 @@ class MultiLabel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", _names("decoders.MultiLabel", self.names))
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float) or not 0 < self.threshold < 1:
-            raise ValueError(f"decoders.MultiLabel: threshold must be in (0, 1), got {self.threshold!r}.")
+        if (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, int | float)
+            or not 0 < self.threshold < 1
+        ):
+            raise ValueError(
+                f"decoders.MultiLabel: threshold must be in (0, 1), got {self.threshold!r}."
+            )
 
     def check(self, output_dims: tuple[str, ...], /) -> None:
         _check_classes("decoders.MultiLabel", output_dims, len(self.names))
 
-    def __call__(self, outputs: Float[np.ndarray, "batch labels"], /) -> list[tuple[Prediction, ...]]:
+    def __call__(
+        self, outputs: Float[np.ndarray, "batch labels"], /
+    ) -> list[tuple[Prediction, ...]]:
         probs = 1.0 / (1.0 + np.exp(-np.asarray(outputs, np.float64)))
-        return [tuple(Prediction(n, float(q)) for n, q in zip(self.names, p, strict=True) if q >= self.threshold)
-                for p in probs]
+        return [
+            tuple(
+                Prediction(n, float(q))
+                for n, q in zip(self.names, p, strict=True)
+                if q >= self.threshold
+            )
+            for p in probs
+        ]
 
     def config(self) -> dict[str, Any]:
         return {"kind": "MultiLabel", "names": list(self.names), "threshold": self.threshold}
@@ -163,7 +192,10 @@ class Regression:
         _check_classes("decoders.Regression", output_dims, len(self.names))
 
     def __call__(self, outputs: Float[np.ndarray, "batch targets"], /) -> list[dict[str, float]]:
-        return [{n: float(v) for n, v in zip(self.names, row, strict=True)} for row in np.asarray(outputs)]
+        return [
+            {n: float(v) for n, v in zip(self.names, row, strict=True)}
+            for row in np.asarray(outputs)
+        ]
 
     def config(self) -> dict[str, Any]:
         return {"kind": "Regression", "names": list(self.names)}

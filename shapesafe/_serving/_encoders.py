@@ -90,15 +90,28 @@ class Image:
 
     def __post_init__(self) -> None:
         size = self.size
-        if (not isinstance(size, tuple | list) or len(size) != 2
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
-            raise ValueError(f"encoders.Image: size must be (height, width) of positive ints, got {size!r}.")
+        if (
+            not isinstance(size, tuple | list)
+            or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+        ):
+            raise ValueError(
+                f"encoders.Image: size must be (height, width) of positive ints, got {size!r}."
+            )
         if self.mode not in MODES:
-            raise ValueError(f"encoders.Image: mode must be one of {sorted(MODES)}, got {self.mode!r}.")
+            raise ValueError(
+                f"encoders.Image: mode must be one of {sorted(MODES)}, got {self.mode!r}."
+            )
         if self.resize not in RESIZES:
-            raise ValueError(f"encoders.Image: resize must be one of {list(RESIZES)}, got {self.resize!r}.")
+            raise ValueError(
+                f"encoders.Image: resize must be one of {list(RESIZES)}, got {self.resize!r}."
+            )
         bg = self.background
-        if not isinstance(bg, tuple | list) or len(bg) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in bg):
+        if (
+            not isinstance(bg, tuple | list)
+            or len(bg) != 3
+            or not all(isinstance(c, int) and 0 <= c <= 255 for c in bg)
+        ):
             raise ValueError(f"encoders.Image: background must be 3 ints in 0..255, got {bg!r}.")
         object.__setattr__(self, "size", (int(size[0]), int(size[1])))
         object.__setattr__(self, "background", tuple(int(c) for c in bg))
@@ -116,7 +129,11 @@ class Image:
         return jaxtyping.UInt8[np.ndarray, f"{self.size[0]} {self.size[1]} {self.channels}"]
 
     def __call__(self, item: ImageInput, /) -> UInt8[np.ndarray, "height width channels"]:
-        options: dict[str, Any] = {"mode": self.mode, "resize": self.resize, "background": self.background}
+        options: dict[str, Any] = {
+            "mode": self.mode,
+            "resize": self.resize,
+            "background": self.background,
+        }
         if isinstance(item, np.ndarray) or (hasattr(item, "__array__") and hasattr(item, "shape")):
             return prepare_image(self._from_array(item), self._hw, **options)
         try:
@@ -130,8 +147,10 @@ class Image:
             raise InputError(f"cannot read {describe_input(item)}: no such file.") from None
         except (OSError, ValueError, SyntaxError, PILImage.DecompressionBombError) as e:
             raise InputError(f"cannot read {describe_input(item)}: {_reason(e)}.") from None
-        raise InputError(f"cannot encode {describe_input(item)}: encoders.Image takes a file path, the bytes of "
-                         "an image file, a Pillow image, or a uint8 array (height, width, channels).")
+        raise InputError(
+            f"cannot encode {describe_input(item)}: encoders.Image takes a file path, the bytes of "
+            "an image file, a Pillow image, or a uint8 array (height, width, channels)."
+        )
 
     def _from_array(self, item: Any) -> PILImage.Image:
         x = np.asarray(item)
@@ -146,16 +165,27 @@ class Image:
                 hint = " For several images, pass a list of arrays (one per image)."
             elif x.ndim == 2 and c == 1:
                 hint = " Add the channel axis: x[..., None]."
-            raise InputError(f"cannot encode {what}: expected one image as an array of shape (height, width, {c}) "
-                             f"({self.mode}, resized to {h}x{w}).{hint}")
+            raise InputError(
+                f"cannot encode {what}: expected one image as an array of shape (height, width, {c}) "
+                f"({self.mode}, resized to {h}x{w}).{hint}"
+            )
         if x.dtype != np.uint8:
-            raise InputError(f"cannot encode {what}: expected uint8 pixels (0..255), as image files decode to. "
-                             "Convert it, e.g. np.clip(x * 255, 0, 255).astype(np.uint8) for floats in [0, 1].")
-        return PILImage.fromarray(np.ascontiguousarray(x[..., 0] if c == 1 else x))  # L, RGB or RGBA
+            raise InputError(
+                f"cannot encode {what}: expected uint8 pixels (0..255), as image files decode to. "
+                "Convert it, e.g. np.clip(x * 255, 0, 255).astype(np.uint8) for floats in [0, 1]."
+            )
+        return PILImage.fromarray(
+            np.ascontiguousarray(x[..., 0] if c == 1 else x)
+        )  # L, RGB or RGBA
 
     def config(self) -> dict[str, Any]:
-        return {"kind": "Image", "size": list(self.size), "mode": self.mode, "resize": self.resize,
-                "background": list(self.background)}
+        return {
+            "kind": "Image",
+            "size": list(self.size),
+            "mode": self.mode,
+            "resize": self.resize,
+            "background": list(self.background),
+        }
 
 
 def _reason(e: BaseException) -> str:
@@ -174,7 +204,11 @@ def encoder_from_config(data: Any, file: str) -> Any:
     if not isinstance(data, dict) or data.get("kind") != "Image":
         raise ArtifactError(f"{file}: unknown encoder {data!r}; known: Image.")
     try:
-        return Image(size=tuple(data["size"]), mode=data["mode"], resize=data["resize"],  # type: ignore[arg-type]
-                     background=tuple(data["background"]))  # type: ignore[arg-type]
+        return Image(
+            size=tuple(data["size"]),
+            mode=data["mode"],
+            resize=data["resize"],  # type: ignore[arg-type]
+            background=tuple(data["background"]),  # type: ignore[arg-type]
+        )
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{file}: the encoder {data!r} cannot be rebuilt: {e}") from None

@@ -57,19 +57,34 @@ class Predictor(Generic[A, B]):
         True
     """
 
-    def __init__(self, model: Any, encoder: Encoder[A] | None = None, decoder: Decoder[B] | None = None, *,
-                 batch_size: int = 32):
+    def __init__(
+        self,
+        model: Any,
+        encoder: Encoder[A] | None = None,
+        decoder: Decoder[B] | None = None,
+        *,
+        batch_size: int = 32,
+    ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"Predictor: batch_size must be a positive int, got {batch_size!r}.")
         if not hasattr(model, "input_spec") or not hasattr(model, "output_spec"):
-            raise TypeError(f"Predictor: model must be a built model (ss.build) or an exported one "
-                            f"(ss.load_exported), got {type(model).__name__}.")
-        self.model, self.encoder, self.decoder, self.batch_size = model, encoder, decoder, batch_size
+            raise TypeError(
+                f"Predictor: model must be a built model (ss.build) or an exported one "
+                f"(ss.load_exported), got {type(model).__name__}."
+            )
+        self.model, self.encoder, self.decoder, self.batch_size = (
+            model,
+            encoder,
+            decoder,
+            batch_size,
+        )
         self.input = spec_to_json(model.input_spec)
         self.output = spec_to_json(model.output_spec)
         dims = tuple(self.input["dims"].split())
         if not dims:
-            raise ShapeError(f"Predictor: the model's input {spec_text(self.input)} has no batch axis.")
+            raise ShapeError(
+                f"Predictor: the model's input {spec_text(self.input)} has no batch axis."
+            )
         self.example_dims = dims[1:]
         if encoder is not None:
             _check_encoder(encoder, self.input)
@@ -80,8 +95,10 @@ class Predictor(Generic[A, B]):
         self._forward: Any = None
 
     def __repr__(self) -> str:
-        return (f"Predictor({spec_text(self.input)} -> {spec_text(self.output)}, "
-                f"encoder={self.encoder!r}, decoder={self.decoder!r})")
+        return (
+            f"Predictor({spec_text(self.input)} -> {spec_text(self.output)}, "
+            f"encoder={self.encoder!r}, decoder={self.decoder!r})"
+        )
 
     @overload
     def __call__(self, inputs: list[A], /) -> list[B]: ...
@@ -91,7 +108,9 @@ class Predictor(Generic[A, B]):
         many = isinstance(inputs, list | tuple)
         items = list(inputs) if many else [inputs]
         outputs = self.outputs(items)
-        decoded: list[Any] = list(self.decoder(outputs)) if self.decoder is not None else list(outputs)
+        decoded: list[Any] = (
+            list(self.decoder(outputs)) if self.decoder is not None else list(outputs)
+        )
         return decoded if many else decoded[0]
 
     def encode(self, items: Sequence[Any]) -> np.ndarray:
@@ -118,8 +137,10 @@ class Predictor(Generic[A, B]):
         x = np.asarray(item)
         want = self.example_dims
         if tuple(str(d) for d in x.shape) != want or x.dtype.name != self.input["dtype"]:
-            raise InputError(f"cannot use {describe_input(item)}: the model takes one example of "
-                             f"{self.input['dtype']}[{', '.join(want)}] per input (its input is {spec_text(self.input)}).")
+            raise InputError(
+                f"cannot use {describe_input(item)}: the model takes one example of "
+                f"{self.input['dtype']}[{', '.join(want)}] per input (its input is {spec_text(self.input)})."
+            )
         return x
 
     def outputs(self, items: Sequence[Any]) -> np.ndarray:
@@ -130,7 +151,7 @@ class Predictor(Generic[A, B]):
         """The model's raw outputs (evaluation mode) for a batch of encoded examples ``x``."""
         found = []
         for start in range(0, len(x), self.batch_size):
-            chunk = x[start:start + self.batch_size]
+            chunk = x[start : start + self.batch_size]
             m = len(chunk)
             size = min(self.batch_size, 1 << (m - 1).bit_length())
             if size > m:
@@ -167,6 +188,8 @@ def _check_encoder(encoder: Any, model_input: dict[str, str]) -> None:
         hint = ""
         if len(want) == 3 and all(d.isdigit() for d in want) and hasattr(encoder, "size"):
             hint = f" Use encoders.Image(size=({want[0]}, {want[1]})) with a mode of {want[2]} channel(s)."
-        raise ShapeError(f"Predictor: the encoder {encoder!r} makes examples of {dtype}[{', '.join(dims)}], but the "
-                         f"model takes {spec_text(model_input)}, examples of {model_input['dtype']}[{', '.join(want)}]."
-                         + hint)
+        raise ShapeError(
+            f"Predictor: the encoder {encoder!r} makes examples of {dtype}[{', '.join(dims)}], but the "
+            f"model takes {spec_text(model_input)}, examples of {model_input['dtype']}[{', '.join(want)}]."
+            + hint
+        )

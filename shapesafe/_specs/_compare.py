@@ -49,7 +49,9 @@ class Problem:
         if self.kind == "rank":
             least = "at least " if self.at_least else ""
             plural = "s" * (self.want != 1)
-            return f"it needs {least}{self.want} dimension{plural} ({self.dims}), got {self.have} {self.got_dims}.".replace(" .", ".")
+            return f"it needs {least}{self.want} dimension{plural} ({self.dims}), got {self.have} {self.got_dims}.".replace(
+                " .", "."
+            )
         if self.kind == "size":
             return f"dimension {self.axis} is {self.have}, expected {self.want}."
         if self.kind == "binding" and self.axis is None:  # a variadic binding: several dimensions
@@ -91,15 +93,25 @@ class Mismatch:
     def lines(self, *, indent: str = "  ") -> list[str]:
         """``expected ... / got ... / reasons``, as the messages print them."""
         at = f" at {self.path!r}" if self.path else ""
-        return [f"{indent}expected  {self.expected}{at}", f"{indent}got       {self.got}",
-                *(indent + r for r in self.reasons())]
+        return [
+            f"{indent}expected  {self.expected}{at}",
+            f"{indent}got       {self.got}",
+            *(indent + r for r in self.reasons()),
+        ]
 
 
 # -- one array against one annotation --------------------------------------------------------
 
 
-def compare(annotation: Any, value: Any, bindings: Bindings | None = None, *, self_: Any = None,
-            array_type: bool = False, path: str = "") -> Mismatch | None:
+def compare(
+    annotation: Any,
+    value: Any,
+    bindings: Bindings | None = None,
+    *,
+    self_: Any = None,
+    array_type: bool = False,
+    path: str = "",
+) -> Mismatch | None:
     """Why ``value`` (an array, tracer or ``ShapeDtypeStruct``) does not fit ``annotation``.
 
     Args:
@@ -119,21 +131,30 @@ def compare(annotation: Any, value: Any, bindings: Bindings | None = None, *, se
         hint = " (a NumPy scalar: return np.asarray(x))" if isinstance(value, np.generic) else ""
         want = getattr(annotation.array_type, "__name__", str(annotation.array_type))
         got = _describe(value)
-        return Mismatch(expected, got, (Problem("type", want, type(value).__name__, hint=hint),), path)
+        return Mismatch(
+            expected, got, (Problem("type", want, type(value).__name__, hint=hint),), path
+        )
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
     if shape is None or dtype is None:
         got = f"{type(value).__name__} (not an array)"
         return Mismatch(expected, got, (Problem("type", "array", type(value).__name__),), path)
-    problems = _problems(spec, frozenset({np.dtype(dtype).name}), np.dtype(dtype).name,
-                         tuple(shape), format_shape(tuple(shape)), bindings)
+    problems = _problems(
+        spec,
+        frozenset({np.dtype(dtype).name}),
+        np.dtype(dtype).name,
+        tuple(shape),
+        format_shape(tuple(shape)),
+        bindings,
+    )
     if not problems:
         return None
     got = _describe(value) if array_type else format_value(value)
     return Mismatch(expected, got, tuple(problems), path, _frozen(bindings))
 
 
-def compare_specs(actual: Any, expected: Any, bindings: Bindings | None = None, *,
-                  path: str = "") -> Mismatch | None:
+def compare_specs(
+    actual: Any, expected: Any, bindings: Bindings | None = None, *, path: str = ""
+) -> Mismatch | None:
     """Why values of spec ``actual`` cannot be taken where ``expected`` is declared.
 
     Dtype and dimensions only (any array type). A dimension that cannot be decided (a name
@@ -148,8 +169,13 @@ def compare_specs(actual: Any, expected: Any, bindings: Bindings | None = None, 
     problems = _problems(e, a.dtypes, shown, shape, f"({a.dim_str})", bindings, static=True)
     if not problems:
         return None
-    return Mismatch(format_annotation(expected), format_annotation(actual), tuple(problems), path,
-                    _frozen(bindings))
+    return Mismatch(
+        format_annotation(expected),
+        format_annotation(actual),
+        tuple(problems),
+        path,
+        _frozen(bindings),
+    )
 
 
 def _static_size(d: Dim) -> Any:
@@ -160,8 +186,16 @@ def _static_size(d: Dim) -> Any:
     return None
 
 
-def _problems(spec: ArraySpec, got_dtypes: frozenset[str] | None, shown: str, shape: tuple[Any, ...] | None,
-              got_dims: str, bindings: Bindings, *, static: bool = False) -> list[Problem]:
+def _problems(
+    spec: ArraySpec,
+    got_dtypes: frozenset[str] | None,
+    shown: str,
+    shape: tuple[Any, ...] | None,
+    got_dims: str,
+    bindings: Bindings,
+    *,
+    static: bool = False,
+) -> list[Problem]:
     problems: list[Problem] = []
     want = spec.dtypes
     if want is not None and got_dtypes is not None and not got_dtypes <= want:
@@ -172,13 +206,25 @@ def _problems(spec: ArraySpec, got_dtypes: frozenset[str] | None, shown: str, sh
     fixed = [d for d in spec.dims if d.kind != "variadic"]
     rank = len(shape)
     if rank < len(fixed) or (var is None and rank != len(fixed)):
-        problems.append(Problem("rank", len(fixed), rank, at_least=var is not None,
-                                dims=" ".join(d.token for d in fixed), got_dims=got_dims))
+        problems.append(
+            Problem(
+                "rank",
+                len(fixed),
+                rank,
+                at_least=var is not None,
+                dims=" ".join(d.token for d in fixed),
+                got_dims=got_dims,
+            )
+        )
         return problems
     tail = 0 if var is None else len(spec.dims) - var - 1
     for i, d in enumerate(spec.dims):
         if var is not None and i == var:
-            problem = _bind(bindings, d.name, tuple(shape[var:rank - tail]), None, static) if d.name else None
+            problem = (
+                _bind(bindings, d.name, tuple(shape[var : rank - tail]), None, static)
+                if d.name
+                else None
+            )
         else:
             axis = i if var is None or i < var else rank - (len(spec.dims) - i)
             problem = _check_dim(d, shape[axis], axis, bindings, static)
@@ -208,7 +254,9 @@ def _check_dim(d: Dim, have: Any, axis: int, bindings: Bindings, static: bool) -
     return None
 
 
-def _bind(bindings: Bindings, name: str, have: Any, axis: int | None, static: bool) -> Problem | None:
+def _bind(
+    bindings: Bindings, name: str, have: Any, axis: int | None, static: bool
+) -> Problem | None:
     if name not in bindings:
         bindings[name] = have
         return None
@@ -218,8 +266,13 @@ def _bind(bindings: Bindings, name: str, have: Any, axis: int | None, static: bo
     if _same(old, have):
         return None
     shown = format_shape(old) if isinstance(old, tuple) else old
-    return Problem("binding", have=format_shape(have) if isinstance(have, tuple) else have,
-                   axis=axis, name=name, earlier=shown)
+    return Problem(
+        "binding",
+        have=format_shape(have) if isinstance(have, tuple) else have,
+        axis=axis,
+        name=name,
+        earlier=shown,
+    )
 
 
 def _evaluate(expr: str, bindings: Mapping[str, Any]) -> int | None:
@@ -299,5 +352,14 @@ def compare_spec_trees(actual: Any, expected: Any, *, describe_tree: Any) -> lis
     return out
 
 
-__all__ = ["Mismatch", "Problem", "compare", "compare_spec_trees", "compare_specs", "compare_tree",
-           "format_bindings", "is_annotation", "leaves_with_paths"]
+__all__ = [
+    "Mismatch",
+    "Problem",
+    "compare",
+    "compare_spec_trees",
+    "compare_specs",
+    "compare_tree",
+    "format_bindings",
+    "is_annotation",
+    "leaves_with_paths",
+]

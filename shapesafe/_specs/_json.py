@@ -12,7 +12,9 @@ from ._parse import DTYPE_TO_JAXTYPING
 
 def dtype_from_name(name: Any, file: str, where: str) -> np.dtype:
     if not isinstance(name, str) or name not in DTYPE_TO_JAXTYPING:
-        raise ArtifactError(f"{file}: {where} names an unknown dtype {name!r}; known: {sorted(DTYPE_TO_JAXTYPING)}.")
+        raise ArtifactError(
+            f"{file}: {where} names an unknown dtype {name!r}; known: {sorted(DTYPE_TO_JAXTYPING)}."
+        )
     import jax.numpy as jnp
 
     return np.dtype(jnp.dtype(name))
@@ -33,13 +35,18 @@ def spec_to_json(annotation: Any) -> dict[str, str]:
     """
     import jax.numpy as jnp
 
-    return {"dtype": np.dtype(jnp.dtype(annotation.dtypes[0])).name, "dims": str(annotation.dim_str)}
+    return {
+        "dtype": np.dtype(jnp.dtype(annotation.dtypes[0])).name,
+        "dims": str(annotation.dim_str),
+    }
 
 
 def spec_from_json(data: Any, file: str, where: str) -> Any:
     """The jaxtyping annotation ``spec_to_json`` describes."""
     if not isinstance(data, dict) or not isinstance(data.get("dims"), str):
-        raise ArtifactError(f"{file}: {where} is not a spec ({{\"dtype\": ..., \"dims\": ...}}): {_short(data)}.")
+        raise ArtifactError(
+            f'{file}: {where} is not a spec ({{"dtype": ..., "dims": ...}}): {_short(data)}.'
+        )
     dtype = dtype_from_name(data.get("dtype"), file, f"{where}.dtype")
     return DTYPE_TO_JAXTYPING[dtype.name][jax.Array, data["dims"]]
 

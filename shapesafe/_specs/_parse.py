@@ -58,7 +58,11 @@ class ArraySpec:
 
 def is_annotation(obj: object) -> bool:
     """Whether ``obj`` is a jaxtyping array annotation such as ``Float[Array, "b 3"]``."""
-    return isinstance(obj, type) and issubclass(obj, jaxtyping.AbstractArray) and hasattr(obj, "dim_str")
+    return (
+        isinstance(obj, type)
+        and issubclass(obj, jaxtyping.AbstractArray)
+        and hasattr(obj, "dim_str")
+    )
 
 
 def dtype_names(annotation: Any) -> frozenset[str] | None:
@@ -81,7 +85,9 @@ def parse(annotation: Any, *, self_: Any = None) -> ArraySpec:
 @functools.lru_cache(maxsize=4096)
 def _parse(annotation: Any, dim_str: str) -> ArraySpec:
     dims = tuple(parse_dim(t) for t in dim_str.split())
-    return ArraySpec(annotation.dtype.__name__, dtype_names(annotation), dims, annotation.array_type, dim_str)
+    return ArraySpec(
+        annotation.dtype.__name__, dtype_names(annotation), dims, annotation.array_type, dim_str
+    )
 
 
 def parse_dim(token: str) -> Dim:
@@ -136,9 +142,14 @@ DTYPE_TO_JAXTYPING: dict[str, Any] = {
 }
 
 _CATEGORY_WORDS = {
-    "Float": "a floating dtype", "Int": "a signed integer dtype", "Integer": "an integer dtype",
-    "UInt": "an unsigned integer dtype", "Num": "a numeric dtype", "Bool": "bool",
-    "Real": "a real dtype", "Inexact": "an inexact dtype",
+    "Float": "a floating dtype",
+    "Int": "a signed integer dtype",
+    "Integer": "an integer dtype",
+    "UInt": "an unsigned integer dtype",
+    "Num": "a numeric dtype",
+    "Bool": "bool",
+    "Real": "a real dtype",
+    "Inexact": "an inexact dtype",
 }
 
 

@@ -63,7 +63,9 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
     except TypeError:  # Key's 'prng_key'
         distinct = set()
     if len(distinct) != 1:
-        names = f"names {len(dtypes)} dtypes" if len(dtypes) > 1 else "names no concrete array dtype"
+        names = (
+            f"names {len(dtypes)} dtypes" if len(dtypes) > 1 else "names no concrete array dtype"
+        )
         raise ShapeError(
             f"{what} {annotation.__name__} {names}; a model's input "
             f"must have exactly one. Use a concrete dtype such as Float32 or UInt8 instead of {spec.category}."

@@ -37,8 +37,13 @@ def checked(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def call_checked(layer: Any, checked_fn: Callable[..., Any], raw_fn: Callable[..., Any],
-                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def call_checked(
+    layer: Any,
+    checked_fn: Callable[..., Any],
+    raw_fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
     """Call ``checked_fn`` (``raw_fn`` under jaxtyped+beartype); a failure names ``layer``."""
     try:
         return checked_fn(*args, **kwargs)
@@ -46,8 +51,12 @@ def call_checked(layer: Any, checked_fn: Callable[..., Any], raw_fn: Callable[..
         bound = _bind(raw_fn, args, kwargs)
         owner = bound.get("self", layer)
         failure = find_failure(raw_fn, bound, args, kwargs, self_=owner)
-        boundary = ", returned a wrong output" if failure.name == "return" else ", cannot take its input"
-        raise LayerShapeError((), explain(owner, failure), subject=describe(layer), boundary=boundary) from None
+        boundary = (
+            ", returned a wrong output" if failure.name == "return" else ", cannot take its input"
+        )
+        raise LayerShapeError(
+            (), explain(owner, failure), subject=describe(layer), boundary=boundary
+        ) from None
 
 
 def describe(layer: Any) -> str:
@@ -59,13 +68,31 @@ def describe(layer: Any) -> str:
 class Failure:
     """Which argument (or ``"return"``) of a call broke its annotations, and how."""
 
-    def __init__(self, name: str, annotation: Any, value: Any, mismatch: Mismatch | None,
-                 before: dict[str, Any]):
-        self.name, self.annotation, self.value, self.mismatch, self.before = name, annotation, value, mismatch, before
+    def __init__(
+        self,
+        name: str,
+        annotation: Any,
+        value: Any,
+        mismatch: Mismatch | None,
+        before: dict[str, Any],
+    ):
+        self.name, self.annotation, self.value, self.mismatch, self.before = (
+            name,
+            annotation,
+            value,
+            mismatch,
+            before,
+        )
 
 
-def find_failure(fn: Callable[..., Any], bound: dict[str, Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any], *, self_: Any = None) -> Failure:
+def find_failure(
+    fn: Callable[..., Any],
+    bound: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    self_: Any = None,
+) -> Failure:
     """Check ``fn``'s annotated arguments in order with one set of bindings, then its return."""
     hints = getattr(fn, "__annotations__", {})
     bindings: dict[str, Any] = {}
@@ -82,14 +109,22 @@ def find_failure(fn: Callable[..., Any], bound: dict[str, Any], args: tuple[Any,
         value = fn(*args, **kwargs)
     except Exception:
         value = None
-    m = compare(ann, value, dict(bindings), self_=self_) if ann is not None and value is not None else None
+    m = (
+        compare(ann, value, dict(bindings), self_=self_)
+        if ann is not None and value is not None
+        else None
+    )
     return Failure("return", ann, value, m, dict(bindings))
 
 
 def explain(layer: Any, failure: Failure) -> str:
     """Expected / got / why / fix for a failed check on ``layer``."""
     if failure.mismatch is None:
-        expected = format_annotation(failure.annotation, array="Array", self_=layer) if failure.annotation else "?"
+        expected = (
+            format_annotation(failure.annotation, array="Array", self_=layer)
+            if failure.annotation
+            else "?"
+        )
         return f"  expected  {expected}\n  got       {_got(failure.value)}"
     lines = failure.mismatch.lines()
     fix = fix_for(layer, failure.annotation, getattr(failure.value, "dtype", None))
@@ -114,7 +149,9 @@ def fix_for(layer: Any, annotation: Any, dtype: Any) -> str | None:
     wants_int = want and all("int" in d for d in want)
     where = describe(layer)
     if wants_float and got in ("integer", "bool"):
-        pixels = " (or L.Rescale(1 / 255) for 0..255 pixels)" if np.dtype(dtype).name == "uint8" else ""
+        pixels = (
+            " (or L.Rescale(1 / 255) for 0..255 pixels)" if np.dtype(dtype).name == "uint8" else ""
+        )
         return f"Insert L.Cast(jnp.float32){pixels} before {where}."
     if wants_int and got == "floating":
         return f"{where} takes integer ids; insert L.Cast(jnp.int32) before it if these are ids."
@@ -127,7 +164,11 @@ def got_with_origins(spec: TensorSpec) -> str:
     for d, o in zip(spec.shape, spec.origins, strict=True):
         groups.setdefault(o, []).append(str(d))
     where = "; ".join(f"{', '.join(ds)} from {o}" for o, ds in groups.items())
-    return f"{format_spec(spec.shape, spec.dtype)}   ({where})" if where else format_spec(spec.shape, spec.dtype)
+    return (
+        f"{format_spec(spec.shape, spec.dtype)}   ({where})"
+        if where
+        else format_spec(spec.shape, spec.dtype)
+    )
 
 
 # -- plain functions (losses, metrics) ---------------------------------------------------------
@@ -168,16 +209,24 @@ def checked_function(*, name: str | None = None, hint: Hint | None = None) -> Ca
     return decorate
 
 
-def explain_call(subject: str, failure: Failure, bound: dict[str, Any], hint: Hint | None = None) -> str:
+def explain_call(
+    subject: str, failure: Failure, bound: dict[str, Any], hint: Hint | None = None
+) -> str:
     """Expected / got / bindings / why / fix for a failed check of a call."""
     name = failure.name
-    head = f"{subject} returned a wrong value." if name == "return" else f"{subject} cannot take its argument {name!r}."
+    head = (
+        f"{subject} returned a wrong value."
+        if name == "return"
+        else f"{subject} cannot take its argument {name!r}."
+    )
     if failure.annotation is None:
         return f"{head}\n  got       {name}: {_got(failure.value)}"
     expected = format_annotation(failure.annotation, array="Array")
     lines = [f"  expected  {name}: {expected}", f"  got       {name}: {_got(failure.value)}"]
     if failure.before:
-        lines.append(f"  bound     {format_bindings(failure.before)}   (from the arguments before {name!r})")
+        lines.append(
+            f"  bound     {format_bindings(failure.before)}   (from the arguments before {name!r})"
+        )
     if failure.mismatch is not None:
         lines += [f"  {r}" for r in failure.mismatch.reasons()]
     if hint is not None:

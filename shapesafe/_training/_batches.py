@@ -20,17 +20,23 @@ MASK_KEY = "mask"
 def pick_keys(batch: Any, inputs: str | None, targets: str | None) -> tuple[Any, Any]:
     """The input and target keys (or tuple positions) for batches shaped like ``batch``."""
     if isinstance(batch, Mapping):
+
         def find(given: str | None, candidates: tuple[str, ...], what: str) -> str:
             if given is not None:
                 if given not in batch:
-                    raise ShapesafeError(f"the batch has no key {given!r} for the {what}; its keys are {sorted(batch)}. "
-                                         f"Pass {what}=<one of those>.")
+                    raise ShapesafeError(
+                        f"the batch has no key {given!r} for the {what}; its keys are {sorted(batch)}. "
+                        f"Pass {what}=<one of those>."
+                    )
                 return given
             for k in candidates:
                 if k in batch:
                     return k
-            raise ShapesafeError(f"cannot tell which key of the batch is the {what}: keys {sorted(batch)}, none of "
-                                 f"{list(candidates)}. Pass {what}='<key>' to fit/evaluate.")
+            raise ShapesafeError(
+                f"cannot tell which key of the batch is the {what}: keys {sorted(batch)}, none of "
+                f"{list(candidates)}. Pass {what}='<key>' to fit/evaluate."
+            )
+
         return find(inputs, INPUT_KEYS, "inputs"), find(targets, TARGET_KEYS, "targets")
     if isinstance(batch, tuple | list) and len(batch) in (2, 3):
         return 0, 1

@@ -32,10 +32,19 @@ class EarlyStopping(Callback):
         restore_best: put the best epoch's weights back into the model at the end.
     """
 
-    def __init__(self, monitor: str = "eval_loss", *, mode: str | None = None, patience: int = 3,
-                 min_delta: float = 0.0, restore_best: bool = True):
+    def __init__(
+        self,
+        monitor: str = "eval_loss",
+        *,
+        mode: str | None = None,
+        patience: int = 3,
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+    ):
         if mode is None:
-            mode = "max" if any(w in monitor for w in ("acc", "precision", "recall", "f1")) else "min"
+            mode = (
+                "max" if any(w in monitor for w in ("acc", "precision", "recall", "f1")) else "min"
+            )
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}.")
         if patience < 0:
@@ -49,8 +58,10 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, run: Any, epoch: int, logs: dict[str, Any]) -> None:
         if self.monitor not in logs:
-            raise ShapesafeError(f"EarlyStopping monitors {self.monitor!r}, but the epoch logs have {sorted(logs)}. "
-                                 "Pass eval_data to fit, or monitor one of those.")
+            raise ShapesafeError(
+                f"EarlyStopping monitors {self.monitor!r}, but the epoch logs have {sorted(logs)}. "
+                "Pass eval_data to fit, or monitor one of those."
+            )
         value = logs[self.monitor]
         sign = 1.0 if self.mode == "min" else -1.0
         if self.best is None or sign * (value - self.best) < -self.min_delta:
@@ -60,8 +71,10 @@ class EarlyStopping(Callback):
         else:
             self._wait += 1
             if self._wait > self.patience:
-                run.stop(f"early stopping: {self.monitor} has not improved for {self._wait} epochs "
-                         f"(best {self.best:.4g} at epoch {self.best_epoch})")
+                run.stop(
+                    f"early stopping: {self.monitor} has not improved for {self._wait} epochs "
+                    f"(best {self.best:.4g} at epoch {self.best_epoch})"
+                )
 
     def on_train_end(self, run: Any) -> None:
         if self.restore_best and self._best_weights is not None:
@@ -85,7 +98,9 @@ class StopOnNaN(Callback):
     def on_step_end(self, run: Any, step: int, loss: float | None) -> None:
         if loss is not None and not math.isfinite(loss):
             self.bad_step = step
-            run.stop(f"the loss became {loss} at step {step}; the weights of the last good step are kept")
+            run.stop(
+                f"the loss became {loss} at step {step}; the weights of the last good step are kept"
+            )
 
 
 class Checkpoint(Callback):
@@ -103,10 +118,19 @@ class Checkpoint(Callback):
         resume: resume from ``directory`` if it holds a checkpoint.
     """
 
-    def __init__(self, directory: Any, *, every_steps: int | None = None, keep: int = 3, resume: bool = True):
+    def __init__(
+        self, directory: Any, *, every_steps: int | None = None, keep: int = 3, resume: bool = True
+    ):
         if every_steps is not None and every_steps < 1:
-            raise ValueError(f"Checkpoint: every_steps must be a positive integer or None, got {every_steps}.")
-        self.directory, self.every_steps, self.keep, self.resume = directory, every_steps, keep, resume
+            raise ValueError(
+                f"Checkpoint: every_steps must be a positive integer or None, got {every_steps}."
+            )
+        self.directory, self.every_steps, self.keep, self.resume = (
+            directory,
+            every_steps,
+            keep,
+            resume,
+        )
         self.resumed_from: int | None = None
 
     def on_train_begin(self, run: Any) -> None:
@@ -119,12 +143,16 @@ class Checkpoint(Callback):
             trees, meta = found
             run.load(trees, meta)
             self.resumed_from = run.step
-            run.note(f"resumed from {self.directory} at step {run.step} (epoch {run.epoch}, batch {run.position})")
+            run.note(
+                f"resumed from {self.directory} at step {run.step} (epoch {run.epoch}, batch {run.position})"
+            )
 
     def _save(self, run: Any) -> None:
         from .._persist import save_checkpoint
 
-        save_checkpoint(self.directory, step=run.step, trees=run.trees(), meta=run.meta(), keep=self.keep)
+        save_checkpoint(
+            self.directory, step=run.step, trees=run.trees(), meta=run.meta(), keep=self.keep
+        )
 
     def on_step_end(self, run: Any, step: int, loss: float | None) -> None:
         if self.every_steps and step % self.every_steps == 0 and run.consistent:

@@ -24,12 +24,16 @@ def check_batch(model: Any, x: Any, where: str) -> None:
         dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
         m = compare(spec, _Abstract(tuple(np.shape(x)), dtype))
         if m:
-            raise ShapeError(f"{where} does not fit the model: {_clause(m)}.\n"
-                             f"  model input  {format_annotation(spec, array='Array')}\n  batch input  {format_value(np.asarray(x))}")
+            raise ShapeError(
+                f"{where} does not fit the model: {_clause(m)}.\n"
+                f"  model input  {format_annotation(spec, array='Array')}\n  batch input  {format_value(np.asarray(x))}"
+            )
     dtype = getattr(x, "dtype", np.asarray(x).dtype)
     if np.issubdtype(np.dtype(dtype), np.floating) and not np.all(np.isfinite(np.asarray(x))):
-        raise ShapesafeError(f"{where} has NaN or infinite values in its inputs; clean the data (nothing was "
-                             "trained on this batch).")
+        raise ShapesafeError(
+            f"{where} has NaN or infinite values in its inputs; clean the data (nothing was "
+            "trained on this batch)."
+        )
 
 
 class _Abstract:
@@ -62,9 +66,11 @@ def check_labels(model: Any, y: Any, mask: Any, where: str) -> None:
     real = y[np.asarray(mask, bool)] if mask is not None else y
     bad = real[(real < 0) | (real >= classes)]
     if bad.size:
-        raise ShapesafeError(f"{where}: label {int(bad[0])} is out of range for the model's {classes} classes "
-                             f"(labels must be 0..{classes - 1}; {bad.size} of {real.size} are outside). "
-                             "Fix the labels, or build the model with more output classes.")
+        raise ShapesafeError(
+            f"{where}: label {int(bad[0])} is out of range for the model's {classes} classes "
+            f"(labels must be 0..{classes - 1}; {bad.size} of {real.size} are outside). "
+            "Fix the labels, or build the model with more output classes."
+        )
 
 
 def _leaf(spec: Any, key: Any) -> Any:
@@ -75,7 +81,9 @@ def _leaf(spec: Any, key: Any) -> Any:
     return None
 
 
-def check_data_spec(model: Any, data: Any, inputs: str | None, targets: str | None, loss: Any, *, what: str) -> None:
+def check_data_spec(
+    model: Any, data: Any, inputs: str | None, targets: str | None, loss: Any, *, what: str
+) -> None:
     """Refuse, before any batch is read, a dataset whose declared spec cannot feed the model or loss."""
     spec = getattr(data, "spec", None)
     spec = getattr(spec, "tree", spec)  # a shapesafe.data ElementSpec wraps the PyTree
@@ -101,7 +109,8 @@ def check_data_spec(model: Any, data: Any, inputs: str | None, targets: str | No
             f"  model input  {format_annotation(model_spec, array='Array')}\n"
             f"  {what + ' spec':<12} {format_annotation(ann, array='Array')}\n"
             "  Batch the dataset (ds.batch(n)) if it is unbatched, resize images to the model's size, or build "
-            "the model for this spec.")
+            "the model for this spec."
+        )
     target_ann = _leaf(spec, tg_key)
     output_spec = getattr(model, "output_spec", None)
     if loss is not None and target_ann is not None and output_spec is not None:

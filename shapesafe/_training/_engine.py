@@ -53,8 +53,14 @@ def _state_field(name: str) -> Any:
 class Engine:
     """Jitted train/eval/predict steps for one model, loss, optimizer and metric set."""
 
-    def __init__(self, model: nnx.Module, *, loss: Callable[..., Any] | None,
-                 optimizer: optax.GradientTransformation | None, metrics: Sequence[Metric]):
+    def __init__(
+        self,
+        model: nnx.Module,
+        *,
+        loss: Callable[..., Any] | None,
+        optimizer: optax.GradientTransformation | None,
+        metrics: Sequence[Metric],
+    ):
         self.loss, self.optimizer, self.metrics = loss, optimizer, tuple(metrics)
         model.eval()
         self.eval_graph = nnx.split(model, nnx.Param, ...)[0]
@@ -86,21 +92,33 @@ class Engine:
             for tree, want in zip(out[:returns], self.defs, strict=False):
                 lv, treedef = jax.tree.flatten(tree)
                 if treedef != want:
-                    raise TypeError(f"the training step changed the structure of its state: {treedef} != {want}")
+                    raise TypeError(
+                        f"the training step changed the structure of its state: {treedef} != {want}"
+                    )
                 new.append(lv)
             return (TrainState(*new), *out[returns:])
 
         return flat
 
     # -- pure functions ---------------------------------------------------------------------
-    def _train_step(self, params: Any, rest: Any, opt_state: Any, mstates: tuple[Any, ...],
-                    x: Any, y: Any, mask: Any) -> tuple[Any, ...]:
+    def _train_step(
+        self,
+        params: Any,
+        rest: Any,
+        opt_state: Any,
+        mstates: tuple[Any, ...],
+        x: Any,
+        y: Any,
+        mask: Any,
+    ) -> tuple[Any, ...]:
         loss, optimizer = self.loss, self.optimizer
         if loss is None or optimizer is None:
             raise ValueError("training needs a loss and an optimizer")
 
         def objective(p: Any) -> tuple[Any, tuple[Any, Any]]:
-            model = nnx.merge(self.train_graph, p, rest, copy=True)  # fresh variables at this trace level
+            model = nnx.merge(
+                self.train_graph, p, rest, copy=True
+            )  # fresh variables at this trace level
             out = model(x)
             value = loss(out, y, mask=mask)
             after: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
@@ -112,7 +130,9 @@ class Engine:
         # update runs under `lax.cond`; a `jnp.where` over every leaf afterwards made XLA copy
         # the optimizer state (about 30 us a step for a small MLP on CPU).
         def update(grads: Any, opt_state: Any, params: Any, new_rest: Any) -> tuple[Any, Any, Any]:
-            with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts and floats internally
+            with jax.numpy_dtype_promotion(
+                "standard"
+            ):  # optax mixes int counts and floats internally
                 updates, new_opt_state = optimizer.update(grads, opt_state, params)
                 return optax.apply_updates(params, updates), new_rest, new_opt_state
 
@@ -120,23 +140,42 @@ class Engine:
             return params, rest, opt_state
 
         new_params, new_rest, new_opt_state = jax.lax.cond(
-            jnp.isfinite(value), update, skip, grads, opt_state, params, new_rest)
-        mstates = tuple(m.update(s, out, y, mask) for m, s in zip(self.metrics, mstates, strict=True))
+            jnp.isfinite(value), update, skip, grads, opt_state, params, new_rest
+        )
+        mstates = tuple(
+            m.update(s, out, y, mask) for m, s in zip(self.metrics, mstates, strict=True)
+        )
         return new_params, new_rest, new_opt_state, mstates, value
 
-    def _train_scan(self, params: Any, rest: Any, opt_state: Any, mstates: tuple[Any, ...],
-                    xs: Any, ys: Any, masks: Any) -> tuple[Any, ...]:
-        def body(carry: tuple[Any, ...], batch: tuple[Any, Any, Any]) -> tuple[tuple[Any, ...], Any]:
+    def _train_scan(
+        self,
+        params: Any,
+        rest: Any,
+        opt_state: Any,
+        mstates: tuple[Any, ...],
+        xs: Any,
+        ys: Any,
+        masks: Any,
+    ) -> tuple[Any, ...]:
+        def body(
+            carry: tuple[Any, ...], batch: tuple[Any, Any, Any]
+        ) -> tuple[tuple[Any, ...], Any]:
             p, r, o, m = carry
             *new, value = self._train_step(p, r, o, m, *batch)
             return tuple(new), value
 
-        (params, rest, opt_state, mstates), values = jax.lax.scan(body, (params, rest, opt_state, mstates), (xs, ys, masks))
+        (params, rest, opt_state, mstates), values = jax.lax.scan(
+            body, (params, rest, opt_state, mstates), (xs, ys, masks)
+        )
         return params, rest, opt_state, mstates, values
 
-    def _eval_step(self, params: Any, rest: Any, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any) -> tuple[Any, Any, Any]:
+    def _eval_step(
+        self, params: Any, rest: Any, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any
+    ) -> tuple[Any, Any, Any]:
         out = nnx.merge(self.eval_graph, params, rest)(x)
-        mstates = tuple(m.update(s, out, y, mask) for m, s in zip(self.metrics, mstates, strict=True))
+        mstates = tuple(
+            m.update(s, out, y, mask) for m, s in zip(self.metrics, mstates, strict=True)
+        )
         if self.loss is None:
             return mstates, jnp.zeros(()), jnp.sum(mask).astype(jnp.float32)
         value = self.loss(out, y, mask=mask)
@@ -158,12 +197,16 @@ class Engine:
                 logs[prefix + m.name] = float(value)
         return logs
 
-    def train(self, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any) -> tuple[tuple[Any, ...], Any]:
+    def train(
+        self, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any
+    ) -> tuple[tuple[Any, ...], Any]:
         step = self._train_many if jnp.ndim(mask) == 2 else self._train
         self.state, mstates, value = step(self.state, mstates, x, y, mask)
         return mstates, value
 
-    def evaluate(self, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any) -> tuple[tuple[Any, ...], Any, Any]:
+    def evaluate(
+        self, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any
+    ) -> tuple[tuple[Any, ...], Any, Any]:
         return self._eval((self.state.params, self.state.rest), mstates, x, y, mask)
 
     def predict(self, x: Any) -> Any:
@@ -187,4 +230,3 @@ class Engine:
 
         visit(self.opt_state)
         return float(found[0]) if found else None
-

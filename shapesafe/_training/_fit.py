@@ -70,20 +70,40 @@ class Run:
     def trees(self) -> dict[str, Any]:
         """Every array of the training state, for checkpoints."""
         e = self.engine
-        return {"params": e.params, "rest": e.rest, "opt_state": e.opt_state, "metrics": self.mstates}
+        return {
+            "params": e.params,
+            "rest": e.rest,
+            "opt_state": e.opt_state,
+            "metrics": self.mstates,
+        }
 
     def meta(self) -> dict[str, Any]:
         """Everything else of the training state, JSON-serialisable."""
         self.flush()
-        return {"step": self.step, "epoch": self.epoch, "position": self.position, "epoch_done": self.epoch_done,
-                "epoch_losses": self.epoch_losses, "epoch_counts": self.epoch_counts,
-                "history": self.history.to_dict()}
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "position": self.position,
+            "epoch_done": self.epoch_done,
+            "epoch_losses": self.epoch_losses,
+            "epoch_counts": self.epoch_counts,
+            "history": self.history.to_dict(),
+        }
 
     def load(self, trees: dict[str, Any], meta: dict[str, Any]) -> None:
         """Restore a state saved by ``trees()`` and ``meta()``."""
         e = self.engine
-        e.params, e.rest, e.opt_state, self.mstates = trees["params"], trees["rest"], trees["opt_state"], trees["metrics"]
-        self.step, self.epoch, self.position = int(meta["step"]), int(meta["epoch"]), int(meta["position"])
+        e.params, e.rest, e.opt_state, self.mstates = (
+            trees["params"],
+            trees["rest"],
+            trees["opt_state"],
+            trees["metrics"],
+        )
+        self.step, self.epoch, self.position = (
+            int(meta["step"]),
+            int(meta["epoch"]),
+            int(meta["position"]),
+        )
         self.epoch_losses, self.pending_losses = [float(v) for v in meta["epoch_losses"]], []
         self.epoch_counts = [float(v) for v in meta["epoch_counts"]]
         h = History.from_dict(meta["history"])
@@ -145,20 +165,31 @@ class _Batcher:
                 if n % devices:
                     raise ShapesafeError(
                         f"a batch of {n} cannot be split over {devices} devices; use a batch size that is a multiple "
-                        f"of {devices} (e.g. {devices * max(1, round(n / devices))}).")
+                        f"of {devices} (e.g. {devices * max(1, round(n / devices))})."
+                    )
         if n > self.size:
-            raise ShapesafeError(f"{where} has {n} examples, more than the first batch's {self.size}; "
-                                 "batches must not grow.")
+            raise ShapesafeError(
+                f"{where} has {n} examples, more than the first batch's {self.size}; "
+                "batches must not grow."
+            )
         check_batch(self.model, x, where)
         check_labels(self.model, y, mask, where)
         if n < self.size:
-            x, y, mask = _pad(x, self.size), _pad(y, self.size), np.concatenate([mask, np.zeros(self.size - n, bool)])
+            x, y, mask = (
+                _pad(x, self.size),
+                _pad(y, self.size),
+                np.concatenate([mask, np.zeros(self.size - n, bool)]),
+            )
         return x, y, mask
 
     def place(self, group: list[tuple[Any, Any, Any]]) -> tuple[Any, Any, Any]:
         """One batch as is, or ``len(group) > 1`` batches stacked on a new leading (step) axis;
         with a mesh, sharded along the batch axis over the mesh's ``data`` axis."""
-        x, y, mask = group[0] if len(group) == 1 else (np.stack([np.asarray(g[k]) for g in group]) for k in range(3))
+        x, y, mask = (
+            group[0]
+            if len(group) == 1
+            else (np.stack([np.asarray(g[k]) for g in group]) for k in range(3))
+        )
         if self.sharding is None:
             return x, y, mask
         from jax.sharding import NamedSharding, PartitionSpec
@@ -166,7 +197,9 @@ class _Batcher:
         spec = PartitionSpec("data") if len(group) == 1 else PartitionSpec(None, "data")
         sharding = NamedSharding(self.sharding.mesh, spec)
 
-        def put(a: Any) -> Any:  # this process's examples; with several processes, its part of the global batch
+        def put(
+            a: Any,
+        ) -> Any:  # this process's examples; with several processes, its part of the global batch
             return jax.make_array_from_process_local_data(sharding, np.asarray(a))
 
         return put(x), put(y), put(mask)
@@ -261,9 +294,20 @@ def fit(
             bar.start(epoch, epochs, _len(data))
             pending: list[tuple[Any, Any, Any]] = []
             for batch in _epoch_iter(data, epoch, run.position):
-                pending.append(batcher(batch, f"batch {run.position + len(pending)} of epoch {epoch}"))
+                pending.append(
+                    batcher(batch, f"batch {run.position + len(pending)} of epoch {epoch}")
+                )
                 if len(pending) == steps_per_call:
-                    _train(run, pending, callbacks, step_losses, bar, eval_data, eval_every, eval_batcher)
+                    _train(
+                        run,
+                        pending,
+                        callbacks,
+                        step_losses,
+                        bar,
+                        eval_data,
+                        eval_every,
+                        eval_batcher,
+                    )
                     pending = []
                     if run.stop_reason:
                         break
@@ -272,8 +316,10 @@ def fit(
                     break
                 _train(run, [p], callbacks, step_losses, bar, eval_data, eval_every, eval_batcher)
             if not run.pending_losses and not run.epoch_losses and not history.steps:
-                raise ShapesafeError("fit: the training data yielded no batches. Check the dataset is not empty "
-                                     "(and that batch(..., drop_remainder=True) left at least one batch).")
+                raise ShapesafeError(
+                    "fit: the training data yielded no batches. Check the dataset is not empty "
+                    "(and that batch(..., drop_remainder=True) left at least one batch)."
+                )
             logs = _epoch_logs(run, epoch)
             if eval_data is not None:
                 logs |= _evaluate(engine, eval_data, eval_batcher, prefix="eval_")
@@ -305,7 +351,10 @@ def _epoch_logs(run: Run, epoch: int) -> dict[str, Any]:
     they applied no update), its training metrics and learning rate."""
     run.flush()
     run.history.steps.extend(run.epoch_losses)
-    values, counts = np.asarray(run.epoch_losses, np.float64), np.asarray(run.epoch_counts, np.float64)
+    values, counts = (
+        np.asarray(run.epoch_losses, np.float64),
+        np.asarray(run.epoch_counts, np.float64),
+    )
     finite = np.isfinite(values)
     logs: dict[str, Any] = {"epoch": epoch}
     total = float(counts[finite].sum())
@@ -316,13 +365,23 @@ def _epoch_logs(run: Run, epoch: int) -> dict[str, Any]:
         logs["lr"] = lr
     if not finite.all() and not run.stop_reason:
         first = run.step - len(values) + int(np.argmin(finite)) + 1
-        run.stop(f"the loss was not finite at step {first}; no update was applied at such steps, "
-                 "so the weights are those of the last good step")
+        run.stop(
+            f"the loss was not finite at step {first}; no update was applied at such steps, "
+            "so the weights are those of the last good step"
+        )
     return logs
 
 
-def _train(run: Run, group: list[tuple[Any, Any, Any]], callbacks: Sequence[Callback], step_losses: bool,
-           bar: Progress, eval_data: Any, eval_every: int | None, batcher: _Batcher) -> None:
+def _train(
+    run: Run,
+    group: list[tuple[Any, Any, Any]],
+    callbacks: Sequence[Callback],
+    step_losses: bool,
+    bar: Progress,
+    eval_data: Any,
+    eval_every: int | None,
+    batcher: _Batcher,
+) -> None:
     """One jitted call: one step, or ``len(group)`` steps under ``lax.scan``."""
     x, y, mask = batcher.place(group)
     run.mstates, value = run.engine.train(run.mstates, x, y, mask)
@@ -343,7 +402,9 @@ def _train(run: Run, group: list[tuple[Any, Any, Any]], callbacks: Sequence[Call
             bar.note(f"step {run.step}: " + ", ".join(f"{n}={v:.4g}" for n, v in scores.items()))
 
 
-def _evaluate(engine: Engine, data: Iterable[Any], batcher: _Batcher, prefix: str = "") -> dict[str, Any]:
+def _evaluate(
+    engine: Engine, data: Iterable[Any], batcher: _Batcher, prefix: str = ""
+) -> dict[str, Any]:
     mstates = engine.init_metrics()
     total, count = jnp.zeros(()), jnp.zeros(())
     for i, batch in enumerate(iter(data)):
@@ -356,9 +417,15 @@ def _evaluate(engine: Engine, data: Iterable[Any], batcher: _Batcher, prefix: st
     return logs | engine.compute_metrics(mstates, prefix)
 
 
-def evaluate(model: nnx.Module, data: Iterable[Any], *, metrics: Sequence[Any] = (),
-             loss: Callable[..., Any] | None = None, inputs: str | None = None,
-             targets: str | None = None) -> dict[str, Any]:
+def evaluate(
+    model: nnx.Module,
+    data: Iterable[Any],
+    *,
+    metrics: Sequence[Any] = (),
+    loss: Callable[..., Any] | None = None,
+    inputs: str | None = None,
+    targets: str | None = None,
+) -> dict[str, Any]:
     """Metrics (and the mean loss, if given) of ``model`` over all of ``data``, in eval mode.
 
     Every real example counts once: padded examples of a short last batch are masked out.
@@ -411,7 +478,6 @@ def _data_sharding(mesh: jax.sharding.Mesh | None, engine: Engine) -> Any:
 
     replicated = NamedSharding(mesh, PartitionSpec())
     engine.params, engine.rest, engine.opt_state = jax.device_put(
-        (engine.params, engine.rest, engine.opt_state), replicated)
+        (engine.params, engine.rest, engine.opt_state), replicated
+    )
     return NamedSharding(mesh, PartitionSpec("data"))
-
-

@@ -29,15 +29,19 @@ def _matcher(model: nnx.Module, which: Any) -> Callable[[str, Any], bool]:
         if isinstance(item, int):
             n = len(model) if hasattr(model, "__len__") else 0  # type: ignore[arg-type]
             if not -n <= item < n:
-                raise IndexError(f"freeze: layer index {item} is out of range for a model of {n} layers.")
+                raise IndexError(
+                    f"freeze: layer index {item} is out of range for a model of {n} layers."
+                )
             prefixes.append(f"layers/{item % n}")
         elif isinstance(item, str) and item in names:
             prefixes.append(f"layers/{names.index(item)}")
         elif isinstance(item, str):
             prefixes.append(item.strip("/"))
         else:
-            raise TypeError(f"freeze: cannot select layers with {item!r}; pass a path such as 'layers/0', a layer "
-                            "index, a layer name, a predicate (path, variable) -> bool, or a list of these.")
+            raise TypeError(
+                f"freeze: cannot select layers with {item!r}; pass a path such as 'layers/0', a layer "
+                "index, a layer name, a predicate (path, variable) -> bool, or a list of these."
+            )
 
     def match(path: str, var: Any) -> bool:
         return any(path == p or path.startswith(p + "/") for p in prefixes)
@@ -59,12 +63,18 @@ def _swap(model: nnx.Module, which: Any, src: type, dst: type, verb: str) -> lis
                 setattr(modules[path[:-1]], str(path[-1]), dst(node.get_value()))
                 changed.append(text)
     if not changed:
-        raise ValueError(f"{verb}: {which!r} matches no {'trainable' if src is nnx.Param else 'frozen'} parameter. "
-                         f"Parameter paths look like 'layers/0/kernel'.")
+        raise ValueError(
+            f"{verb}: {which!r} matches no {'trainable' if src is nnx.Param else 'frozen'} parameter. "
+            f"Parameter paths look like 'layers/0/kernel'."
+        )
     frozen_layers = {"/".join(map(str, p)) for p in modules if p}
     for path, module in modules.items():
         text = "/".join(map(str, path))
-        if text in frozen_layers and hasattr(module, "frozen") and any(c.startswith(text + "/") for c in changed):
+        if (
+            text in frozen_layers
+            and hasattr(module, "frozen")
+            and any(c.startswith(text + "/") for c in changed)
+        ):
             module.frozen = dst is Frozen
     return changed
 
@@ -92,4 +102,6 @@ def freeze(model: nnx.Module, which: Any) -> list[str]:
 
 def unfreeze(model: nnx.Module, which: Any = "") -> list[str]:
     """Make frozen parameters trainable again (all of them by default); return their paths."""
-    return _swap(model, which if which != "" else (lambda p, v: True), Frozen, nnx.Param, "unfreeze")
+    return _swap(
+        model, which if which != "" else (lambda p, v: True), Frozen, nnx.Param, "unfreeze"
+    )

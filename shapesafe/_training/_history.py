@@ -52,7 +52,9 @@ class History:
             mpl.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        names = sorted({k.removeprefix("eval_") for e in self.epochs for k in e} - {"epoch", "lr", "time"})
+        names = sorted(
+            {k.removeprefix("eval_") for e in self.epochs for k in e} - {"epoch", "lr", "time"}
+        )
         names = ["loss", *[n for n in names if n != "loss"]]
         fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
         epochs = [e["epoch"] for e in self.epochs]
@@ -65,7 +67,9 @@ class History:
                 key = prefix + name
                 pts = [(e["epoch"], e[key]) for e in self.epochs if key in e]
                 if pts:
-                    ax.plot(*zip(*pts, strict=True), style, ms=3, label="eval" if prefix else "train")
+                    ax.plot(
+                        *zip(*pts, strict=True), style, ms=3, label="eval" if prefix else "train"
+                    )
             ax.set_title(name)
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)

@@ -47,26 +47,33 @@ Mask = Bool[Array, " batch"] | None
 
 # -- the fixes a mistake gets ---------------------------------------------------------------
 
+
 def _shape(x: Any) -> tuple[int, ...] | None:
     s = getattr(x, "shape", None)
     return tuple(s) if s is not None else None
 
 
-def _extra_one_fix(name: str, shape: tuple[Any, ...], other: str, other_shape: tuple[Any, ...]) -> str:
+def _extra_one_fix(
+    name: str, shape: tuple[Any, ...], other: str, other_shape: tuple[Any, ...]
+) -> str:
     """``name`` has one trailing size-1 dimension more than ``other``: both ways to fix it."""
     cut = f"{name}[:, 0]" if len(shape) == 2 else f"{name}[..., 0]"
     add = f"{other}[:, None]" if len(other_shape) == 1 else f"{other}[..., None]"
-    return (f"{name} {format_shape(shape)} has a trailing dimension of size 1 that {other} "
-            f"{format_shape(other_shape)} lacks; mixing (batch,) with (batch, 1) would broadcast "
-            f"to (batch, batch). Use {cut} to make {name} {format_shape(shape[:-1])}, "
-            f"or {add} to make {other} {format_shape(shape)}.")
+    return (
+        f"{name} {format_shape(shape)} has a trailing dimension of size 1 that {other} "
+        f"{format_shape(other_shape)} lacks; mixing (batch,) with (batch, 1) would broadcast "
+        f"to (batch, batch). Use {cut} to make {name} {format_shape(shape[:-1])}, "
+        f"or {add} to make {other} {format_shape(shape)}."
+    )
 
 
 def _mask_fix(bound: dict[str, Any], first: str) -> list[str]:
     mask, x = _shape(bound.get("mask")), _shape(bound.get(first))
     if mask is not None and x and mask != x[:1]:
-        return [f"mask must hold one bool per example, shape {format_shape(x[:1])}; "
-                f"got {format_shape(mask)}."]
+        return [
+            f"mask must hold one bool per example, shape {format_shape(x[:1])}; "
+            f"got {format_shape(mask)}."
+        ]
     return []
 
 
@@ -81,7 +88,9 @@ def _same_shape_hint(first: str, second: str) -> Callable[[dict[str, Any]], list
             return [_extra_one_fix(first, a, second, b)]
         if b == (*a, 1):
             return [_extra_one_fix(second, b, first, a)]
-        return [f"{first} {format_shape(a)} and {second} {format_shape(b)} must have the same shape."]
+        return [
+            f"{first} {format_shape(a)} and {second} {format_shape(b)} must have the same shape."
+        ]
 
     return hint
 
@@ -92,22 +101,30 @@ def _labels_hint(bound: dict[str, Any]) -> list[str]:
     if ls is None or ys is None:
         return []
     if len(ls) != 2:
-        return [f"logits must be (batch, classes), got {format_shape(ls)}; "
-                "flatten the extra dimensions or give one row of class scores per example."]
+        return [
+            f"logits must be (batch, classes), got {format_shape(ls)}; "
+            "flatten the extra dimensions or give one row of class scores per example."
+        ]
     floating = jnp.issubdtype(getattr(labels, "dtype", np.int32), jnp.floating)
     if ys == ls and floating:
-        return ["these look like one-hot or soft targets: use ss.losses.soft_cross_entropy, "
-                "or give integer class ids (targets.argmax(-1))."]
+        return [
+            "these look like one-hot or soft targets: use ss.losses.soft_cross_entropy, "
+            "or give integer class ids (targets.argmax(-1))."
+        ]
     if len(ys) == 2 and ys[-1] == 1:
-        return [f"cross_entropy takes one class id per example, shape (batch,); labels "
-                f"{format_shape(ys)} has a trailing dimension of size 1: use labels[:, 0]."]
+        return [
+            f"cross_entropy takes one class id per example, shape (batch,); labels "
+            f"{format_shape(ys)} has a trailing dimension of size 1: use labels[:, 0]."
+        ]
     if floating:
         return ["labels must be integer class ids: use labels.astype(jnp.int32)."]
     return _mask_fix(bound, "logits") or [
-        f"labels must hold one class id per example, shape {format_shape(ls[:1])}."]
+        f"labels must hold one class id per example, shape {format_shape(ls[:1])}."
+    ]
 
 
 # -- the losses -------------------------------------------------------------------------------
+
 
 def _masked_mean(per_example: Float[Array, " batch"], mask: Mask) -> Float[Array, ""]:
     """The mean of ``per_example`` over the examples where ``mask`` is true (0 if none is)."""
@@ -149,8 +166,13 @@ def _check_labels(labels: Any, num_classes: int, mask: Any) -> None:
 
 
 @checked_function(name="ss.losses.cross_entropy", hint=_labels_hint)
-def cross_entropy(logits: Float[Array, "batch classes"], labels: Integer[Array, " batch"], *,
-                  mask: Mask = None, label_smoothing: float = 0.0) -> Float[Array, ""]:
+def cross_entropy(
+    logits: Float[Array, "batch classes"],
+    labels: Integer[Array, " batch"],
+    *,
+    mask: Mask = None,
+    label_smoothing: float = 0.0,
+) -> Float[Array, ""]:
     """Softmax cross-entropy of integer class labels, averaged over the batch.
 
     Dimensions: ``batch`` examples, ``classes`` scores per example.
@@ -180,20 +202,28 @@ def cross_entropy(logits: Float[Array, "batch classes"], labels: Integer[Array, 
         0.6931
     """
     if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"ss.losses.cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing!r}.")
+        raise ValueError(
+            f"ss.losses.cross_entropy: label_smoothing must be in [0, 1), got {label_smoothing!r}."
+        )
     classes = logits.shape[-1]
     _check_labels(labels, classes, mask)
     if label_smoothing == 0.0:
         per = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     else:
-        targets = optax.smooth_labels(jax.nn.one_hot(labels, classes, dtype=logits.dtype), label_smoothing)
+        targets = optax.smooth_labels(
+            jax.nn.one_hot(labels, classes, dtype=logits.dtype), label_smoothing
+        )
         per = optax.softmax_cross_entropy(logits, targets)
     return _masked_mean(per, mask)
 
 
 @checked_function(name="ss.losses.soft_cross_entropy", hint=_same_shape_hint("logits", "targets"))
-def soft_cross_entropy(logits: Float[Array, "batch classes"], targets: Float[Array, "batch classes"], *,
-                       mask: Mask = None) -> Float[Array, ""]:
+def soft_cross_entropy(
+    logits: Float[Array, "batch classes"],
+    targets: Float[Array, "batch classes"],
+    *,
+    mask: Mask = None,
+) -> Float[Array, ""]:
     """Softmax cross-entropy of one-hot or soft targets (each row a distribution), batch mean.
 
     Dimensions: ``batch`` examples, ``classes`` scores per example.
@@ -221,8 +251,9 @@ def soft_cross_entropy(logits: Float[Array, "batch classes"], targets: Float[Arr
 
 
 @checked_function(name="ss.losses.binary_cross_entropy", hint=_same_shape_hint("logits", "labels"))
-def binary_cross_entropy(logits: Float[Array, "batch *rest"], labels: Real[Array, "batch *rest"], *,
-                         mask: Mask = None) -> Float[Array, ""]:
+def binary_cross_entropy(
+    logits: Float[Array, "batch *rest"], labels: Real[Array, "batch *rest"], *, mask: Mask = None
+) -> Float[Array, ""]:
     """Sigmoid binary cross-entropy on logits (numerically stable), batch mean.
 
     Dimensions: ``batch`` examples; ``rest`` any further dimensions (several independent
@@ -254,14 +285,22 @@ def binary_cross_entropy(logits: Float[Array, "batch *rest"], labels: Real[Array
         real = _unmasked(values, mask)
         bad = real[(real < 0) | (real > 1)]
         if bad.size:
-            raise ValueError(f"ss.losses.binary_cross_entropy: label {bad.flat[0]} is outside [0, 1].")
+            raise ValueError(
+                f"ss.losses.binary_cross_entropy: label {bad.flat[0]} is outside [0, 1]."
+            )
     per = optax.sigmoid_binary_cross_entropy(logits, labels.astype(logits.dtype))
     return _masked_mean(_per_example(per), mask)
 
 
-@checked_function(name="ss.losses.mean_squared_error", hint=_same_shape_hint("predictions", "targets"))
-def mean_squared_error(predictions: Float[Array, "batch *rest"], targets: Float[Array, "batch *rest"], *,
-                       mask: Mask = None) -> Float[Array, ""]:
+@checked_function(
+    name="ss.losses.mean_squared_error", hint=_same_shape_hint("predictions", "targets")
+)
+def mean_squared_error(
+    predictions: Float[Array, "batch *rest"],
+    targets: Float[Array, "batch *rest"],
+    *,
+    mask: Mask = None,
+) -> Float[Array, ""]:
     """Mean squared error between predictions and targets of the same shape.
 
     Dimensions: ``batch`` examples; ``rest`` any further dimensions, the same for both.
@@ -315,7 +354,9 @@ def _loss_name(loss: Any) -> str:
     fn = getattr(loss, "func", loss)  # functools.partial
     module = getattr(fn, "__module__", "") or ""
     name = getattr(fn, "__name__", type(fn).__name__)
-    return f"ss.losses.{name}" if module.startswith("shapesafe") else getattr(fn, "__qualname__", name)
+    return (
+        f"ss.losses.{name}" if module.startswith("shapesafe") else getattr(fn, "__qualname__", name)
+    )
 
 
 def _annotations(loss: Any) -> tuple[Any, Any] | None:
@@ -338,7 +379,7 @@ def _bind(loss: Any, pattern: list[str], dims: list[str], out_spec: Any) -> dict
     cut = variadic[0] if variadic else len(pattern)
     tail = len(pattern) - cut - (1 if variadic else 0)
     pairs = list(zip(pattern[:cut], dims[:cut], strict=True))
-    pairs += list(zip(pattern[len(pattern) - tail:], dims[len(dims) - tail:], strict=True))
+    pairs += list(zip(pattern[len(pattern) - tail :], dims[len(dims) - tail :], strict=True))
     binding: dict[str, list[str]] = {}
     for token, dim in pairs:
         name = token.lstrip("#")
@@ -351,7 +392,7 @@ def _bind(loss: Any, pattern: list[str], dims: list[str], out_spec: Any) -> dict
         token = pattern[cut]
         m = _VARIADIC.match(token)
         if m:
-            binding[m.group(1)] = dims[cut:len(dims) - tail]
+            binding[m.group(1)] = dims[cut : len(dims) - tail]
     return binding
 
 
@@ -412,8 +453,13 @@ def target_spec(loss: Callable[..., Any], output_spec: Any) -> Any:
     return target_ann.dtype[Array, " ".join(rendered)]
 
 
-def check_targets(loss: Callable[..., Any], output_spec: Any, targets_spec: Any, *,
-                  where: str = "the dataset's target spec") -> None:
+def check_targets(
+    loss: Callable[..., Any],
+    output_spec: Any,
+    targets_spec: Any,
+    *,
+    where: str = "the dataset's target spec",
+) -> None:
     """Refuse a dataset whose target spec does not fit ``loss`` on the model's outputs.
 
     Run before the first batch is read (``ss.fit`` does), so a mismatch is reported at once.
@@ -444,15 +490,20 @@ def check_targets(loss: Callable[..., Any], output_spec: Any, targets_spec: Any,
     if not set(dtypes) <= set(expected.dtypes):
         reasons.append(f"{'/'.join(dtypes)} is not {dtype_words(expected.dtype.__name__)}.")
     if len(dims) != len(want) or not all(_fits(w, d) for w, d in zip(want, dims, strict=False)):
-        reasons.append(f"the shapes differ: expected {format_shape(tuple(want))}, got {format_shape(tuple(dims))}.")
+        reasons.append(
+            f"the shapes differ: expected {format_shape(tuple(want))}, got {format_shape(tuple(dims))}."
+        )
     if not reasons:
         return
     name = _loss_name(loss)
     fixes = _target_fixes(name, want, dims, dtypes)
-    lines = [f"{where} does not fit the loss {name}.",
-             f"  expected  {_show(expected)}   (for the model's output {_show(output_spec)})",
-             f"  got       {_show(targets_spec)}",
-             *[f"  {r}" for r in reasons], *[f"  {f}" for f in fixes]]
+    lines = [
+        f"{where} does not fit the loss {name}.",
+        f"  expected  {_show(expected)}   (for the model's output {_show(output_spec)})",
+        f"  got       {_show(targets_spec)}",
+        *[f"  {r}" for r in reasons],
+        *[f"  {f}" for f in fixes],
+    ]
     raise ShapeError("\n".join(lines))
 
 
@@ -460,13 +511,23 @@ def _fits(want: str, got: str) -> bool:
     return want == got or want == "_" or not (want.isdigit() or want.isidentifier())
 
 
-def _target_fixes(name: str, want: list[str], dims: list[str], dtypes: tuple[str, ...]) -> list[str]:
+def _target_fixes(
+    name: str, want: list[str], dims: list[str], dtypes: tuple[str, ...]
+) -> list[str]:
     if dims == [*want, "1"]:
-        return ["the targets have a trailing dimension of size 1 that the loss does not take: "
-                "map the dataset with y[:, 0] (or y.squeeze(-1))."]
+        return [
+            "the targets have a trailing dimension of size 1 that the loss does not take: "
+            "map the dataset with y[:, 0] (or y.squeeze(-1))."
+        ]
     if want == [*dims, "1"]:
-        return ["the loss takes a trailing dimension of size 1 that the targets lack: "
-                "map the dataset with y[:, None], or drop the model's last size-1 dimension."]
-    if name.endswith(".cross_entropy") and len(dims) == len(want) + 1 and any("float" in d for d in dtypes):
+        return [
+            "the loss takes a trailing dimension of size 1 that the targets lack: "
+            "map the dataset with y[:, None], or drop the model's last size-1 dimension."
+        ]
+    if (
+        name.endswith(".cross_entropy")
+        and len(dims) == len(want) + 1
+        and any("float" in d for d in dtypes)
+    ):
         return ["these look like one-hot or soft targets: use ss.losses.soft_cross_entropy."]
     return []

@@ -57,6 +57,7 @@ class Counts(NamedTuple):
 
 # -- reading outputs and targets ------------------------------------------------------------
 
+
 def _weights(mask: Mask, n: int) -> Bool[Array, " batch"]:
     return jnp.ones((n,), bool) if mask is None else mask
 
@@ -74,17 +75,27 @@ def _mixup(outputs: Any, targets: Any) -> str:
 
 def _batch_hint(bound: dict[str, Any]) -> list[str]:
     """The fix when a metric's arguments disagree on the number of examples."""
-    sizes = {k: tuple(v.shape) for k in ("outputs", "targets", "mask")
-             if (v := bound.get(k)) is not None and hasattr(v, "shape")}
+    sizes = {
+        k: tuple(v.shape)
+        for k in ("outputs", "targets", "mask")
+        if (v := bound.get(k)) is not None and hasattr(v, "shape")
+    }
     n = {k: s[0] if s else None for k, s in sizes.items()}
     if len(set(n.values())) > 1:
         listed = ", ".join(f"{k} {format_shape(s)}" for k, s in sizes.items())
-        return [f"outputs, targets and mask must hold the same examples (dimension 0); got {listed}."]
+        return [
+            f"outputs, targets and mask must hold the same examples (dimension 0); got {listed}."
+        ]
     return []
 
 
-def classes_of(outputs: Float[Array, "batch ..."], targets: Shaped[Array, "batch ..."], *,
-               threshold: float = 0.0, name: str = "metric") -> tuple[Int[Array, " batch"], Int[Array, " batch"], int]:
+def classes_of(
+    outputs: Float[Array, "batch ..."],
+    targets: Shaped[Array, "batch ..."],
+    *,
+    threshold: float = 0.0,
+    name: str = "metric",
+) -> tuple[Int[Array, " batch"], Int[Array, " batch"], int]:
     """``(predicted class, true class, number of classes)`` for each example.
 
     Raises:
@@ -100,21 +111,25 @@ def classes_of(outputs: Float[Array, "batch ..."], targets: Shaped[Array, "batch
         raise ShapeError(
             f"{name}: outputs {format_shape(o)} are scores for {o[1]} classes, so targets must be integer class "
             f"ids {format_shape(o[:1])} or one-hot {format_shape(o)}; got {targets.dtype}{format_shape(t)}."
-            + _mixup(outputs, targets))
+            + _mixup(outputs, targets)
+        )
     if outputs.ndim == 1 or (outputs.ndim == 2 and o[1] == 1):  # one binary logit
         if t != o:
             raise ShapeError(
                 f"{name}: binary outputs {format_shape(o)} need targets of the same shape, got {format_shape(t)}."
-                + _mixup(outputs, targets))
+                + _mixup(outputs, targets)
+            )
         flat_o, flat_t = outputs.reshape(o[:1]), targets.reshape(o[:1])
         truth = flat_t > 0.5 if jnp.issubdtype(targets.dtype, jnp.floating) else flat_t != 0
         return (flat_o > threshold).astype(jnp.int32), truth.astype(jnp.int32), 2
     raise ShapeError(
         f"{name}: classification metrics take outputs (batch, classes) or (batch,)/(batch, 1) binary logits; "
-        f"got {format_shape(o)}.")
+        f"got {format_shape(o)}."
+    )
 
 
 # -- accuracy -------------------------------------------------------------------------------
+
 
 def _fraction(state: Counts) -> Float[Array, ""]:
     return state.hits.astype(jnp.float32) / state.total.astype(jnp.float32)
@@ -143,12 +158,19 @@ class Accuracy:
         return Counts(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
     @checked_function(name="ss.metrics.Accuracy.update", hint=_batch_hint)
-    def update(self, state: Counts, outputs: Float[Array, "batch ..."],
-               targets: Shaped[Array, "batch ..."], mask: Mask = None) -> Counts:
+    def update(
+        self,
+        state: Counts,
+        outputs: Float[Array, "batch ..."],
+        targets: Shaped[Array, "batch ..."],
+        mask: Mask = None,
+    ) -> Counts:
         predicted, truth, _ = classes_of(outputs, targets, threshold=self.threshold, name=self.name)
         hit = (predicted == truth) & _weights(mask, predicted.shape[0])
-        return Counts(state.hits + jnp.sum(hit, dtype=jnp.int32),
-                      state.total + jnp.sum(_weights(mask, predicted.shape[0]), dtype=jnp.int32))
+        return Counts(
+            state.hits + jnp.sum(hit, dtype=jnp.int32),
+            state.total + jnp.sum(_weights(mask, predicted.shape[0]), dtype=jnp.int32),
+        )
 
     def compute(self, state: Counts) -> Float[Array, ""]:
         return _fraction(state)
@@ -177,16 +199,25 @@ class TopKAccuracy:
         return Counts(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
     @checked_function(name="ss.metrics.TopKAccuracy.update", hint=_batch_hint)
-    def update(self, state: Counts, outputs: Float[Array, "batch classes"],
-               targets: Shaped[Array, "batch ..."], mask: Mask = None) -> Counts:
+    def update(
+        self,
+        state: Counts,
+        outputs: Float[Array, "batch classes"],
+        targets: Shaped[Array, "batch ..."],
+        mask: Mask = None,
+    ) -> Counts:
         classes = outputs.shape[1]
         if self.k > classes:
-            raise ShapeError(f"top_{self.k}_accuracy needs at least {self.k} classes; the outputs have {classes}.")
+            raise ShapeError(
+                f"top_{self.k}_accuracy needs at least {self.k} classes; the outputs have {classes}."
+            )
         _, truth, _ = classes_of(outputs, targets, name=self.name)
         _, top = jax.lax.top_k(outputs, self.k)
         w = _weights(mask, outputs.shape[0])
         hit = jnp.any(top == truth[:, None], axis=1) & w
-        return Counts(state.hits + jnp.sum(hit, dtype=jnp.int32), state.total + jnp.sum(w, dtype=jnp.int32))
+        return Counts(
+            state.hits + jnp.sum(hit, dtype=jnp.int32), state.total + jnp.sum(w, dtype=jnp.int32)
+        )
 
     def compute(self, state: Counts) -> Float[Array, ""]:
         return _fraction(state)
@@ -208,18 +239,27 @@ def top_k_accuracy(k: int) -> TopKAccuracy:
 
 # -- confusion-matrix metrics ----------------------------------------------------------------
 
+
 def _check_classes(name: str, num_classes: int) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"{name}: num_classes must be an integer >= 2, got {num_classes!r}.")
 
 
-def _confusion_update(name: str, num_classes: int, cm: Int[Array, "classes classes"],
-                      outputs: Float[Array, "batch ..."], targets: Shaped[Array, "batch ..."],
-                      mask: Mask, threshold: float) -> Int[Array, "classes classes"]:
+def _confusion_update(
+    name: str,
+    num_classes: int,
+    cm: Int[Array, "classes classes"],
+    outputs: Float[Array, "batch ..."],
+    targets: Shaped[Array, "batch ..."],
+    mask: Mask,
+    threshold: float,
+) -> Int[Array, "classes classes"]:
     predicted, truth, classes = classes_of(outputs, targets, threshold=threshold, name=name)
     if classes != num_classes:
-        raise ShapeError(f"{name} was made for num_classes={num_classes}, but the outputs "
-                         f"{format_shape(tuple(outputs.shape))} have {classes} classes.")
+        raise ShapeError(
+            f"{name} was made for num_classes={num_classes}, but the outputs "
+            f"{format_shape(tuple(outputs.shape))} have {classes} classes."
+        )
     valid = _weights(mask, truth.shape[0]) & (truth >= 0) & (truth < num_classes)
     return cm.at[truth, predicted].add(valid.astype(jnp.int32), mode="drop")
 
@@ -256,10 +296,14 @@ class ClassScore:
             raise ValueError(f"ClassScore: score must be one of {_SCORES}, got {self.score!r}.")
         _check_classes(self.score, self.num_classes)
         if self.average not in _AVERAGES:
-            raise ValueError(f"{self.score}: average must be one of {_AVERAGES}, got {self.average!r}.")
+            raise ValueError(
+                f"{self.score}: average must be one of {_AVERAGES}, got {self.average!r}."
+            )
         if self.average == "binary" and self.num_classes != 2:
-            raise ValueError(f"{self.score}: average='binary' needs num_classes=2, got {self.num_classes}; "
-                             "use 'macro' or 'micro'.")
+            raise ValueError(
+                f"{self.score}: average='binary' needs num_classes=2, got {self.num_classes}; "
+                "use 'macro' or 'micro'."
+            )
         if not self.name:
             suffix = "" if self.average == "macro" else f"_{self.average}"
             object.__setattr__(self, "name", self.score + suffix)
@@ -268,9 +312,16 @@ class ClassScore:
         return jnp.zeros((self.num_classes, self.num_classes), jnp.int32)
 
     @checked_function(name="ss.metrics.ClassScore.update", hint=_batch_hint)
-    def update(self, state: Int[Array, "classes classes"], outputs: Float[Array, "batch ..."],
-               targets: Shaped[Array, "batch ..."], mask: Mask = None) -> Int[Array, "classes classes"]:
-        return _confusion_update(self.name, self.num_classes, state, outputs, targets, mask, self.threshold)
+    def update(
+        self,
+        state: Int[Array, "classes classes"],
+        outputs: Float[Array, "batch ..."],
+        targets: Shaped[Array, "batch ..."],
+        mask: Mask = None,
+    ) -> Int[Array, "classes classes"]:
+        return _confusion_update(
+            self.name, self.num_classes, state, outputs, targets, mask, self.threshold
+        )
 
     def compute(self, state: Int[Array, "classes classes"]) -> Float[Array, ""]:
         tp = jnp.diagonal(state)
@@ -365,9 +416,16 @@ class ConfusionMatrix:
         return jnp.zeros((self.num_classes, self.num_classes), jnp.int32)
 
     @checked_function(name="ss.metrics.ConfusionMatrix.update", hint=_batch_hint)
-    def update(self, state: Int[Array, "classes classes"], outputs: Float[Array, "batch ..."],
-               targets: Shaped[Array, "batch ..."], mask: Mask = None) -> Int[Array, "classes classes"]:
-        return _confusion_update(self.name, self.num_classes, state, outputs, targets, mask, self.threshold)
+    def update(
+        self,
+        state: Int[Array, "classes classes"],
+        outputs: Float[Array, "batch ..."],
+        targets: Shaped[Array, "batch ..."],
+        mask: Mask = None,
+    ) -> Int[Array, "classes classes"]:
+        return _confusion_update(
+            self.name, self.num_classes, state, outputs, targets, mask, self.threshold
+        )
 
     def compute(self, state: Int[Array, "classes classes"]) -> Int[Array, "classes classes"]:
         return state

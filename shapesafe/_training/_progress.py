@@ -23,7 +23,13 @@ class Progress:
         if self.tty:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="step", leave=True, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=total,
+                desc=f"epoch {epoch}/{epochs}",
+                unit="step",
+                leave=True,
+                dynamic_ncols=True,
+            )
 
     def update(self, step: int, loss: float | None) -> None:
         self._steps_in_epoch += 1
@@ -38,7 +44,10 @@ class Progress:
                 self._bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{rate:.1f}", refresh=False)
         elif step % self.every == 0:
             shown = "" if self._last_loss is None else f" loss={self._last_loss:.4f}"
-            print(f"epoch {self._epoch}/{self._epochs} step {step}{shown} ({rate:.1f} steps/s)", flush=True)
+            print(
+                f"epoch {self._epoch}/{self._epochs} step {step}{shown} ({rate:.1f} steps/s)",
+                flush=True,
+            )
 
     def end(self, logs: dict[str, Any]) -> None:
         if self._bar is not None:

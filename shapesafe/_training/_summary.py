@@ -20,8 +20,14 @@ class Summary:
         total_params: all parameters; ``trainable_params`` those of kind ``nnx.Param``.
     """
 
-    def __init__(self, rows: list[tuple[str, str, str, str, int]], total: int, trainable: int,
-                 input_spec: str, output_spec: str):
+    def __init__(
+        self,
+        rows: list[tuple[str, str, str, str, int]],
+        total: int,
+        trainable: int,
+        input_spec: str,
+        output_spec: str,
+    ):
         self.rows, self.total_params, self.trainable_params = rows, total, trainable
         self.input_spec, self.output_spec = input_spec, output_spec
 
@@ -37,8 +43,10 @@ class Summary:
         rule = "-" * len(line(head))
         out = [f"input  {self.input_spec}", rule, line(head), rule, *map(line, body), rule]
         out.append(f"output {self.output_spec}")
-        out.append(f"total params: {self.total_params:,}   trainable: {self.trainable_params:,}"
-                   f"   non-trainable: {self.total_params - self.trainable_params:,}")
+        out.append(
+            f"total params: {self.total_params:,}   trainable: {self.trainable_params:,}"
+            f"   non-trainable: {self.total_params - self.trainable_params:,}"
+        )
         return "\n".join(out)
 
     def __repr__(self) -> str:
@@ -76,8 +84,13 @@ def summary(model: Model) -> Summary:
     rows = _rows(model, "", 0)
     total = _params(model, nnx.Not(nnx.RngState))  # parameters and statistics, not RNG counters
     trainable = _params(model)
-    return Summary(rows, total, trainable, model.rows[0][1] if model.rows else "?",
-                   model.rows[-1][2] if model.rows else "?")
+    return Summary(
+        rows,
+        total,
+        trainable,
+        model.rows[0][1] if model.rows else "?",
+        model.rows[-1][2] if model.rows else "?",
+    )
 
 
 def _rows(model: Model, prefix: str, depth: int) -> list[tuple[str, str, str, str, int]]:
@@ -85,10 +98,16 @@ def _rows(model: Model, prefix: str, depth: int) -> list[tuple[str, str, str, st
     ``Residual``) is followed by its inner models' rows, at paths like ``3.block.0``, and a
     nested named sequence (``(a >> b).named("stage1")``) by its layers' rows (``3.0``)."""
     rows = []
-    for i, (layer, (bp, spec_in, spec_out)) in enumerate(zip(model.layers, model.rows, strict=True)):
+    for i, (layer, (bp, spec_in, spec_out)) in enumerate(
+        zip(model.layers, model.rows, strict=True)
+    ):
         name = model.names[i]
         children: list[tuple[str, Model]] = getattr(layer, "named_children", list)()
-        label = f"{type(model.blueprint.layers[i]).__name__}(...)" if children or isinstance(layer, Model) else bp
+        label = (
+            f"{type(model.blueprint.layers[i]).__name__}(...)"
+            if children or isinstance(layer, Model)
+            else bp
+        )
         path = f"{prefix}{i}" if name is None else f"{prefix}{i} ({name})"
         rows.append((path, "  " * depth + label, spec_in, spec_out, _params(layer)))
         for key, child in children:

@@ -62,8 +62,15 @@ _KERNEL = (_from_torch_kernel, _to_torch_shape)
 _TENSORS: tuple[tuple[type, tuple[tuple[str, str, Any], ...]], ...] = (
     (ConvLayer, (("weight", "kernel", _KERNEL), ("bias", "bias", None))),
     (LinearLayer, (("weight", "kernel", _KERNEL), ("bias", "bias", None))),
-    (BatchNormLayer, (("weight", "scale", None), ("bias", "bias", None),
-                      ("running_mean", "mean", None), ("running_var", "var", None))),
+    (
+        BatchNormLayer,
+        (
+            ("weight", "scale", None),
+            ("bias", "bias", None),
+            ("running_mean", "mean", None),
+            ("running_var", "var", None),
+        ),
+    ),
     (LayerNormLayer, (("weight", "scale", None), ("bias", "bias", None))),
     (EmbeddingLayer, (("weight", "table", None),)),
 )
@@ -71,8 +78,13 @@ _IGNORED = ("num_batches_tracked",)
 _SHOWN = 12  # items listed per kind of problem
 
 
-def load_state_dict(model: nnx.Module, state_dict: Mapping[str, Any] | str | os.PathLike[str],
-                    modules: Mapping[str, str], *, skip: Collection[str] = ()) -> list[str]:
+def load_state_dict(
+    model: nnx.Module,
+    state_dict: Mapping[str, Any] | str | os.PathLike[str],
+    modules: Mapping[str, str],
+    *,
+    skip: Collection[str] = (),
+) -> list[str]:
     """Copy PyTorch tensors into a built model, converting layouts; return the keys loaded.
 
     Args:
@@ -123,8 +135,11 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping[str, Any] | str | os.
 
     expected = {key for key, *_ in plan}
     missing = [key for key, *_ in plan if key not in tensors]
-    unknown = [key for key in tensors if key not in expected and not is_skipped(key)
-               and key.rsplit(".", 1)[-1] not in _IGNORED]
+    unknown = [
+        key
+        for key in tensors
+        if key not in expected and not is_skipped(key) and key.rsplit(".", 1)[-1] not in _IGNORED
+    ]
     values: dict[str, np.ndarray] = {}
     wrong: list[str] = []
     for key, variable, conversion, where in plan:
@@ -134,7 +149,9 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping[str, Any] | str | os.
         ours = tuple(variable[...].shape)
         want = conversion[1](ours) if conversion is not None else ours
         if tuple(value.shape) != want:
-            wrong.append(f"{key}: expected {want} (for {where}, {ours} in shapesafe's layout), found {tuple(value.shape)}")
+            wrong.append(
+                f"{key}: expected {want} (for {where}, {ours} in shapesafe's layout), found {tuple(value.shape)}"
+            )
             continue
         values[key] = conversion[0](value) if conversion is not None else value
     if missing or unknown or wrong:
@@ -146,16 +163,20 @@ def load_state_dict(model: nnx.Module, state_dict: Mapping[str, Any] | str | os.
 
 def _report(missing: list[str], unknown: list[str], wrong: list[str], total: int) -> str:
     lines = ["load_state_dict: the state_dict does not fit the model; nothing was loaded."]
-    for items, title in ((missing, "missing (the model expects them, the state_dict lacks them)"),
-                         (unknown, "unknown (in the state_dict, but no entry of `modules` places them)"),
-                         (wrong, "with the wrong shape (PyTorch's layout)")):
+    for items, title in (
+        (missing, "missing (the model expects them, the state_dict lacks them)"),
+        (unknown, "unknown (in the state_dict, but no entry of `modules` places them)"),
+        (wrong, "with the wrong shape (PyTorch's layout)"),
+    ):
         if items:
             lines.append(f"  {len(items)} key{'s' * (len(items) != 1)} {title}:")
             lines += [f"    {item}" for item in items[:_SHOWN]]
             if len(items) > _SHOWN:
                 lines.append(f"    ... and {len(items) - _SHOWN} more")
-    lines.append(f"  ({total} keys expected in all.) Check that the state_dict is for this architecture and "
-                 "that `modules` maps each PyTorch module to its layer; pass skip=(...) to leave some out.")
+    lines.append(
+        f"  ({total} keys expected in all.) Check that the state_dict is for this architecture and "
+        "that `modules` maps each PyTorch module to its layer; pass skip=(...) to leave some out."
+    )
     return "\n".join(lines)
 
 
@@ -164,8 +185,10 @@ def _tensors_of(layer: Any, path: str) -> tuple[tuple[str, str, Any], ...]:
         if isinstance(layer, kind):
             return names
     known = "Conv1D, Conv2D, Linear, BatchNorm, LayerNorm, Embedding"
-    raise ShapesafeError(f"load_state_dict: {path!r} is a {_describe(layer)}, which holds no PyTorch tensors; "
-                         f"map PyTorch modules to layers of these kinds: {known}.")
+    raise ShapesafeError(
+        f"load_state_dict: {path!r} is a {_describe(layer)}, which holds no PyTorch tensors; "
+        f"map PyTorch modules to layers of these kinds: {known}."
+    )
 
 
 def _describe(layer: Any) -> str:
@@ -190,8 +213,10 @@ def _step(node: Any, step: str, where: str, path: str) -> Any:
             return node[step]
         named = [n for n in node.names if n]
         choices = f"0 to {len(node) - 1}" + (f" or one of {named}" if named else "")
-        raise ShapesafeError(f"load_state_dict: {path!r} names no layer: {where} has no layer {step!r} "
-                             f"(a step there is {choices}).")
+        raise ShapesafeError(
+            f"load_state_dict: {path!r} names no layer: {where} has no layer {step!r} "
+            f"(a step there is {choices})."
+        )
     children: list[tuple[str, Any]] = getattr(node, "named_children", list)()
     if isinstance(node, BranchesLayer) and step == "branches":
         return node.branches
@@ -202,7 +227,9 @@ def _step(node: Any, step: str, where: str, path: str) -> Any:
         return node[int(step)]
     keys = [k.split(".")[0] for k, _ in children]
     hint = f" (its parts are {sorted(set(keys))})" if keys else f" ({_describe(node)} has no parts)"
-    raise ShapesafeError(f"load_state_dict: {path!r} names no layer: {where} has no {step!r}{hint}.")
+    raise ShapesafeError(
+        f"load_state_dict: {path!r} names no layer: {where} has no {step!r}{hint}."
+    )
 
 
 def _numpy(value: Any, key: str) -> np.ndarray:
@@ -229,20 +256,26 @@ def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
         return dict(safetensors.numpy.load_file(str(p)))
     if p.suffix in (".pt", ".pth", ".bin"):
         return _torch_load(p)
-    raise ValueError(f"load_state_dict: cannot read {p.name!r}; use a .safetensors file, or a .pt/.pth/.bin "
-                     "file where PyTorch is installed.")
+    raise ValueError(
+        f"load_state_dict: cannot read {p.name!r}; use a .safetensors file, or a .pt/.pth/.bin "
+        "file where PyTorch is installed."
+    )
 
 
 def _torch_load(p: pathlib.Path) -> dict[str, Any]:
     try:
         import torch
     except ImportError:
-        raise ShapesafeError(f"load_state_dict: reading {p.name!r} needs PyTorch (pip install torch). Without it, "
-                             "convert the file once to .safetensors (safetensors.torch.save_file(state_dict, path)) "
-                             "where PyTorch is installed.") from None
+        raise ShapesafeError(
+            f"load_state_dict: reading {p.name!r} needs PyTorch (pip install torch). Without it, "
+            "convert the file once to .safetensors (safetensors.torch.save_file(state_dict, path)) "
+            "where PyTorch is installed."
+        ) from None
     load: Callable[..., Any] = torch.load
     obj = load(str(p), map_location="cpu", weights_only=True)
     if not isinstance(obj, Mapping) or not all(isinstance(k, str) for k in obj):
-        raise ShapesafeError(f"load_state_dict: {p.name!r} holds a {type(obj).__name__}, not a state_dict "
-                             "(a mapping of names to tensors); save model.state_dict().")
+        raise ShapesafeError(
+            f"load_state_dict: {p.name!r} holds a {type(obj).__name__}, not a state_dict "
+            "(a mapping of names to tensors); save model.state_dict()."
+        )
     return dict(obj)

@@ -37,7 +37,9 @@ def _listing(items: list[str]) -> str:
     return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
 
 
-def copy_weights(src: nnx.Module, dst: nnx.Module, *, skip: Any = (), strict: bool = False) -> list[str]:
+def copy_weights(
+    src: nnx.Module, dst: nnx.Module, *, skip: Any = (), strict: bool = False
+) -> list[str]:
     """Copy every variable of ``src`` into ``dst`` whose path and shape match; return their paths.
 
     Parameters, frozen parameters and BatchNorm statistics are copied (as values: a parameter
@@ -94,17 +96,26 @@ def copy_weights(src: nnx.Module, dst: nnx.Module, *, skip: Any = (), strict: bo
         unused = sorted(p for p in theirs if p not in ours)
         problems = []
         if missing:
-            problems.append(f"{len(missing)} variables of dst are not in src: {_listing(sorted(missing))}")
+            problems.append(
+                f"{len(missing)} variables of dst are not in src: {_listing(sorted(missing))}"
+            )
         if differ:
             problems.append(f"{len(differ)} variables differ in shape: {_listing(sorted(differ))}")
         if unused:
-            problems.append(f"{len(unused)} variables of src have no place in dst: {_listing(unused)}")
+            problems.append(
+                f"{len(unused)} variables of src have no place in dst: {_listing(unused)}"
+            )
         if problems:
-            raise ShapesafeError("copy_weights: " + "; ".join(problems)
-                                 + ". Pass skip=... (e.g. the new head's layer name) to leave them out.")
+            raise ShapesafeError(
+                "copy_weights: "
+                + "; ".join(problems)
+                + ". Pass skip=... (e.g. the new head's layer name) to leave them out."
+            )
     if not pairs:
-        raise ShapesafeError(f"copy_weights: no variable of dst has a counterpart of the same path and shape in src "
-                             f"(dst has {_listing(sorted(ours))}; src has {_listing(sorted(theirs))}).")
+        raise ShapesafeError(
+            f"copy_weights: no variable of dst has a counterpart of the same path and shape in src "
+            f"(dst has {_listing(sorted(ours))}; src has {_listing(sorted(theirs))})."
+        )
     for _, var, value in pairs:
         var.set_value(jnp.array(value, copy=True))
     return sorted(p for p, _, _ in pairs)
@@ -127,8 +138,12 @@ def _path(keys: tuple[Any, ...]) -> str:
     return "/".join(parts)
 
 
-def param_labels(model: nnx.Module, labels: Mapping[Any, str] | Callable[[str], str], *,
-                 default: str | None = None) -> Callable[[Any], Any]:
+def param_labels(
+    model: nnx.Module,
+    labels: Mapping[Any, str] | Callable[[str], str],
+    *,
+    default: str | None = None,
+) -> Callable[[Any], Any]:
     """Label every trainable parameter by its layer, for ``optax.multi_transform``.
 
     ``ss.fit`` hands the optimizer the model's trainable parameters as one tree (an
@@ -172,16 +187,20 @@ def param_labels(model: nnx.Module, labels: Mapping[Any, str] | Callable[[str], 
                 if match(path, None):
                     return label
             if default is None:
-                raise ValueError(f"param_labels: no label for parameter {path!r}; add its layer to the labels "
-                                 f"or pass default=...")
+                raise ValueError(
+                    f"param_labels: no label for parameter {path!r}; add its layer to the labels "
+                    f"or pass default=..."
+                )
             return default
 
         fn = by_layer
         paths = [path for path, var in _variables(model).items() if isinstance(var, nnx.Param)]
         unused = [key for match, _, key in rules if not any(match(p, None) for p in paths)]
         if unused:
-            raise ValueError(f"param_labels: {unused!r} match no trainable parameter of the model "
-                             f"(paths look like {paths[0]!r}).")
+            raise ValueError(
+                f"param_labels: {unused!r} match no trainable parameter of the model "
+                f"(paths look like {paths[0]!r})."
+            )
     for path, var in _variables(model).items():  # fail here, not inside the optimizer
         if isinstance(var, nnx.Param):
             fn(path)

@@ -28,8 +28,10 @@ def _batched_spec(parent: Dataset, stage: str) -> tuple[Any, str]:
     mask = make(_bool(), np.ndarray, " batch".strip())
     if isinstance(tree, Mapping):
         if MASK in tree:
-            raise ShapeError(f"{stage}: the elements already have a {MASK!r} key, which batch reserves "
-                             "for marking padded examples. Rename it in a map first.")
+            raise ShapeError(
+                f"{stage}: the elements already have a {MASK!r} key, which batch reserves "
+                "for marking padded examples. Rename it in a map first."
+            )
         return {**leading, MASK: mask}, "dict"
     if isinstance(tree, tuple):
         return (*leading, mask), "tuple"
@@ -38,6 +40,7 @@ def _batched_spec(parent: Dataset, stage: str) -> tuple[Any, str]:
 
 def _bool() -> Any:
     import jaxtyping
+
     return jaxtyping.Bool
 
 
@@ -88,6 +91,7 @@ class Batch(Dataset):
             return out
 
         import jax.tree_util as jtu
+
         stacked = jtu.tree_map(stack, *values)
         if self.form == "dict":
             value: Any = {**stacked, MASK: mask}

@@ -226,13 +226,17 @@ class _Writer:
     def __init__(self, ds: DiskCache, n: int | None):
         ds.root.mkdir(parents=True, exist_ok=True)
         self.ds, self.n, self.count = ds, n, 0
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{ds.folder.name}.tmp-{os.getpid()}-", dir=ds.root))
+        self.tmp = Path(
+            tempfile.mkdtemp(prefix=f".{ds.folder.name}.tmp-{os.getpid()}-", dir=ds.root)
+        )
         self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.tmp), ignore_errors=True)
         self.lock = threading.Lock()
         self.origins: list[str | None] = [None] * (n or 0)
         if n is not None:  # random access: rows written in any order, from several threads
-            self.arrays = [_open_npy(self.tmp / f"leaf{k}.npy", dt, (n, *shape))
-                           for k, (_, dt, shape) in enumerate(ds.leaves)]
+            self.arrays = [
+                _open_npy(self.tmp / f"leaf{k}.npy", dt, (n, *shape))
+                for k, (_, dt, shape) in enumerate(ds.leaves)
+            ]
             self.present = np.zeros(n, bool)
             self.done = np.zeros(n, bool)
         else:  # a stream: rows appended, converted to .npy at the end
@@ -246,7 +250,9 @@ class _Writer:
     def item(self, index: int) -> Item | None:
         if not self.present[index]:
             return None
-        leaves = [np.array(a[index]) for a in self.arrays]  # a copy: the rows are still being written
+        leaves = [
+            np.array(a[index]) for a in self.arrays
+        ]  # a copy: the rows are still being written
         return jtu.tree_unflatten(self.ds.treedef, leaves), self.origins[index]
 
     def put(self, index: int, item: Item | None) -> bool:
@@ -291,9 +297,15 @@ class _Writer:
             present = self.present
         np.save(self.tmp / "present.npy", present)
         pipeline = _describe_chain(self.ds._parents[0])
-        meta = {"format": FORMAT, "fingerprint": self.ds.fingerprint, "count": self.count,
-                "spec": repr(self.ds.spec), "leaves": [[p, dt.str, list(s)] for p, dt, s in self.ds.leaves],
-                "pipeline": pipeline, "origins": self.origins}
+        meta = {
+            "format": FORMAT,
+            "fingerprint": self.ds.fingerprint,
+            "count": self.count,
+            "spec": repr(self.ds.spec),
+            "leaves": [[p, dt.str, list(s)] for p, dt, s in self.ds.leaves],
+            "pipeline": pipeline,
+            "origins": self.origins,
+        }
         with open(self.tmp / "meta.json", "w") as out_file:
             json.dump(meta, out_file)
             out_file.flush()
@@ -313,7 +325,9 @@ class _Writer:
         _remove_others(self.ds.root, final.name, pipeline)
         reader = _Reader.open(self.ds)
         if reader is None:
-            raise OSError(f"{self.ds._stage}: the cache in {final} cannot be read back after writing it.")
+            raise OSError(
+                f"{self.ds._stage}: the cache in {final} cannot be read back after writing it."
+            )
         return reader
 
     def discard(self) -> None:
@@ -326,7 +340,9 @@ class _Writer:
 class _Reader:
     """A complete cache folder, memory-mapped read-only."""
 
-    def __init__(self, treedef: Any, arrays: list[np.ndarray], present: np.ndarray, origins: list[Any]):
+    def __init__(
+        self, treedef: Any, arrays: list[np.ndarray], present: np.ndarray, origins: list[Any]
+    ):
         self.treedef, self.arrays, self.present, self.origins = treedef, arrays, present, origins
         self.count = len(present)
 
@@ -343,13 +359,21 @@ class _Reader:
                 return None
             count = int(meta["count"])
             present = np.load(ds.folder / "present.npy")
-            arrays = [np.load(ds.folder / f"leaf{k}.npy", mmap_mode="r" if count else None)
-                      for k in range(len(leaves))]
+            arrays = [
+                np.load(ds.folder / f"leaf{k}.npy", mmap_mode="r" if count else None)
+                for k in range(len(leaves))
+            ]
             origins = list(meta["origins"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if len(present) != count or len(origins) != count or any(
-                a.shape != (count, *s) or a.dtype != dt for a, (_, dt, s) in zip(arrays, leaves, strict=True)):
+        if (
+            len(present) != count
+            or len(origins) != count
+            or any(
+                a.shape != (count, *s) or a.dtype != dt
+                for a, (_, dt, s) in zip(arrays, leaves, strict=True)
+            )
+        ):
             return None
         return _Reader(ds.treedef, arrays, present, origins)
 
@@ -409,7 +433,11 @@ def fingerprint(ds: Dataset) -> str:
 
 
 def _feed(h: Any, ds: Dataset) -> None:
-    h.update(json.dumps([type(ds).__name__, ds._stage, repr(ds.spec), ds._length()], default=str).encode())
+    h.update(
+        json.dumps(
+            [type(ds).__name__, ds._stage, repr(ds.spec), ds._length()], default=str
+        ).encode()
+    )
     for part in identity(ds):
         h.update(part if isinstance(part, bytes) else json.dumps(part, default=str).encode())
     h.update(f"parents {len(ds._parents)}".encode())
@@ -458,7 +486,9 @@ def _function(fn: Callable[..., Any]) -> list[Any]:
         parts.append([repr(a) for a in fn.args])
         parts.append({k: repr(v) for k, v in sorted(fn.keywords.items())})
         fn = fn.func
-    parts.append([getattr(fn, "__module__", None), getattr(fn, "__qualname__", type(fn).__qualname__)])
+    parts.append(
+        [getattr(fn, "__module__", None), getattr(fn, "__qualname__", type(fn).__qualname__)]
+    )
     call = vars(type(fn)).get("__call__")  # a callable object: its class's method
     code = getattr(fn, "__code__", None) or getattr(call, "__code__", None)
     if code is not None:

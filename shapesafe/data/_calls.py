@@ -41,16 +41,24 @@ class Call:
             sig = inspect.signature(fn)
         except (TypeError, ValueError):
             sig = None
-        self.params = [] if sig is None else [
-            p for p in sig.parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and p.name != RNG and (p.default is p.empty or p.name in spec.keys())
-        ]
+        self.params = (
+            []
+            if sig is None
+            else [
+                p
+                for p in sig.parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name != RNG
+                and (p.default is p.empty or p.name in spec.keys())
+            ]
+        )
         self.wants_rng = sig is not None and RNG in sig.parameters
         self.returns = None if sig is None else sig.return_annotation
         bound = dict(fn.keywords) if isinstance(fn, functools.partial) else {}
         if sig is not None:
-            bound.update({p.name: p.default for p in sig.parameters.values() if p.default is not p.empty})
+            bound.update(
+                {p.name: p.default for p in sig.parameters.values() if p.default is not p.empty}
+            )
         self.arguments = bound
         self.bindings: dict[str, Any] = {}
         self.in_dtypes: list[Any] = []
@@ -104,15 +112,20 @@ class Call:
                 raise ShapeError(
                     f"{self.stage}: parameter {p.name!r} cannot take {what}.\n"
                     f"  expected  {format_annotation(want)}\n  got       {format_annotation(got)}\n"
-                    + "\n".join(f"  {r}" for r in reasons) + _fix(want, got)
+                    + "\n".join(f"  {r}" for r in reasons)
+                    + _fix(want, got)
                 )
         elif isinstance(want, Mapping) and isinstance(got, Mapping):
             missing = sorted(set(want) - set(got))
             if missing:
-                raise ShapeError(f"{self.stage}: parameter {p.name!r} expects the key {missing[0]!r}, "
-                                 f"which the elements do not have; their keys are {sorted(got)}.")
+                raise ShapeError(
+                    f"{self.stage}: parameter {p.name!r} expects the key {missing[0]!r}, "
+                    f"which the elements do not have; their keys are {sorted(got)}."
+                )
             for k in want:
-                self._check_param(inspect.Parameter(k, p.kind, annotation=want[k]), got[k], f"the elements' {k!r}")
+                self._check_param(
+                    inspect.Parameter(k, p.kind, annotation=want[k]), got[k], f"the elements' {k!r}"
+                )
 
     # -- output spec ----------------------------------------------------------------------
     def out_tree(self, spec: ElementSpec) -> Any | None:
@@ -173,6 +186,7 @@ class Invoke:
 
 def typing_dict(annotation: Any) -> bool:
     import typing
+
     return typing.is_typeddict(annotation)
 
 
@@ -187,8 +201,10 @@ def _resolve_tree(tree: Any, bindings: dict[str, Any], arguments: dict[str, Any]
 def _fix(want: Any, got: Any) -> str:
     w, g = want.dtype.__name__, got.dtype.__name__
     if w.startswith("Float") and g.startswith(("UInt", "Int")):
-        return ("\n  Map a conversion first, e.g. .map(normalise) (uint8 pixels to float32 in [0, 1]), "
-                "or change the parameter's annotation.")
+        return (
+            "\n  Map a conversion first, e.g. .map(normalise) (uint8 pixels to float32 in [0, 1]), "
+            "or change the parameter's annotation."
+        )
     if len(parse(want).dims) + 1 == len(parse(got).dims) and "batch" in got.dim_str.split()[:1]:
         return "\n  The elements are already batched: map before .batch(), or annotate a batch dimension."
     return ""

@@ -95,8 +95,11 @@ class _ConcatIter(Iter):
             except StopIteration:
                 self.inner.close()
                 self.part += 1
-                self.inner = (self.ds._parents[self.part]._open(self.epoch, None)
-                              if self.part < len(self.ds._parents) else None)
+                self.inner = (
+                    self.ds._parents[self.part]._open(self.epoch, None)
+                    if self.part < len(self.ds._parents)
+                    else None
+                )
         raise StopIteration
 
     def state(self) -> State:

@@ -38,6 +38,9 @@ class Dataset:
     _stage: str = "dataset"
     _random_access: bool = False
     _workers: int = 0
+    # Metadata a source declares (image_folder sets both); stages downstream find it upstream.
+    _class_names: list[str] | None = None
+    _report: Any = None
 
     # -- what a node implements ------------------------------------------------------------
     def _length(self) -> int | None:
@@ -80,7 +83,9 @@ class Dataset:
         return f"Dataset({chain})\n  spec: {self.spec!r}"
 
     # -- iteration -------------------------------------------------------------------------
-    def epoch(self, epoch: int = 0, *, start: int = 0, state: State | None = None) -> "DatasetIterator":
+    def epoch(
+        self, epoch: int = 0, *, start: int = 0, state: State | None = None
+    ) -> "DatasetIterator":
         """An iterator over epoch ``epoch`` (shuffles are seeded by ``(seed, epoch)``).
 
         Args:
@@ -91,8 +96,9 @@ class Dataset:
         if state is not None:
             return DatasetIterator(self, int(state["epoch"]), state)
         if start and self._random_access:
-            return DatasetIterator(self, epoch, {"epoch": epoch, "position": start,
-                                                 "pipeline": {"index": start}})
+            return DatasetIterator(
+                self, epoch, {"epoch": epoch, "position": start, "pipeline": {"index": start}}
+            )
         it = DatasetIterator(self, epoch, None)
         for _ in range(start):
             if next(it, _END) is _END:
@@ -105,8 +111,10 @@ class Dataset:
     def __len__(self) -> int:
         n = self._length()
         if n is None:
-            raise TypeError(f"{self._stage}: the number of elements is not known before iterating "
-                            "(a generator, filter, flat_map or an infinite repeat is upstream).")
+            raise TypeError(
+                f"{self._stage}: the number of elements is not known before iterating "
+                "(a generator, filter, flat_map or an infinite repeat is upstream)."
+            )
         return n
 
     # -- upstream facts --------------------------------------------------------------------
@@ -114,7 +122,7 @@ class Dataset:
     def class_names(self) -> list[str]:
         """The class names of the image folder (or other labelled source) upstream."""
         for node in _walk(self):
-            names = node.__dict__.get("_class_names")
+            names = node._class_names
             if names is not None:
                 return list(names)
         raise AttributeError("no source upstream has class names (image_folder has).")
@@ -123,7 +131,7 @@ class Dataset:
     def report(self) -> Any:
         """The bad-file report of the image folder upstream (see ``image_folder``)."""
         for node in _walk(self):
-            rep = node.__dict__.get("_report")
+            rep = node._report
             if rep is not None:
                 return rep
         raise AttributeError("no source upstream keeps a report (image_folder does).")
@@ -133,8 +141,15 @@ class Dataset:
         return None
 
     # -- combinators (in _stages, _batch, _select, _combine, _cache and _prefetch) ----------
-    def map(self, fn: Callable[..., Any], *, workers: int = 0, seed: int = 0, spec: Any = None,
-            processes: bool = False) -> "Dataset":
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *,
+        workers: int = 0,
+        seed: int = 0,
+        spec: Any = None,
+        processes: bool = False,
+    ) -> "Dataset":
         """Apply ``fn`` to every element; the new spec comes from ``fn``'s annotations.
 
         With dict elements, ``fn``'s parameters name the keys it takes (``def f(image: ...)``);
@@ -159,11 +174,13 @@ class Dataset:
                 function), or ``workers`` is 0.
         """
         from ._stages import Map
+
         return Map(self, fn, workers=workers, seed=seed, spec=spec, processes=processes)
 
     def filter(self, predicate: Callable[..., Any]) -> "Dataset":
         """Keep the elements for which ``predicate`` (called like ``map``'s ``fn``) is true."""
         from ._stages import Filter
+
         return Filter(self, predicate)
 
     def flat_map(self, fn: Callable[..., Any], *, spec: Any = None) -> "Dataset":
@@ -172,6 +189,7 @@ class Dataset:
         The spec comes from ``fn``'s return annotation (``Iterator[Float32[...]]``) or ``spec``.
         """
         from ._stages import FlatMap
+
         return FlatMap(self, fn, spec=spec)
 
     def shuffle(self, *, seed: int, buffer_size: int | None = None) -> "Dataset":
@@ -180,6 +198,7 @@ class Dataset:
         Random-access datasets are permuted exactly; streams need a ``buffer_size``.
         """
         from ._stages import BufferShuffle, Shuffle
+
         if self._random_access and buffer_size is None:
             return Shuffle(self, seed=seed)
         return BufferShuffle(self, seed=seed, buffer_size=buffer_size)
@@ -192,6 +211,7 @@ class Dataset:
         the real examples. A bad file skipped inside a batch is a masked slot too.
         """
         from ._batch import Batch
+
         return Batch(self, size, drop_remainder=drop_remainder)
 
     def prefetch(self, size: int = 2, *, sharding: Any = None) -> "Dataset":
@@ -203,21 +223,25 @@ class Dataset:
         one, which ``epoch(e + 1)`` takes over (not for a consumer that reopens one epoch).
         """
         from ._prefetch import Prefetch
+
         return Prefetch(self, size, sharding=sharding)
 
     def repeat(self, count: int | None = None) -> "Dataset":
         """``count`` epochs of this dataset back to back (forever when ``None``)."""
         from ._select import Repeat
+
         return Repeat(self, count)
 
     def take(self, count: int) -> "Dataset":
         """The first ``count`` elements."""
         from ._select import Take
+
         return Take(self, count)
 
     def skip(self, count: int) -> "Dataset":
         """All but the first ``count`` elements."""
         from ._select import Skip
+
         return Skip(self, count)
 
     def cache(self, path: "str | os.PathLike[str] | None" = None) -> "Dataset":
@@ -238,27 +262,33 @@ class Dataset:
         """
         if path is None:
             from ._cache import Cache
+
             return Cache(self)
         from ._cache import DiskCache
+
         return DiskCache(self, path)
 
-    def split(self, fractions: float | tuple[float, ...], *, seed: int = 0,
-              stratify: bool = True) -> tuple["Dataset", ...]:
+    def split(
+        self, fractions: float | tuple[float, ...], *, seed: int = 0, stratify: bool = True
+    ) -> tuple["Dataset", ...]:
         """Disjoint parts of a random-access dataset, e.g. ``train, test = ds.split(0.8, seed=0)``.
 
         With ``stratify`` and a ``"label"`` key, every class is split in the same proportions.
         """
         from ._select import split
+
         return split(self, fractions, seed=seed, stratify=stratify)
 
     def zip(self, *others: "Dataset") -> "Dataset":
         """Tuples ``(a, b, ...)`` of corresponding elements; as long as the shortest."""
         from ._combine import Zip
+
         return Zip((self, *others))
 
     def concatenate(self, *others: "Dataset") -> "Dataset":
         """This dataset's elements, then the others'; all must have the same spec."""
         from ._combine import Concatenate
+
         return Concatenate((self, *others))
 
 

@@ -29,9 +29,21 @@ from .._specs import (
     parse,
 )
 
-__all__ = ["ElementSpec", "annotation_of", "check_compatible", "compatible", "element_mismatch",
-           "format_annotation", "is_annotation", "leaves_with_paths", "make", "resolve", "retype",
-           "tree_from_annotation", "with_leading"]
+__all__ = [
+    "ElementSpec",
+    "annotation_of",
+    "check_compatible",
+    "compatible",
+    "element_mismatch",
+    "format_annotation",
+    "is_annotation",
+    "leaves_with_paths",
+    "make",
+    "resolve",
+    "retype",
+    "tree_from_annotation",
+    "with_leading",
+]
 
 
 def retype(annotation: Any, array_type: Any) -> Any:
@@ -130,8 +142,13 @@ def _fast_plan(tree: Any) -> tuple[Any, list[tuple[Any, dict[Any, Any] | None, t
         if any(d.kind != "fixed" or d.broadcastable for d in spec.dims):
             return None, []
         names = spec.dtypes
-        plan.append((ann.array_type, None if names is None else {"names": names},
-                     tuple(int(d.size or 0) for d in spec.dims)))
+        plan.append(
+            (
+                ann.array_type,
+                None if names is None else {"names": names},
+                tuple(int(d.size or 0) for d in spec.dims),
+            )
+        )
     return treedef, plan
 
 
@@ -149,7 +166,11 @@ def _format_tree(tree: Any) -> str:
     if isinstance(tree, tuple | list):
         parts = [_format_tree(v) for v in tree]
         close = ",)" if isinstance(tree, tuple) and len(parts) == 1 else ")"
-        return ("(" if isinstance(tree, tuple) else "[") + ", ".join(parts) + (close if isinstance(tree, tuple) else "]")
+        return (
+            ("(" if isinstance(tree, tuple) else "[")
+            + ", ".join(parts)
+            + (close if isinstance(tree, tuple) else "]")
+        )
     return repr(tree)
 
 
@@ -260,7 +281,9 @@ def resolve(annotation: Any, bindings: Mapping[str, Any], arguments: Mapping[str
     return make(annotation.dtype, annotation.array_type, " ".join(out))
 
 
-def _evaluate(elem: str, bindings: Mapping[str, Any], arguments: Mapping[str, Any], token: str) -> str:
+def _evaluate(
+    elem: str, bindings: Mapping[str, Any], arguments: Mapping[str, Any], token: str
+) -> str:
     try:
         text = elem.format(**arguments)
         names = {k: v for k, v in bindings.items() if isinstance(v, int)}

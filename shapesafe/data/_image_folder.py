@@ -42,9 +42,11 @@ class ImageFileError(DataError):
 
     def __init__(self, path: str, reason: str, stage: str):
         self.path, self.reason = path, reason
-        super().__init__(f"{stage}: cannot read {path}: {reason}. "
-                         "Remove or fix the file, or pass on_error='skip' to skip bad files "
-                         "(they are listed in ds.report).")
+        super().__init__(
+            f"{stage}: cannot read {path}: {reason}. "
+            "Remove or fix the file, or pass on_error='skip' to skip bad files "
+            "(they are listed in ds.report)."
+        )
 
 
 @dataclasses.dataclass
@@ -70,8 +72,14 @@ class Report:
         return "\n".join(lines)
 
 
-def load_image(path: str | os.PathLike[str] | io.BufferedIOBase, size: tuple[int, int], *, mode: str = "RGB",
-               resize: str = "stretch", background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+def load_image(
+    path: str | os.PathLike[str] | io.BufferedIOBase,
+    size: tuple[int, int],
+    *,
+    mode: str = "RGB",
+    resize: str = "stretch",
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
     """Decode one image file (a path or a binary file object) to a ``(height, width, channels)`` uint8 array.
 
     EXIF orientation is applied; JPEGs are decoded at a reduced scale (draft mode) when the
@@ -93,8 +101,14 @@ def load_image(path: str | os.PathLike[str] | io.BufferedIOBase, size: tuple[int
         return prepare_image(im, size, mode=mode, resize=resize, background=background)
 
 
-def prepare_image(im: Image.Image, size: tuple[int, int], *, mode: str = "RGB", resize: str = "stretch",
-                  background: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+def prepare_image(
+    im: Image.Image,
+    size: tuple[int, int],
+    *,
+    mode: str = "RGB",
+    resize: str = "stretch",
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
     """``load_image``'s preprocessing of an opened Pillow image: the one code path that training
     (``image_folder``) and serving (``shapesafe.encoders.Image``) share."""
     h, w = size
@@ -165,7 +179,9 @@ def _to_mode(im: Image.Image, mode: str, background: tuple[int, int, int]) -> Im
     return im if im.mode == mode else im.convert(mode)
 
 
-def _fit(im: Image.Image, size: tuple[int, int], resize: str, background: tuple[int, int, int]) -> Image.Image:
+def _fit(
+    im: Image.Image, size: tuple[int, int], resize: str, background: tuple[int, int, int]
+) -> Image.Image:
     if im.size == size:
         return im
     method = Image.Resampling.BILINEAR
@@ -173,8 +189,11 @@ def _fit(im: Image.Image, size: tuple[int, int], resize: str, background: tuple[
         return im.resize(size, method)
     if resize == "crop":
         return ImageOps.fit(im, size, method)
-    fill: Any = round(sum(background) / 3) if im.mode == "L" else (
-        (*background, 255) if im.mode == "RGBA" else background)
+    fill: Any = (
+        round(sum(background) / 3)
+        if im.mode == "L"
+        else ((*background, 255) if im.mode == "RGBA" else background)
+    )
     return ImageOps.pad(im, size, method, color=fill)
 
 
@@ -203,29 +222,46 @@ def _header_problem(path: Path) -> str | None:
 
 
 class ImageFolder(Dataset):
-    def __init__(self, root: Path, size: tuple[int, int], *, mode: str, resize: str,
-                 on_error: str, background: tuple[int, int, int], workers: int):
+    def __init__(
+        self,
+        root: Path,
+        size: tuple[int, int],
+        *,
+        mode: str,
+        resize: str,
+        on_error: str,
+        background: tuple[int, int, int],
+        workers: int,
+    ):
         self.root, self.size, self.mode, self.resize = root, size, mode, resize
         self.on_error, self.background = on_error, background
         self._stage = f"image_folder({str(root)!r})"
         self._random_access, self._workers = True, workers
         self._report = Report()
         self._class_names, self.files = self._scan()
-        self.spec = ElementSpec({
-            "image": jaxtyping.UInt8[np.ndarray, f"{size[0]} {size[1]} {MODES[mode]}"],
-            "label": jaxtyping.Int32[np.ndarray, ""],
-        })
+        self.spec = ElementSpec(
+            {
+                "image": jaxtyping.UInt8[np.ndarray, f"{size[0]} {size[1]} {MODES[mode]}"],
+                "label": jaxtyping.Int32[np.ndarray, ""],
+            }
+        )
 
     def _scan(self) -> tuple[list[str], list[tuple[str, int]]]:
         root = self.root
         if not root.is_dir():
             raise FileNotFoundError(f"image_folder: {root} is not a directory.")
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        classes = sorted(
+            p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
         if not classes:
             loose = [p.name for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
             raise DataError(
                 f"image_folder: {root} has no class folders; expected {root}/<class name>/<image files>"
-                + (f" (found {len(loose)} files at the top level, e.g. {loose[0]!r})." if loose else ".")
+                + (
+                    f" (found {len(loose)} files at the top level, e.g. {loose[0]!r})."
+                    if loose
+                    else "."
+                )
             )
         files: list[tuple[str, int]] = []
         for label, name in enumerate(classes):
@@ -243,7 +279,8 @@ class ImageFolder(Dataset):
                 raise DataError(
                     f"image_folder: class folder {root / name} has no readable image files "
                     f"({', '.join(EXTENSIONS)}); add images or remove the folder. See ds.report for "
-                    "files that were skipped or ignored." if self._report.skipped or self._report.ignored
+                    "files that were skipped or ignored."
+                    if self._report.skipped or self._report.ignored
                     else f"image_folder: class folder {root / name} has no image files "
                     f"({', '.join(EXTENSIONS)}); add images or remove the folder."
                 )
@@ -258,8 +295,9 @@ class ImageFolder(Dataset):
     def _get(self, epoch: int, index: int) -> Item | None:
         path, label = self.files[index]
         try:
-            image = load_image(path, self.size, mode=self.mode, resize=self.resize,
-                               background=self.background)
+            image = load_image(
+                path, self.size, mode=self.mode, resize=self.resize, background=self.background
+            )
         except Exception as e:
             reason = _reason(e)
             if self.on_error == "raise":
@@ -288,15 +326,24 @@ def _walk(folder: Path, report: Report) -> list[Path]:
             if f.startswith("."):
                 report.ignored.append((str(path), "hidden file"))
             elif path.suffix.lower() not in EXTENSIONS:
-                report.ignored.append((str(path), f"not an image extension ({', '.join(EXTENSIONS)})"))
+                report.ignored.append(
+                    (str(path), f"not an image extension ({', '.join(EXTENSIONS)})")
+                )
             else:
                 out.append(path)
     return out
 
 
-def image_folder(path: str | os.PathLike[str], size: tuple[int, int], *, mode: str = "RGB",
-                 resize: str = "stretch", on_error: str = "raise",
-                 background: tuple[int, int, int] = (255, 255, 255), workers: int | None = None) -> Dataset:
+def image_folder(
+    path: str | os.PathLike[str],
+    size: tuple[int, int],
+    *,
+    mode: str = "RGB",
+    resize: str = "stretch",
+    on_error: str = "raise",
+    background: tuple[int, int, int] = (255, 255, 255),
+    workers: int | None = None,
+) -> Dataset:
     """A labelled image dataset from ``path/<class name>/<image files>``.
 
     Labels number the class folders in sorted order (``ds.class_names``). Elements are
@@ -336,11 +383,29 @@ def image_folder(path: str | os.PathLike[str], size: tuple[int, int], *, mode: s
     if resize not in RESIZES:
         raise ValueError(f"image_folder: resize must be one of {list(RESIZES)}, got {resize!r}.")
     if on_error not in ON_ERROR:
-        raise ValueError(f"image_folder: on_error must be one of {list(ON_ERROR)}, got {on_error!r}.")
-    if (not isinstance(size, tuple | list) or len(size) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
-        raise ValueError(f"image_folder: size must be (height, width) of positive ints, got {size!r}.")
+        raise ValueError(
+            f"image_folder: on_error must be one of {list(ON_ERROR)}, got {on_error!r}."
+        )
+    if (
+        not isinstance(size, tuple | list)
+        or len(size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+    ):
+        raise ValueError(
+            f"image_folder: size must be (height, width) of positive ints, got {size!r}."
+        )
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return ImageFolder(Path(path), (int(size[0]), int(size[1])), mode=mode, resize=resize,
-                       on_error=on_error, background=tuple(background), workers=int(workers))  # type: ignore[arg-type]
+        workers = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
+    return ImageFolder(
+        Path(path),
+        (int(size[0]), int(size[1])),
+        mode=mode,
+        resize=resize,
+        on_error=on_error,
+        background=tuple(background),  # type: ignore[arg-type]
+        workers=int(workers),
+    )

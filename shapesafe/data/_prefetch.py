@@ -101,7 +101,9 @@ class _PrefetchIter(Iter):
 
     def start(self) -> None:
         if self.thread is None:
-            self.thread = threading.Thread(target=self._produce, name="shapesafe-prefetch", daemon=True)
+            self.thread = threading.Thread(
+                target=self._produce, name="shapesafe-prefetch", daemon=True
+            )
             self.thread.start()
 
     def next(self) -> Item:

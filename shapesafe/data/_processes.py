@@ -24,17 +24,25 @@ from ._calls import Invoke, fn_name
 def check_picklable(invoke: Invoke, fn: Callable[..., Any], where: str) -> None:
     """Raise ``ValueError`` naming ``fn`` and the fix unless worker processes can receive it."""
     name = fn_name(fn)
-    fix = (f"Define {name} at the top level of an importable module (a .py file; not a lambda, a "
-           "function inside another function, or a notebook cell), or use threads (processes=False).")
+    fix = (
+        f"Define {name} at the top level of an importable module (a .py file; not a lambda, a "
+        "function inside another function, or a notebook cell), or use threads (processes=False)."
+    )
     inner = getattr(fn, "func", fn)
-    if getattr(inner, "__module__", None) == "__main__" and not hasattr(sys.modules["__main__"], "__file__"):
-        raise ValueError(f"{where}: processes=True runs {name} in worker processes, which cannot import it from "
-                         f"an interactive session. {fix}")
+    if getattr(inner, "__module__", None) == "__main__" and not hasattr(
+        sys.modules["__main__"], "__file__"
+    ):
+        raise ValueError(
+            f"{where}: processes=True runs {name} in worker processes, which cannot import it from "
+            f"an interactive session. {fix}"
+        )
     try:
         pickle.dumps(invoke)
     except Exception as e:  # PicklingError, AttributeError ("local object"), TypeError
-        raise ValueError(f"{where}: processes=True sends {name} to worker processes, but it cannot be "
-                         f"pickled ({type(e).__name__}: {e}). {fix}") from e
+        raise ValueError(
+            f"{where}: processes=True sends {name} to worker processes, but it cannot be "
+            f"pickled ({type(e).__name__}: {e}). {fix}"
+        ) from e
 
 
 _POOLS: dict[int, cf.ProcessPoolExecutor] = {}
@@ -48,7 +56,9 @@ def pool(workers: int) -> cf.ProcessPoolExecutor:
     with _POOLS_LOCK:
         found = _POOLS.get(workers)
         if found is None or getattr(found, "_broken", False):
-            found = _POOLS[workers] = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            found = _POOLS[workers] = cf.ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn")
+            )
         return found
 
 

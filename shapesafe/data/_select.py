@@ -140,7 +140,6 @@ class _Pass(ParentIter):
         return self.parent.next()
 
 
-
 class Subset(Dataset):
     def __init__(self, parent: Dataset, indices: np.ndarray, stage: str):
         self._parents = (parent,)
@@ -160,17 +159,29 @@ class Subset(Dataset):
         return None if labels is None else np.asarray(labels)[self.indices]
 
 
-def split(ds: Dataset, fractions: float | tuple[float, ...], *, seed: int,
-          stratify: bool) -> tuple[Dataset, ...]:
-    fracs = (float(fractions), 1.0 - float(fractions)) if isinstance(fractions, int | float) else tuple(
-        float(f) for f in fractions)
-    if not fracs or any(f < 0 for f in fracs) or (not math.isclose(sum(fracs), 1.0) and sum(fracs) > 1):
-        raise ValueError(f"split: fractions must be non-negative and sum to at most 1, got {fractions!r}.")
+def split(
+    ds: Dataset, fractions: float | tuple[float, ...], *, seed: int, stratify: bool
+) -> tuple[Dataset, ...]:
+    fracs = (
+        (float(fractions), 1.0 - float(fractions))
+        if isinstance(fractions, int | float)
+        else tuple(float(f) for f in fractions)
+    )
+    if (
+        not fracs
+        or any(f < 0 for f in fracs)
+        or (not math.isclose(sum(fracs), 1.0) and sum(fracs) > 1)
+    ):
+        raise ValueError(
+            f"split: fractions must be non-negative and sum to at most 1, got {fractions!r}."
+        )
     if sum(fracs) < 1 - 1e-9:
         fracs = (*fracs, 1.0 - sum(fracs))
     if not ds._random_access:
-        raise ValueError(f"split: {ds.where()} has no random access (a stream); split before that "
-                         "stage, or cache() a finite stream and split the source instead.")
+        raise ValueError(
+            f"split: {ds.where()} has no random access (a stream); split before that "
+            "stage, or cache() a finite stream and split the source instead."
+        )
     n = len(ds)
     groups: list[np.ndarray] = [np.arange(n)]
     if stratify and isinstance(ds.spec.tree, Mapping) and "label" in ds.spec.tree:
@@ -189,8 +200,10 @@ def split(ds: Dataset, fractions: float | tuple[float, ...], *, seed: int,
             parts[k].append(g[lo:hi])
             lo = hi
     names = [f"split[{k}]({f:g})" for k, f in enumerate(fracs)]
-    return tuple(Subset(ds, np.sort(np.concatenate(p)) if p else np.arange(0), name)
-                 for p, name in zip(parts, names, strict=True))
+    return tuple(
+        Subset(ds, np.sort(np.concatenate(p)) if p else np.arange(0), name)
+        for p, name in zip(parts, names, strict=True)
+    )
 
 
 def _label_of(ds: Dataset, i: int) -> int:

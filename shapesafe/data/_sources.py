@@ -14,11 +14,17 @@ class ArraySource(Dataset):
     def __init__(self, arrays: Any):
         leaves = jtu.tree_leaves(arrays)
         if not leaves or not all(isinstance(x, np.ndarray) for x in leaves):
-            raise TypeError("from_arrays takes a NumPy array or a dict/tuple of them "
-                            f"(np.asarray first), got {type(arrays).__name__}.")
-        sizes = {path: (np.shape(x)[0] if np.ndim(x) else None) for path, x in leaves_with_paths(arrays)}
+            raise TypeError(
+                "from_arrays takes a NumPy array or a dict/tuple of them "
+                f"(np.asarray first), got {type(arrays).__name__}."
+            )
+        sizes = {
+            path: (np.shape(x)[0] if np.ndim(x) else None) for path, x in leaves_with_paths(arrays)
+        }
         if None in sizes.values() or len(set(sizes.values())) != 1:
-            raise ValueError(f"from_arrays: every array needs the same leading (example) dimension; got {sizes}.")
+            raise ValueError(
+                f"from_arrays: every array needs the same leading (example) dimension; got {sizes}."
+            )
         self.arrays = arrays
         self.n = int(next(iter(sizes.values())))  # type: ignore[arg-type]
         self.spec = ElementSpec(_ordered_map(lambda x: annotation_of(x[0]), arrays))
@@ -109,7 +115,9 @@ def from_generator(fn: Callable[[], Iterator[Any]], spec: Any) -> Dataset:
 class RandomAccessSource(Dataset):
     def __init__(self, source: Any, spec: Any, workers: int):
         if not (hasattr(source, "__len__") and hasattr(source, "__getitem__")):
-            raise TypeError(f"from_source needs __len__ and __getitem__; {type(source).__name__} lacks them.")
+            raise TypeError(
+                f"from_source needs __len__ and __getitem__; {type(source).__name__} lacks them."
+            )
         self.source, self.spec = source, ElementSpec(spec)
         self._stage = f"from_source({type(source).__name__})"
         self._random_access, self._workers = True, int(workers)

@@ -22,7 +22,11 @@ from ._element_spec import ElementSpec, retype, tree_from_annotation
 
 
 def positive(name: str, value: Any, *, zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < (0 if zero else 1):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or value < (0 if zero else 1)
+    ):
         least = "a non-negative" if zero else "a positive"
         raise ValueError(f"{name} must be {least} int, got {value!r}.")
     return int(value)
@@ -47,14 +51,25 @@ class ParentIter(Iter):
 def _on_host(tree: Any) -> tuple[Any, bool]:
     """``tree`` with every ``X[jax.Array, dims]`` leaf as ``X[np.ndarray, dims]``, and whether any was."""
     leaves, treedef = jax.tree.flatten(tree, is_leaf=is_annotation)
-    moved = [retype(a, np.ndarray) if is_annotation(a) and a.array_type is jax.Array else a for a in leaves]
+    moved = [
+        retype(a, np.ndarray) if is_annotation(a) and a.array_type is jax.Array else a
+        for a in leaves
+    ]
     changed = any(a is not b for a, b in zip(leaves, moved, strict=True))
     return jax.tree.unflatten(treedef, moved), changed
 
 
 class Map(Dataset):
-    def __init__(self, parent: Dataset, fn: Callable[..., Any], *, workers: int, seed: int, spec: Any,
-                 processes: bool = False):
+    def __init__(
+        self,
+        parent: Dataset,
+        fn: Callable[..., Any],
+        *,
+        workers: int,
+        seed: int,
+        spec: Any,
+        processes: bool = False,
+    ):
         self._parents = (parent,)
         self._stage = f"map({fn_name(fn)})"
         self.workers = positive("map: workers", workers, zero=True)
@@ -63,8 +78,11 @@ class Map(Dataset):
         self.run: Callable[[Any, tuple[int, ...]], Any] = self.call
         if processes:
             from ._processes import ProcessRunner, check_picklable
+
             if self.workers < 1:
-                raise ValueError(f"{self.where()}: processes=True needs workers=n >= 1 worker processes.")
+                raise ValueError(
+                    f"{self.where()}: processes=True needs workers=n >= 1 worker processes."
+                )
             check_picklable(self.call.invoke, fn, self.where())
             self.run = ProcessRunner(self.call.invoke, self.workers)
         tree = spec.tree if isinstance(spec, ElementSpec) else spec
@@ -120,6 +138,7 @@ class _MapIter(ParentIter):
         self.pool = None
         if ds.workers > 0:
             import concurrent.futures as cf
+
             self.pool = cf.ThreadPoolExecutor(ds.workers, thread_name_prefix="shapesafe-map")
 
     def next(self) -> Item:
@@ -134,7 +153,9 @@ class _MapIter(ParentIter):
                 item = self.parent.next()
             except StopIteration:
                 break
-            future = self.pool.submit(self.ds.apply, item, self.epoch, self.count + len(self.pending))
+            future = self.pool.submit(
+                self.ds.apply, item, self.epoch, self.count + len(self.pending)
+            )
             self.pending.append((future, self.parent.state(), 0))
         if not self.pending:
             raise StopIteration
@@ -187,11 +208,14 @@ class FlatMap(Dataset):
         tree = spec.tree if isinstance(spec, ElementSpec) else spec
         if tree is None:
             import typing
+
             args = typing.get_args(self.call.returns)
             tree = tree_from_annotation(args[0]) if len(args) == 1 else None
         if tree is None:
-            raise ShapeError(f"{self.where()}: cannot tell the spec of the elements {fn_name(fn)} yields. "
-                             "Annotate its return as Iterator[<annotation>] or pass spec=.")
+            raise ShapeError(
+                f"{self.where()}: cannot tell the spec of the elements {fn_name(fn)} yields. "
+                "Annotate its return as Iterator[<annotation>] or pass spec=."
+            )
         self.spec = ElementSpec(tree)
 
     def _open(self, epoch: int, state: State | None) -> Iter:

@@ -65,8 +65,12 @@ def channel_stats(ds: Dataset, *, key: str = "image") -> ChannelStats:
     return ChannelStats(mean.astype(np.float32), np.sqrt(var).astype(np.float32))
 
 
-def standardise(image: Real[np.ndarray, "h w c"], *, mean: Float32[np.ndarray, " c"],
-                std: Float32[np.ndarray, " c"]) -> Float32[np.ndarray, "h w c"]:
+def standardise(
+    image: Real[np.ndarray, "h w c"],
+    *,
+    mean: Float32[np.ndarray, " c"],
+    std: Float32[np.ndarray, " c"],
+) -> Float32[np.ndarray, "h w c"]:
     """``(image - mean) / std`` per channel, as float32 (bind ``mean``/``std`` with ``partial``).
 
     Example:
@@ -76,11 +80,14 @@ def standardise(image: Real[np.ndarray, "h w c"], *, mean: Float32[np.ndarray, "
         [[[-1.0, -1.0], [1.0, 1.0]]]
     """
     safe = np.where(std > 0, std, np.float32(1)).astype(np.float32)
-    return ((image.astype(np.float32) - mean.reshape(1, 1, -1)) / safe.reshape(1, 1, -1)).astype(np.float32)
+    return ((image.astype(np.float32) - mean.reshape(1, 1, -1)) / safe.reshape(1, 1, -1)).astype(
+        np.float32
+    )
 
 
-def random_crop(image: Shaped[np.ndarray, "h w c"], *, height: int, width: int,
-                rng: np.random.Generator) -> Shaped[np.ndarray, "{height} {width} c"]:
+def random_crop(
+    image: Shaped[np.ndarray, "h w c"], *, height: int, width: int, rng: np.random.Generator
+) -> Shaped[np.ndarray, "{height} {width} c"]:
     """A ``height`` x ``width`` window at a random position (uniform over all positions).
 
     Raises:
@@ -88,20 +95,28 @@ def random_crop(image: Shaped[np.ndarray, "h w c"], *, height: int, width: int,
     """
     h, w = image.shape[0], image.shape[1]
     if h < height or w < width:
-        raise ValueError(f"random_crop: the image is {h}x{w}, smaller than the crop {height}x{width}.")
+        raise ValueError(
+            f"random_crop: the image is {h}x{w}, smaller than the crop {height}x{width}."
+        )
     top = int(rng.integers(0, h - height + 1))
     left = int(rng.integers(0, w - width + 1))
-    return image[top:top + height, left:left + width]
+    return image[top : top + height, left : left + width]
 
 
-def random_flip(image: Shaped[np.ndarray, "h w c"], *, rng: np.random.Generator,
-                probability: float = 0.5) -> Shaped[np.ndarray, "h w c"]:
+def random_flip(
+    image: Shaped[np.ndarray, "h w c"], *, rng: np.random.Generator, probability: float = 0.5
+) -> Shaped[np.ndarray, "h w c"]:
     """Mirror left-right with ``probability``."""
     return image[:, ::-1] if rng.random() < probability else image
 
 
-def jitter(image: UInt8[np.ndarray, "h w c"], *, rng: np.random.Generator, brightness: float = 0.2,
-           contrast: float = 0.2) -> UInt8[np.ndarray, "h w c"]:
+def jitter(
+    image: UInt8[np.ndarray, "h w c"],
+    *,
+    rng: np.random.Generator,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
+) -> UInt8[np.ndarray, "h w c"]:
     """Random brightness then contrast, as in torchvision's ``ColorJitter``.
 
     Brightness multiplies by ``b ~ U(1 - brightness, 1 + brightness)``; contrast blends with

@@ -49,9 +49,14 @@ class LeakyReLU(_Activation):
     negative_slope: float = 0.01
 
     def __post_init__(self) -> None:
-        if isinstance(self.negative_slope, bool) or not isinstance(self.negative_slope, int | float) \
-                or not math.isfinite(self.negative_slope):
-            raise ValueError(f"LeakyReLU: negative_slope must be a finite number, got {self.negative_slope!r}.")
+        if (
+            isinstance(self.negative_slope, bool)
+            or not isinstance(self.negative_slope, int | float)
+            or not math.isfinite(self.negative_slope)
+        ):
+            raise ValueError(
+                f"LeakyReLU: negative_slope must be a finite number, got {self.negative_slope!r}."
+            )
 
     def apply(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         return jax.nn.leaky_relu(x, negative_slope=self.negative_slope)

@@ -34,7 +34,9 @@ NeedDType_contra = TypeVar("NeedDType_contra", contravariant=True)
 NeedRank_contra = TypeVar("NeedRank_contra", contravariant=True)
 GiveDType_co = TypeVar("GiveDType_co", covariant=True)
 GiveRank_co = TypeVar("GiveRank_co", covariant=True)
-Named = TypeVar("Named", bound="Blueprint[Any, Any, Any, Any]")  # (not Self: beartype refuses it here)
+Named = TypeVar(
+    "Named", bound="Blueprint[Any, Any, Any, Any]"
+)  # (not Self: beartype refuses it here)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -56,13 +58,16 @@ class Blueprint(Generic[NeedDType_contra, NeedRank_contra, GiveDType_co, GiveRan
         # those compositions' types are not tracked.
         def __rshift__(self, other: Self | UserLayer) -> "Sequential[Any, Any, Any, Any]": ...
     else:
+
         def __rshift__(self, other: Any) -> "Sequential":
             from ._sequential import Sequential
 
             return Sequential((self, other))
 
     @overload
-    def __rrshift__(self, other: "Blueprint[InDType, InRank, Any, Any]") -> "Sequential[InDType, InRank, Any, Any]": ...
+    def __rrshift__(
+        self, other: "Blueprint[InDType, InRank, Any, Any]"
+    ) -> "Sequential[InDType, InRank, Any, Any]": ...
     @overload
     def __rrshift__(self, other: UserLayer) -> "Sequential[Any, Any, Any, Any]": ...
     def __rrshift__(self, other: Any) -> Any:
@@ -73,7 +78,9 @@ class Blueprint(Generic[NeedDType_contra, NeedRank_contra, GiveDType_co, GiveRan
     def named(self: "Named", name: str) -> "Named":
         """A copy of this blueprint with a name (``net["head"]`` finds it)."""
         if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"{self!r}.named(name={name!r}): a name must be a Python identifier, e.g. 'head'.")
+            raise ValueError(
+                f"{self!r}.named(name={name!r}): a name must be a Python identifier, e.g. 'head'."
+            )
         return dataclasses.replace(self, name=name)
 
     def __repr__(self) -> str:
@@ -112,17 +119,28 @@ def _show(value: Any) -> str:
         return f"jnp.{dtype_name}"
     if callable(value) and hasattr(value, "__name__"):
         return value.__name__
-    if isinstance(value, float) and 0 < value < 1 and len(repr(value)) > 8 and 1 / round(1 / value) == value:
+    if (
+        isinstance(value, float)
+        and 0 < value < 1
+        and len(repr(value)) > 8
+        and 1 / round(1 / value) == value
+    ):
         return f"1 / {round(1 / value)}"  # Rescale(1 / 255), not Rescale(0.00392156862745098)
     return repr(value)
 
 
-def infer(blueprint: Blueprint, spec: TensorSpec, rngs: nnx.Rngs, where: str) -> tuple[nnx.Module, TensorSpec]:
+def infer(
+    blueprint: Blueprint, spec: TensorSpec, rngs: nnx.Rngs, where: str
+) -> tuple[nnx.Module, TensorSpec]:
     """Build one blueprint for ``spec`` and trace it abstractly to get its output spec."""
     try:
         module = blueprint._build(spec, rngs)
     except Refusal as r:
-        lines = [f"  expected  {r.expected}", f"  got       {got_with_origins(spec)}", f"  {r.reason}"]
+        lines = [
+            f"  expected  {r.expected}",
+            f"  got       {got_with_origins(spec)}",
+            f"  {r.reason}",
+        ]
         if r.fix:
             lines.append(f"  {r.fix}")
         raise LayerShapeError((where,), "\n".join(lines), subject=repr(blueprint)) from None
@@ -137,18 +155,32 @@ def infer(blueprint: Blueprint, spec: TensorSpec, rngs: nnx.Rngs, where: str) ->
         out = jax.eval_shape(forward, state, spec.abstract())
     except LayerShapeError as e:
         if not e.path and e.boundary == ", cannot take its input":  # show where each dim came from
-            e = LayerShapeError((), e.body.replace(f"got       {format_value(spec.abstract())}",
-                                                   f"got       {got_with_origins(spec)}", 1),
-                                boundary=e.boundary, subject=e.subject)
+            e = LayerShapeError(
+                (),
+                e.body.replace(
+                    f"got       {format_value(spec.abstract())}",
+                    f"got       {got_with_origins(spec)}",
+                    1,
+                ),
+                boundary=e.boundary,
+                subject=e.subject,
+            )
         raise e.within(where) from None
     if not isinstance(out, jax.ShapeDtypeStruct):
-        raise LayerShapeError((where,), f"  it returned {type(out).__name__}, not one array.",
-                              boundary=", returned a wrong output", subject=repr(blueprint))
+        raise LayerShapeError(
+            (where,),
+            f"  it returned {type(out).__name__}, not one array.",
+            boundary=", returned a wrong output",
+            subject=repr(blueprint),
+        )
     shape = tuple(out.shape)
-    return module, TensorSpec(shape, out.dtype, trace_origins(spec, shape, where.split(" of ")[0] + f", {blueprint!r}"))
+    return module, TensorSpec(
+        shape, out.dtype, trace_origins(spec, shape, where.split(" of ")[0] + f", {blueprint!r}")
+    )
 
 
 # -- argument validation (ValueError at construction, listing what is allowed) --------------
+
 
 def positive_int(layer: str, arg: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -159,12 +191,16 @@ def positive_int(layer: str, arg: str, value: Any) -> int:
 def int_tuple(layer: str, arg: str, value: Any, n: int, *, minimum: int = 1) -> tuple[int, ...]:
     """An int or a length-``n`` sequence of ints, each ``>= minimum``, as a tuple."""
     items = (value,) * n if isinstance(value, int) and not isinstance(value, bool) else value
-    ok = isinstance(items, Sequence) and len(items) == n and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in items
+    ok = (
+        isinstance(items, Sequence)
+        and len(items) == n
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in items)
     )
     if not ok:
         noun = "positive" if minimum == 1 else f">= {minimum}"
-        raise ValueError(f"{layer}: {arg} must be a {noun} int or a tuple of {n} such ints, got {value!r}.")
+        raise ValueError(
+            f"{layer}: {arg} must be a {noun} int or a tuple of {n} such ints, got {value!r}."
+        )
     return tuple(items)  # type: ignore[arg-type]  # checked above
 
 

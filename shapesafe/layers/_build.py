@@ -19,12 +19,20 @@ from ._typing import Given, Rank, Spec, SpecDType, SpecLike, SpecRank, UserLayer
 # (the model's output dtype is then the blueprint's, ``AsInput`` where it passes the input's on).
 # pyright reports the last overload's mismatch: the typed one, which names the dtype.
 @overload
-def build(blueprint: Blueprint[Any, Any, Any, Any] | UserLayer, spec: SpecLike, *, seed: int = 0) -> Model[Any, Any, Any, Any]: ...
+def build(
+    blueprint: Blueprint[Any, Any, Any, Any] | UserLayer, spec: SpecLike, *, seed: int = 0
+) -> Model[Any, Any, Any, Any]: ...
 @overload
-def build(blueprint: UserLayer, spec: Spec[SpecDType, SpecRank], *, seed: int = 0) -> Model[SpecDType, SpecRank, Any, Any]: ...
+def build(
+    blueprint: UserLayer, spec: Spec[SpecDType, SpecRank], *, seed: int = 0
+) -> Model[SpecDType, SpecRank, Any, Any]: ...
 @overload
-def build(blueprint: Blueprint[SpecDType, SpecRank, Given, Rank], spec: Spec[SpecDType, SpecRank], *,
-          seed: int = 0) -> Model[SpecDType, SpecRank, Given, Rank]: ...
+def build(
+    blueprint: Blueprint[SpecDType, SpecRank, Given, Rank],
+    spec: Spec[SpecDType, SpecRank],
+    *,
+    seed: int = 0,
+) -> Model[SpecDType, SpecRank, Given, Rank]: ...
 def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
     """Infer every size of ``blueprint`` for inputs of ``spec`` and build its parameters.
 
@@ -71,7 +79,9 @@ def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
     # optimisation passes (a ResNet-18 builds in 2.5 s instead of 10 s); values agree with
     # an eager initialisation to float rounding (<1e-7) and are the same on every build.
     graphdef = nnx.graphdef(nnx.eval_shape(make))
-    init = jax.jit(lambda: nnx.state(make()), compiler_options={"xla_backend_optimization_level": 0})
+    init = jax.jit(
+        lambda: nnx.state(make()), compiler_options={"xla_backend_optimization_level": 0}
+    )
     return nnx.merge(graphdef, init())
 
 

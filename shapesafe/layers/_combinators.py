@@ -31,7 +31,9 @@ def _sequence(obj: Any) -> Sequential:
     return bp if isinstance(bp, Sequential) else Sequential((bp,))
 
 
-def _built(seq: Sequential, spec: TensorSpec, rngs: nnx.Rngs, where: str) -> tuple[Model, TensorSpec]:
+def _built(
+    seq: Sequential, spec: TensorSpec, rngs: nnx.Rngs, where: str
+) -> tuple[Model, TensorSpec]:
     """Build an inner sequence (``Sequential._build``, through ``infer``) and learn its output spec."""
     model, out = infer(seq, spec, rngs, where)
     return cast(Model, model), out
@@ -112,7 +114,11 @@ def _projection(spec: TensorSpec, out: TensorSpec) -> str:
     if same_rank and nd not in (1, 2) and spec.shape[:-1] == out.shape[:-1]:
         return f"L.Linear({out.shape[-1]})"
     sizes = list(zip(spec.shape[1:-1], out.shape[1:-1], strict=False))
-    if same_rank and nd in (1, 2) and all((isinstance(a, int) and isinstance(b, int)) or str(a) == str(b) for a, b in sizes):
+    if (
+        same_rank
+        and nd in (1, 2)
+        and all((isinstance(a, int) and isinstance(b, int)) or str(a) == str(b) for a, b in sizes)
+    ):
         strides = tuple(1 if str(a) == str(b) else -(-a // b) for a, b in sizes)
         if all(-(-a // s) == b for (a, b), s in zip(sizes, strides, strict=True)):
             stride = strides[0] if len(set(strides)) == 1 else strides
@@ -132,7 +138,9 @@ class ResidualLayer(nnx.Module):
 
     def named_children(self) -> list[tuple[str, Model]]:
         """The inner models, for ``ss.summary``."""
-        return [("block", self.block)] + ([("shortcut", self.shortcut)] if self.shortcut is not None else [])
+        return [("block", self.block)] + (
+            [("shortcut", self.shortcut)] if self.shortcut is not None else []
+        )
 
     @checked
     def __call__(self, x: Shaped[Array, "..."]) -> Shaped[Array, "..."]:
@@ -173,8 +181,10 @@ class _Branches(Blueprint[Any, Any, Any, Any]):
 
     def listing(self, outs: list[TensorSpec]) -> str:
         """One line per branch: its blueprint and its output spec."""
-        return "\n".join(f"    branch {i}, {b!r}: {_show(o)}"
-                         for i, (b, o) in enumerate(zip(self.branches, outs, strict=True), start=1))
+        return "\n".join(
+            f"    branch {i}, {b!r}: {_show(o)}"
+            for i, (b, o) in enumerate(zip(self.branches, outs, strict=True), start=1)
+        )
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -212,16 +222,25 @@ class Concat(_Branches):
         ranks = {o.rank for o in outs}
         if len(ranks) > 1 or not -outs[0].rank <= self.axis < outs[0].rank:
             why = "different ranks" if len(ranks) > 1 else f"no axis {self.axis}"
-            return Refusal(expected, f"the branches' outputs have {why}:\n{self.listing(outs)}",
-                           "Make every branch return the same rank (e.g. with L.Reshape or L.Flatten).")
+            return Refusal(
+                expected,
+                f"the branches' outputs have {why}:\n{self.listing(outs)}",
+                "Make every branch return the same rank (e.g. with L.Reshape or L.Flatten).",
+            )
         axis = self.axis % outs[0].rank
         if len({o.dtype for o in outs}) > 1:
-            return Refusal(expected, f"the branches' outputs have different dtypes:\n{self.listing(outs)}",
-                           "Make every branch return one dtype (e.g. with L.Cast).")
+            return Refusal(
+                expected,
+                f"the branches' outputs have different dtypes:\n{self.listing(outs)}",
+                "Make every branch return one dtype (e.g. with L.Cast).",
+            )
         for k in range(outs[0].rank):
             if k != axis and len({str(o.shape[k]) for o in outs}) > 1:
-                return Refusal(expected, f"the branches' outputs differ on axis {k}, not only on axis {axis}:\n{self.listing(outs)}",
-                               "Make the branches agree there, e.g. padding='same' on convolutions that keep height and width.")
+                return Refusal(
+                    expected,
+                    f"the branches' outputs differ on axis {k}, not only on axis {axis}:\n{self.listing(outs)}",
+                    "Make the branches agree there, e.g. padding='same' on convolutions that keep height and width.",
+                )
         return None
 
     def join(self, ys: list[Any]) -> Any:
@@ -249,9 +268,11 @@ class Add(_Branches):
 
     def check(self, outs: list[TensorSpec]) -> Refusal | None:
         if len({_show(o) for o in outs}) > 1:
-            return Refusal("branch outputs with one shape and dtype",
-                           f"the branches' outputs differ:\n{self.listing(outs)}",
-                           "Make every branch return the same shape and dtype.")
+            return Refusal(
+                "branch outputs with one shape and dtype",
+                f"the branches' outputs differ:\n{self.listing(outs)}",
+                "Make every branch return the same shape and dtype.",
+            )
         return None
 
     def join(self, ys: list[Any]) -> Any:

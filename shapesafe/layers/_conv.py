@@ -22,18 +22,31 @@ def _padding(layer: str, value: Any, nd: int) -> str | tuple[tuple[int, int], ..
         mode = value.lower()
         if mode not in PADDING_MODES or (mode == "causal" and nd != 1):
             allowed = PADDING_MODES if nd == 1 else PADDING_MODES[:2]
-            raise ValueError(f"{layer}: padding must be one of {allowed}, an int, or {nd} (low, high) pairs; got {value!r}.")
+            raise ValueError(
+                f"{layer}: padding must be one of {allowed}, an int, or {nd} (low, high) pairs; got {value!r}."
+            )
         return mode
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return ((value, value),) * nd
     items = value
-    if nd == 1 and isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+    if (
+        nd == 1
+        and isinstance(value, tuple | list)
+        and len(value) == 2
+        and all(isinstance(v, int) for v in value)
+    ):
         items = (tuple(value),)  # Conv1D's documented (low, high) pair
     if isinstance(items, tuple | list) and len(items) == nd:
         pairs = tuple((p, p) if isinstance(p, int) else tuple(p) for p in items)
-        if all(len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p) for p in pairs):
+        if all(
+            len(p) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p)
+            for p in pairs
+        ):
             return pairs  # type: ignore[return-value]
-    raise ValueError(f"{layer}: padding must be 'valid', 'same', a non-negative int, or {nd} (low, high) pairs; got {value!r}.")
+    raise ValueError(
+        f"{layer}: padding must be 'valid', 'same', a non-negative int, or {nd} (low, high) pairs; got {value!r}."
+    )
 
 
 def lax_padding(padding: Any, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> Any:
@@ -43,31 +56,45 @@ def lax_padding(padding: Any, kernel: tuple[int, ...], dilation: tuple[int, ...]
 
 
 def spatial_names(nd: int) -> tuple[str, ...]:
-    return ("time",) if nd == 1 else ("height", "width") if nd == 2 else tuple(f"d{i}" for i in range(nd))
+    return (
+        ("time",)
+        if nd == 1
+        else ("height", "width")
+        if nd == 2
+        else tuple(f"d{i}" for i in range(nd))
+    )
 
 
-def too_short(sizes: tuple[Any, ...], extents: tuple[int, ...], padding: Any, what: str) -> str | None:
+def too_short(
+    sizes: tuple[Any, ...], extents: tuple[int, ...], padding: Any, what: str
+) -> str | None:
     """Why a fixed spatial size is too short for its window (an empty output), or None."""
     if padding in ("same", "causal"):
         return None
     pads = ((0, 0),) * len(extents) if padding == "valid" else padding
-    for name, n, extent, (lo, hi) in zip(spatial_names(len(extents)), sizes, extents, pads, strict=True):
+    for name, n, extent, (lo, hi) in zip(
+        spatial_names(len(extents)), sizes, extents, pads, strict=True
+    ):
         if isinstance(n, int) and n + lo + hi < extent:
             padded = "with padding='valid'" if padding == "valid" else f"even padded by {lo + hi}"
             return f"{name} is {n}, smaller than {what} {extent} {padded}."
     return None
 
 
-def check_long_enough(layer: Any, x: Any, extents: tuple[int, ...], padding: Any, what: str) -> None:
+def check_long_enough(
+    layer: Any, x: Any, extents: tuple[int, ...], padding: Any, what: str
+) -> None:
     """At call time, where the model's spec left a spatial size open: refuse an empty output."""
     names = spatial_names(len(extents))
     if x.ndim < len(extents) + 1:
         body = f"  expected  at least {len(extents) + 1} dimensions ({' '.join(names)} channels)\n  got       {format_value(x)}"
         raise LayerShapeError((), body, subject=describe(layer))
-    short = too_short(tuple(x.shape[-len(extents) - 1:-1]), extents, padding, what)
+    short = too_short(tuple(x.shape[-len(extents) - 1 : -1]), extents, padding, what)
     if short:
         pads = ((0, 0),) * len(extents) if padding == "valid" else padding
-        need = [f"{n} >= {e - lo - hi}" for n, e, (lo, hi) in zip(names, extents, pads, strict=True)]
+        need = [
+            f"{n} >= {e - lo - hi}" for n, e, (lo, hi) in zip(names, extents, pads, strict=True)
+        ]
         body = f"  expected  {' and '.join(need)}\n  got       {format_value(x)}\n  {short}\n  Use a larger input."
         raise LayerShapeError((), body, subject=describe(layer))
 
@@ -101,13 +128,23 @@ class _Conv(Blueprint[Floating, NeedRank_contra, AsInput, Any]):
             fix = None
             if spec.rank == self.ndim + 1 and all(isinstance(d, int) for d in spec.shape[1:]):
                 fix = f"Add a channel axis: L.Reshape({(*spec.shape[1:], 1)}) before {self!r}."
-            raise Refusal(expected, f"it needs {self.ndim + 2} dimensions (batch {' '.join(names)} channels), got {spec.rank}.", fix)
+            raise Refusal(
+                expected,
+                f"it needs {self.ndim + 2} dimensions (batch {' '.join(names)} channels), got {spec.rank}.",
+                fix,
+            )
         channels = spec.shape[-1]
         if not isinstance(channels, int):
-            raise Refusal(expected, f"the channel dimension must have a fixed size, got {channels}.")
-        short = too_short(spec.shape[-self.ndim - 1:-1], self.extent(), self.padding, "the kernel's extent")
+            raise Refusal(
+                expected, f"the channel dimension must have a fixed size, got {channels}."
+            )
+        short = too_short(
+            spec.shape[-self.ndim - 1 : -1], self.extent(), self.padding, "the kernel's extent"
+        )
         if short:
-            raise Refusal(expected, short, "Use padding='same', a smaller kernel, or a larger input.")
+            raise Refusal(
+                expected, short, "Use padding='same', a smaller kernel, or a larger input."
+            )
         dtype = spec.dtype if dtype_kind(spec.dtype) == "floating" else jnp.float32
         layer = Conv1DLayer if self.ndim == 1 else Conv2DLayer
         return layer(self, channels, dtype=dtype, rngs=rngs)
@@ -123,18 +160,23 @@ class ConvLayer(nnx.Module):
         init = nnx.initializers.lecun_normal()
         shape = (*blueprint.kernel, in_channels, blueprint.filters)
         self.kernel = nnx.Param(init(rngs.params(), shape, dtype))
-        self.bias = nnx.Param(jnp.zeros((blueprint.filters,), dtype)) if blueprint.use_bias else None
+        self.bias = (
+            nnx.Param(jnp.zeros((blueprint.filters,), dtype)) if blueprint.use_bias else None
+        )
 
     def convolve(self, x: Any) -> Any:
         bp = self.blueprint
         nd = bp.ndim
         check_long_enough(self, x, bp.extent(), bp.padding, "the kernel's extent")
         lead = x.shape[: -nd - 1]
-        x = x.reshape((-1, *x.shape[-nd - 1:]))
+        x = x.reshape((-1, *x.shape[-nd - 1 :]))
         dims = "N" + "HWD"[:nd] + "C"
         y = lax.conv_general_dilated(
-            x, self.kernel[...], window_strides=bp.strides,
-            padding=lax_padding(bp.padding, bp.kernel, bp.dilation), rhs_dilation=bp.dilation,
+            x,
+            self.kernel[...],
+            window_strides=bp.strides,
+            padding=lax_padding(bp.padding, bp.kernel, bp.dilation),
+            rhs_dilation=bp.dilation,
             dimension_numbers=(dims, "HWD"[:nd] + "IO", dims),
         )
         if self.bias is not None:
@@ -146,7 +188,9 @@ class Conv1DLayer(ConvLayer):
     """Built ``Conv1D``; any length of ``time`` is accepted."""
 
     @checked
-    def __call__(self, x: Float[Array, "*batch time {self.in_channels}"]) -> Float[Array, "*batch out_time {self.filters}"]:
+    def __call__(
+        self, x: Float[Array, "*batch time {self.in_channels}"]
+    ) -> Float[Array, "*batch out_time {self.filters}"]:
         return self.convolve(x)
 
 

@@ -75,7 +75,9 @@ class Custom(Blueprint[Any, Any, Any, Any]):
 
     def __post_init__(self) -> None:
         if not isinstance(self.module, nnx.Module):
-            raise ValueError(f"Custom: module must be a flax.nnx.Module, got {type(self.module).__name__}.")
+            raise ValueError(
+                f"Custom: module must be a flax.nnx.Module, got {type(self.module).__name__}."
+            )
         _require_annotations(f"{type(self.module).__name__}.__call__", type(self.module).__call__)
 
     def __repr__(self) -> str:

@@ -78,7 +78,11 @@ class EmbeddingLayer(nnx.Module):
     def __call__(self, ids: Integer[Array, "*batch"]) -> Float[Array, "*batch {self.features}"]:
         if not isinstance(ids, Tracer):
             check_ids(self.blueprint, ids)
-        return self.table[...].at[ids].get(mode="fill", fill_value=jnp.nan, wrap_negative_indices=False)
+        return (
+            self.table[...]
+            .at[ids]
+            .get(mode="fill", fill_value=jnp.nan, wrap_negative_indices=False)
+        )
 
 
 def check_ids(blueprint: Embedding, ids: Any) -> None:

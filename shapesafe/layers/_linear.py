@@ -45,8 +45,11 @@ class Linear(FloatingKeep[Rank1Plus], Blueprint[Floating, Rank1Plus, AsInput, An
             raise Refusal(expected, "it needs at least one dimension (in_features), got a scalar.")
         in_features = spec.shape[-1]
         if not isinstance(in_features, int):
-            raise Refusal(expected, f"in_features must be a fixed size, got the symbolic {in_features}.",
-                          "Reshape so the last dimension has a fixed size.")
+            raise Refusal(
+                expected,
+                f"in_features must be a fixed size, got the symbolic {in_features}.",
+                "Reshape so the last dimension has a fixed size.",
+            )
         dtype = spec.dtype if dtype_kind(spec.dtype) == "floating" else np.dtype(np.float32)
         return LinearLayer(self, in_features, dtype=dtype, rngs=rngs)
 
@@ -60,10 +63,14 @@ class LinearLayer(nnx.Module):
         self.out_features = blueprint.features
         init = nnx.initializers.lecun_normal()
         self.kernel = nnx.Param(init(rngs.params(), (in_features, self.out_features), dtype))
-        self.bias = nnx.Param(jnp.zeros((self.out_features,), dtype)) if blueprint.use_bias else None
+        self.bias = (
+            nnx.Param(jnp.zeros((self.out_features,), dtype)) if blueprint.use_bias else None
+        )
 
     @checked
-    def __call__(self, x: Float[Array, "*batch {self.in_features}"]) -> Float[Array, "*batch {self.out_features}"]:
+    def __call__(
+        self, x: Float[Array, "*batch {self.in_features}"]
+    ) -> Float[Array, "*batch {self.out_features}"]:
         y = x @ self.kernel[...]
         if self.bias is not None:
             y = y + self.bias[...].reshape((1,) * (y.ndim - 1) + (-1,))

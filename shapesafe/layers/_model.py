@@ -28,7 +28,9 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
     call pays nothing for them.
     """
 
-    def __init__(self, layers: list[nnx.Module], *, blueprint: "Sequential", specs: list[TensorSpec]):
+    def __init__(
+        self, layers: list[nnx.Module], *, blueprint: "Sequential", specs: list[TensorSpec]
+    ):
         self.layers = nnx.List(layers)
         self.blueprint = blueprint
         self.names = tuple(b.name for b in blueprint.layers)
@@ -45,7 +47,9 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
     def __getitem__(self, key: int | str) -> nnx.Module:
         if isinstance(key, str):
             if key not in self.names:
-                raise KeyError(f"no layer named {key!r}; named layers: {[n for n in self.names if n]}")
+                raise KeyError(
+                    f"no layer named {key!r}; named layers: {[n for n in self.names if n]}"
+                )
             key = self.names.index(key)
         return self.layers[key]
 
@@ -55,7 +59,9 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
         with jaxtyping.jaxtyped("context"):  # type: ignore[arg-type]
             if not isinstance(y, self.input_spec):
                 raise _boundary_error(self, "input", self.input_spec, y)
-            for i, (bp, layer) in enumerate(zip(self.blueprint.layers, self.layers, strict=True), start=1):
+            for i, (bp, layer) in enumerate(
+                zip(self.blueprint.layers, self.layers, strict=True), start=1
+            ):
                 try:
                     y = layer(y)
                 except LayerShapeError as e:
@@ -70,17 +76,34 @@ def _boundary_error(model: Model, side: str, spec: Any, x: Any) -> LayerShapeErr
     lines = [f"  expected  {expected}", f"  got       {format_value(x)}"]
     want = [d.size for d in parse(spec).dims]
     shape: list[Any] = list(getattr(x, "shape", ()))
-    channels_first = (side == "input" and len(shape) == len(want) >= 3 and shape[1:] != want[1:]
-                      and shape[1] == want[-1] and shape[2:] == want[1:-1])
+    channels_first = (
+        side == "input"
+        and len(shape) == len(want) >= 3
+        and shape[1:] != want[1:]
+        and shape[1] == want[-1]
+        and shape[2:] == want[1:-1]
+    )
     if channels_first:
         perm = ", ".join(["0", *[str(i) for i in range(2, len(shape))], "1"])
-        lines.append("  the input looks channels-first (batch, channels, ...) but the model is channels-last.")
+        lines.append(
+            "  the input looks channels-first (batch, channels, ...) but the model is channels-last."
+        )
         lines.append(f"  Transpose it first: jnp.transpose(x, ({perm})).")
     dtypes = list(spec.dtypes)
     if getattr(x, "dtype", None) is not None and np.dtype(x.dtype).name not in dtypes:
-        lines.append(f"  its dtype is {np.dtype(x.dtype).name}; the model was built for {dtypes[0]}.")
-        lines.append(f"  Convert the input (x.astype(jnp.{dtypes[0]})) or build the model for this dtype.")
+        lines.append(
+            f"  its dtype is {np.dtype(x.dtype).name}; the model was built for {dtypes[0]}."
+        )
+        lines.append(
+            f"  Convert the input (x.astype(jnp.{dtypes[0]})) or build the model for this dtype."
+        )
     elif side == "input" and not channels_first:
-        lines.append(f"  The model was built for {expected}; build it again for this input, or reshape the input.")
-    boundary = " does not match the spec the model was built for" if side == "input" else " is not what the model declared"
+        lines.append(
+            f"  The model was built for {expected}; build it again for this input, or reshape the input."
+        )
+    boundary = (
+        " does not match the spec the model was built for"
+        if side == "input"
+        else " is not what the model declared"
+    )
     return LayerShapeError((), "\n".join(lines), subject=f"The model's {side}", boundary=boundary)

@@ -38,7 +38,12 @@ from ._typing import AnyRank, AsInput, Floating, FloatingKeep, Rank1Plus, Rank2P
 
 
 def _positive_float(layer: str, arg: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{layer}: {arg} must be a positive finite float, got {value!r}.")
     return float(value)
 
@@ -47,11 +52,17 @@ def _features(spec: TensorSpec, expected: str, *, min_rank: int) -> int:
     """The fixed size of the last axis of ``spec``, or a ``Refusal``."""
     if spec.rank < min_rank:
         need = "batch and features" if min_rank == 2 else "features"
-        raise Refusal(expected, f"it needs at least {min_rank} dimension{'s' * (min_rank > 1)} ({need}), got {spec.rank}.")
+        raise Refusal(
+            expected,
+            f"it needs at least {min_rank} dimension{'s' * (min_rank > 1)} ({need}), got {spec.rank}.",
+        )
     features = spec.shape[-1]
     if not isinstance(features, int):
-        raise Refusal(expected, f"the last (features) dimension must have a fixed size, got the symbolic {features}.",
-                      "Reshape so the last dimension has a fixed size.")
+        raise Refusal(
+            expected,
+            f"the last (features) dimension must have a fixed size, got the symbolic {features}.",
+            "Reshape so the last dimension has a fixed size.",
+        )
     return features
 
 
@@ -66,6 +77,7 @@ def _row(v: Any, ndim: int) -> Any:
 
 
 # -- Dropout ---------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Dropout(FloatingKeep[AnyRank], Blueprint[Floating, AnyRank, AsInput, Any]):
@@ -120,6 +132,7 @@ class DropoutLayer(nnx.Module):
 
 
 # -- BatchNorm -------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class BatchNorm(FloatingKeep[Rank2Plus], Blueprint[Floating, Rank2Plus, AsInput, Any]):
@@ -185,7 +198,9 @@ class BatchNormLayer(nnx.Module):
         self.var = nnx.BatchStat(jnp.ones((features,), dtype))
 
     @checked
-    def __call__(self, x: Float[Array, "batch *rest {self.features}"]) -> Float[Array, "batch *rest {self.features}"]:
+    def __call__(
+        self, x: Float[Array, "batch *rest {self.features}"]
+    ) -> Float[Array, "batch *rest {self.features}"]:
         if self.use_running_average or self.frozen:
             mean, var = self.mean[...], self.var[...]
         else:
@@ -202,9 +217,11 @@ class BatchNormLayer(nnx.Module):
         axes = tuple(range(x.ndim - 1))
         count = math.prod(x.shape[:-1])
         if isinstance(count, int) and count < 2:
-            body = (f"  expected  more than one value per feature to compute batch statistics\n"
-                    f"  got       {format_value(x)}\n"
-                    f"  Train with a batch of at least 2, or call model.eval() to use the running statistics.")
+            body = (
+                f"  expected  more than one value per feature to compute batch statistics\n"
+                f"  got       {format_value(x)}\n"
+                f"  Train with a batch of at least 2, or call model.eval() to use the running statistics."
+            )
             raise LayerShapeError((), body, subject=describe(self))
         mean = jnp.mean(x, axis=axes)
         squares = jnp.sum(jnp.square(x - _row(mean, x.ndim)), axis=axes)
@@ -217,6 +234,7 @@ class BatchNormLayer(nnx.Module):
 
 
 # -- LayerNorm -------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class LayerNorm(FloatingKeep[Rank1Plus], Blueprint[Floating, Rank1Plus, AsInput, Any]):
@@ -262,7 +280,9 @@ class LayerNormLayer(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((features,), dtype)) if blueprint.use_bias else None
 
     @checked
-    def __call__(self, x: Float[Array, "*batch {self.features}"]) -> Float[Array, "*batch {self.features}"]:
+    def __call__(
+        self, x: Float[Array, "*batch {self.features}"]
+    ) -> Float[Array, "*batch {self.features}"]:
         mean = jnp.mean(x, axis=-1, keepdims=True)
         centred = x - mean
         var = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)

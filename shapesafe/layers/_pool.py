@@ -41,18 +41,32 @@ class _Pool(FloatingKeep[NeedRank_contra], Blueprint[Floating, NeedRank_contra, 
 
     def __post_init__(self) -> None:
         me = f"{type(self).__name__}({self.window!r})"
-        window = (self.window,) if isinstance(self.window, int) and not isinstance(self.window, bool) else self.window
-        window = int_tuple(me, "window", window, len(window) if isinstance(window, tuple | list) else 1)
+        window = (
+            (self.window,)
+            if isinstance(self.window, int) and not isinstance(self.window, bool)
+            else self.window
+        )
+        window = int_tuple(
+            me, "window", window, len(window) if isinstance(window, tuple | list) else 1
+        )
         set_field(self, "window", window)
-        strides = window if self.strides is None else int_tuple(me, "strides", self.strides, len(window))
+        strides = (
+            window if self.strides is None else int_tuple(me, "strides", self.strides, len(window))
+        )
         set_field(self, "strides", strides)
         if isinstance(self.padding, str) and self.padding not in ("valid", "same"):
-            raise ValueError(f"{me}: padding must be 'valid', 'same', a non-negative int, or {len(window)} "
-                             f"(low, high) pairs; got {self.padding!r}.")
+            raise ValueError(
+                f"{me}: padding must be 'valid', 'same', a non-negative int, or {len(window)} "
+                f"(low, high) pairs; got {self.padding!r}."
+            )
         set_field(self, "padding", conv_padding(me, self.padding, len(window)))
-        if not isinstance(self.padding, str) and any(p >= w for pair, w in zip(self.padding, window, strict=True) for p in pair):
-            raise ValueError(f"{me}: padding must be smaller than the window on every side (so every window "
-                             f"overlaps the input), got {self.padding!r}.")
+        if not isinstance(self.padding, str) and any(
+            p >= w for pair, w in zip(self.padding, window, strict=True) for p in pair
+        ):
+            raise ValueError(
+                f"{me}: padding must be smaller than the window on every side (so every window "
+                f"overlaps the input), got {self.padding!r}."
+            )
 
     def lax_padding(self, x: Any) -> Any:
         """``"VALID"``/``"SAME"``, or explicit (low, high) pairs for every axis of ``x``."""
@@ -78,8 +92,11 @@ class _Pool(FloatingKeep[NeedRank_contra], Blueprint[Floating, NeedRank_contra, 
         names = spatial_names(nd)
         expected = f'Float[Array, "batch {" ".join(names)} channels"]'
         if spec.rank < nd + 2:
-            raise Refusal(expected, f"a {nd}-D window needs {nd + 2} dimensions (batch {' '.join(names)} channels), got {spec.rank}.")
-        spatial = spec.shape[-nd - 1:-1]
+            raise Refusal(
+                expected,
+                f"a {nd}-D window needs {nd + 2} dimensions (batch {' '.join(names)} channels), got {spec.rank}.",
+            )
+        spatial = spec.shape[-nd - 1 : -1]
         short = too_short(spatial, self.window, self.padding, "the window")
         if short:
             raise Refusal(expected, short, "Use padding='same' or a smaller window.")
@@ -91,11 +108,16 @@ class PoolLayer(nnx.Module):
 
     def __init__(self, blueprint: _Pool, spatial: tuple[Any, ...]):
         self.blueprint = blueprint
-        self.tiles = blueprint.padding == "valid" and blueprint.strides == blueprint.window and all(
-            isinstance(d, int) for d in spatial)
+        self.tiles = (
+            blueprint.padding == "valid"
+            and blueprint.strides == blueprint.window
+            and all(isinstance(d, int) for d in spatial)
+        )
 
     @checked
-    def __call__(self, x: Float[Array, "*batch_and_spatial channels"]) -> Float[Array, "*batch_and_out channels"]:
+    def __call__(
+        self, x: Float[Array, "*batch_and_spatial channels"]
+    ) -> Float[Array, "*batch_and_out channels"]:
         bp = self.blueprint
         check_long_enough(self, x, bp.window, bp.padding, "the window")
         if self.tiles and isinstance(bp, MaxPool):
@@ -108,8 +130,10 @@ class PoolLayer(nnx.Module):
 def _tiled(x: Any, window: tuple[int, ...], reduce: Any) -> Any:
     """Pool by reshaping each spatial axis ``n`` into ``(n // w, w)`` and reducing the ``w`` axes."""
     nd = len(window)
-    lead, spatial, c = x.shape[: -nd - 1], x.shape[-nd - 1:-1], x.shape[-1]
-    x = x[(..., *[slice(0, (n // w) * w) for n, w in zip(spatial, window, strict=True)], slice(None))]
+    lead, spatial, c = x.shape[: -nd - 1], x.shape[-nd - 1 : -1], x.shape[-1]
+    x = x[
+        (..., *[slice(0, (n // w) * w) for n, w in zip(spatial, window, strict=True)], slice(None))
+    ]
     shape = [*lead]
     for n, w in zip(spatial, window, strict=True):
         shape += [n // w, w]
@@ -127,7 +151,9 @@ def _tiled_max(x: Any, window: tuple[int, ...]) -> Any:
     evenly among ties as ``jnp.max`` does), which avoids ``select_and_scatter``, XLA's slow
     general max-pool gradient on CPU.
     """
-    return lax.reduce_window(x, _identity(-np.inf, x), lax.max, _window_dims(x, window), _window_dims(x, window), "VALID")
+    return lax.reduce_window(
+        x, _identity(-np.inf, x), lax.max, _window_dims(x, window), _window_dims(x, window), "VALID"
+    )
 
 
 def _tiled_max_fwd(x: Any, window: tuple[int, ...]) -> tuple[Any, tuple[Any, Any]]:
@@ -138,7 +164,7 @@ def _tiled_max_fwd(x: Any, window: tuple[int, ...]) -> tuple[Any, tuple[Any, Any
 def _tiled_max_bwd(window: tuple[int, ...], res: tuple[Any, Any], g: Any) -> tuple[Any]:
     x, y = res
     nd = len(window)
-    lead, spatial, c = x.shape[: -nd - 1], x.shape[-nd - 1:-1], x.shape[-1]
+    lead, spatial, c = x.shape[: -nd - 1], x.shape[-nd - 1 : -1], x.shape[-1]
     kept = [(n // w) * w for n, w in zip(spatial, window, strict=True)]
     xc = x[(..., *[slice(0, k) for k in kept], slice(None))]
     split: list[Any] = [*lead]
@@ -149,7 +175,9 @@ def _tiled_max_bwd(window: tuple[int, ...], res: tuple[Any, Any], g: Any) -> tup
     mask = (xr == jnp.expand_dims(y, expand)).astype(x.dtype)
     share = mask / jnp.sum(mask, axis=expand, keepdims=True)
     grad = (share * jnp.expand_dims(g, expand)).reshape(xc.shape)
-    pads = [(0, 0)] * len(lead) + [(0, n - k) for n, k in zip(spatial, kept, strict=True)] + [(0, 0)]
+    pads = (
+        [(0, 0)] * len(lead) + [(0, n - k) for n, k in zip(spatial, kept, strict=True)] + [(0, 0)]
+    )
     return (jnp.pad(grad, pads),)
 
 
@@ -189,29 +217,68 @@ class MaxPool(_Pool[NeedRank_contra]):
         'Float32[batch, 56, 56, 64]'
     """
 
-    if TYPE_CHECKING:  # the window's length sets the rank it needs (the run-time __init__ is the dataclass's)
-        @overload
-        def __init__(self: "MaxPool[AnyRank]", window: Opaque, *, strides: Any = None, padding: Any = "valid",
-                     name: str | None = None) -> None: ...
-        @overload
-        def __init__(self: "MaxPool[Rank3Plus]", window: int | tuple[int], *, strides: Any = None, padding: Any = "valid",
-                     name: str | None = None) -> None: ...
-        @overload
-        def __init__(self: "MaxPool[Rank4Plus]", window: tuple[int, int], *, strides: Any = None, padding: Any = "valid",
-                     name: str | None = None) -> None: ...
-        @overload
-        def __init__(self: "MaxPool[AnyRank]", window: Any, *, strides: Any = None, padding: Any = "valid",
-                     name: str | None = None) -> None: ...
-        def __init__(self, window: Any, *, strides: Any = None, padding: Any = "valid", name: str | None = None) -> None: ...
+    if (
+        TYPE_CHECKING
+    ):  # the window's length sets the rank it needs (the run-time __init__ is the dataclass's)
 
+        @overload
+        def __init__(
+            self: "MaxPool[AnyRank]",
+            window: Opaque,
+            *,
+            strides: Any = None,
+            padding: Any = "valid",
+            name: str | None = None,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: "MaxPool[Rank3Plus]",
+            window: int | tuple[int],
+            *,
+            strides: Any = None,
+            padding: Any = "valid",
+            name: str | None = None,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: "MaxPool[Rank4Plus]",
+            window: tuple[int, int],
+            *,
+            strides: Any = None,
+            padding: Any = "valid",
+            name: str | None = None,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: "MaxPool[AnyRank]",
+            window: Any,
+            *,
+            strides: Any = None,
+            padding: Any = "valid",
+            name: str | None = None,
+        ) -> None: ...
+        def __init__(
+            self,
+            window: Any,
+            *,
+            strides: Any = None,
+            padding: Any = "valid",
+            name: str | None = None,
+        ) -> None: ...
 
     @staticmethod
     def reduce(x: Any, axis: tuple[int, ...]) -> Any:
         return jnp.max(x, axis=axis)
 
     def windowed(self, x: Any) -> Any:
-        return lax.reduce_window(x, _identity(-np.inf, x), lax.max, _window_dims(x, self.window),
-                                 _window_dims(x, self.strides), self.lax_padding(x))
+        return lax.reduce_window(
+            x,
+            _identity(-np.inf, x),
+            lax.max,
+            _window_dims(x, self.window),
+            _window_dims(x, self.strides),
+            self.lax_padding(x),
+        )
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -220,21 +287,54 @@ class AvgPool(_Pool[NeedRank_contra]):
     ``torch.nn.AvgPool2d(count_include_pad=False)``); strides default to the window; ``padding``
     as ``MaxPool``'s."""
 
-    if TYPE_CHECKING:  # the window's length sets the rank it needs (the run-time __init__ is the dataclass's)
-        @overload
-        def __init__(self: "AvgPool[AnyRank]", window: Opaque, *, strides: Any = None, padding: Any = "valid",
-                     name: str | None = None) -> None: ...
-        @overload
-        def __init__(self: "AvgPool[Rank3Plus]", window: int | tuple[int], *, strides: Any = None, padding: Any = "valid",
-                     name: str | None = None) -> None: ...
-        @overload
-        def __init__(self: "AvgPool[Rank4Plus]", window: tuple[int, int], *, strides: Any = None, padding: Any = "valid",
-                     name: str | None = None) -> None: ...
-        @overload
-        def __init__(self: "AvgPool[AnyRank]", window: Any, *, strides: Any = None, padding: Any = "valid",
-                     name: str | None = None) -> None: ...
-        def __init__(self, window: Any, *, strides: Any = None, padding: Any = "valid", name: str | None = None) -> None: ...
+    if (
+        TYPE_CHECKING
+    ):  # the window's length sets the rank it needs (the run-time __init__ is the dataclass's)
 
+        @overload
+        def __init__(
+            self: "AvgPool[AnyRank]",
+            window: Opaque,
+            *,
+            strides: Any = None,
+            padding: Any = "valid",
+            name: str | None = None,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: "AvgPool[Rank3Plus]",
+            window: int | tuple[int],
+            *,
+            strides: Any = None,
+            padding: Any = "valid",
+            name: str | None = None,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: "AvgPool[Rank4Plus]",
+            window: tuple[int, int],
+            *,
+            strides: Any = None,
+            padding: Any = "valid",
+            name: str | None = None,
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: "AvgPool[AnyRank]",
+            window: Any,
+            *,
+            strides: Any = None,
+            padding: Any = "valid",
+            name: str | None = None,
+        ) -> None: ...
+        def __init__(
+            self,
+            window: Any,
+            *,
+            strides: Any = None,
+            padding: Any = "valid",
+            name: str | None = None,
+        ) -> None: ...
 
     @staticmethod
     def reduce(x: Any, axis: tuple[int, ...]) -> Any:
@@ -244,7 +344,10 @@ class AvgPool(_Pool[NeedRank_contra]):
         dims, strides = _window_dims(x, self.window), _window_dims(x, self.strides)
         pad = self.lax_padding(x)
         total = lax.reduce_window(x, _identity(0.0, x), lax.add, dims, strides, pad)
-        ones = jnp.ones((1,) * (x.ndim - len(self.window) - 1) + x.shape[-len(self.window) - 1:-1] + (1,), x.dtype)
+        ones = jnp.ones(
+            (1,) * (x.ndim - len(self.window) - 1) + x.shape[-len(self.window) - 1 : -1] + (1,),
+            x.dtype,
+        )
         count = lax.reduce_window(ones, _identity(0.0, x), lax.add, dims, strides, pad)
         return total / jnp.broadcast_to(count, total.shape)
 
@@ -264,8 +367,10 @@ class GlobalAvgPool(FloatingTo[Rank2], Blueprint[Floating, Rank3Plus, AsInput, R
 
     def _build(self, spec: TensorSpec, rngs: nnx.Rngs) -> nnx.Module:
         if spec.rank < 3:
-            raise Refusal('Float[Array, "batch ... channels"] with at least one axis to pool',
-                          f"it needs batch, at least one spatial axis and channels, got {spec.rank} dimensions.")
+            raise Refusal(
+                'Float[Array, "batch ... channels"] with at least one axis to pool',
+                f"it needs batch, at least one spatial axis and channels, got {spec.rank} dimensions.",
+            )
         return GlobalAvgPoolLayer(self)
 
 
@@ -274,7 +379,7 @@ class GlobalAvgPoolLayer(nnx.Module):
         self.blueprint = blueprint
 
     @checked
-    def __call__(self, x: Float[Array, "batch *spatial channels"]) -> Float[Array, "batch channels"]:
+    def __call__(
+        self, x: Float[Array, "batch *spatial channels"]
+    ) -> Float[Array, "batch channels"]:
         return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
-
-

@@ -47,7 +47,9 @@ class _Recurrent(FloatingTo[Any], Blueprint[Floating, Rank3Plus, AsInput, Any]):
         me = f"{type(self).__name__}({self.hidden!r})"
         positive_int(me, "hidden", self.hidden)
         if not isinstance(self.return_sequences, bool):
-            raise ValueError(f"{me}: return_sequences must be True or False, got {self.return_sequences!r}.")
+            raise ValueError(
+                f"{me}: return_sequences must be True or False, got {self.return_sequences!r}."
+            )
 
     def start(self, h0: Array) -> Carry:
         raise NotImplementedError
@@ -64,17 +66,27 @@ class _Recurrent(FloatingTo[Any], Blueprint[Floating, Rank3Plus, AsInput, Any]):
         if spec.rank < 3:
             fix = None
             if spec.rank == 2 and isinstance(spec.shape[1], int):
-                fix = (f"Add a feature axis with L.Reshape(({spec.shape[1]}, 1)) before {self!r}, or, for "
-                       "token ids, insert L.Embedding(vocab, features) before it.")
-            raise Refusal(expected, f"it needs 3 dimensions (batch time features), got {spec.rank}.", fix)
+                fix = (
+                    f"Add a feature axis with L.Reshape(({spec.shape[1]}, 1)) before {self!r}, or, for "
+                    "token ids, insert L.Embedding(vocab, features) before it."
+                )
+            raise Refusal(
+                expected, f"it needs 3 dimensions (batch time features), got {spec.rank}.", fix
+            )
         in_features = spec.shape[-1]
         if not isinstance(in_features, int):
-            raise Refusal(expected, f"features must be a fixed size, got the symbolic {in_features}.",
-                          "Give the last dimension a fixed size in the input spec.")
+            raise Refusal(
+                expected,
+                f"features must be a fixed size, got the symbolic {in_features}.",
+                "Give the last dimension a fixed size in the input spec.",
+            )
         if dtype_kind(spec.dtype) != "floating":
-            raise Refusal(expected, f"{spec.dtype.name} is not a floating dtype.",
-                          f"Insert L.Embedding(vocab, features) before {self!r} if these are token ids, "
-                          "or L.Cast(jnp.float32) if they are values.")
+            raise Refusal(
+                expected,
+                f"{spec.dtype.name} is not a floating dtype.",
+                f"Insert L.Embedding(vocab, features) before {self!r} if these are token ids, "
+                "or L.Cast(jnp.float32) if they are values.",
+            )
         layer = RecurrentSequenceLayer if self.return_sequences else RecurrentLastLayer
         return layer(self, in_features, dtype=spec.dtype, rngs=rngs)
 
@@ -217,5 +229,7 @@ class RecurrentLastLayer(RecurrentLayer):
     """Built ``LSTM``/``GRU`` with ``return_sequences=False``: ``h`` after the last step."""
 
     @checked
-    def __call__(self, x: Float[Array, "*batch time {self.in_features}"]) -> Float[Array, "*batch {self.hidden}"]:
+    def __call__(
+        self, x: Float[Array, "*batch time {self.in_features}"]
+    ) -> Float[Array, "*batch {self.hidden}"]:
         return self.scan(x)[1]

@@ -51,8 +51,11 @@ class Flatten(AnyDTypeTo[Rank2], Blueprint[AnyDType, Rank1Plus, AsInput, Rank2])
         rest = spec.shape[1:]
         symbolic = [str(d) for d in rest if not isinstance(d, int)]
         if symbolic:
-            raise Refusal(expected, f"every dimension after the first must have a fixed size, got {', '.join(symbolic)}.",
-                          "Give those dimensions fixed sizes in the input spec, or pool them away first.")
+            raise Refusal(
+                expected,
+                f"every dimension after the first must have a fixed size, got {', '.join(symbolic)}.",
+                "Give those dimensions fixed sizes in the input spec, or pool them away first.",
+            )
         return FlattenLayer(self, tuple(rest))
 
 
@@ -82,11 +85,17 @@ class Reshape(AnyDTypeTo[Any], Blueprint[AnyDType, Rank1Plus, AsInput, Any]):
 
     def __post_init__(self) -> None:
         shape = tuple(self.shape) if isinstance(self.shape, list | tuple) else self.shape
-        ok = isinstance(shape, tuple) and all(
-            isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1) for d in shape
-        ) and sum(d == -1 for d in shape) <= 1
+        ok = (
+            isinstance(shape, tuple)
+            and all(
+                isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1) for d in shape
+            )
+            and sum(d == -1 for d in shape) <= 1
+        )
         if not ok:
-            raise ValueError(f"Reshape({self.shape!r}): shape must be a tuple of positive ints with at most one -1.")
+            raise ValueError(
+                f"Reshape({self.shape!r}): shape must be a tuple of positive ints with at most one -1."
+            )
         set_field(self, "shape", shape)
 
     def _build(self, spec: TensorSpec, rngs: nnx.Rngs) -> nnx.Module:
@@ -97,7 +106,9 @@ class Reshape(AnyDTypeTo[Any], Blueprint[AnyDType, Rank1Plus, AsInput, Any]):
         size, known = math.prod(rest), math.prod(d for d in self.shape if d != -1)
         target = tuple(size // known if d == -1 else d for d in self.shape)
         if size % known or math.prod(target) != size:
-            raise Refusal(expected, f"{size} elements per example cannot be reshaped to {self.shape}.")
+            raise Refusal(
+                expected, f"{size} elements per example cannot be reshaped to {self.shape}."
+            )
         return ReshapeLayer(self, tuple(rest), target)
 
 
@@ -115,15 +126,20 @@ class ReshapeLayer(nnx.Module):
 
 
 def _reshape_error(layer: ReshapeLayer, x: Any) -> ShapeError:
-    return LayerShapeError((), f"  expected  {layer.features} elements per example\n  got       {format_value(x)}",
-                           subject=repr(layer.blueprint))
+    return LayerShapeError(
+        (),
+        f"  expected  {layer.features} elements per example\n  got       {format_value(x)}",
+        subject=repr(layer.blueprint),
+    )
 
 
 def _dtype(layer: str, value: Any) -> np.dtype:
     try:
         return np.dtype(jnp.dtype(value))
     except TypeError:
-        raise ValueError(f"{layer}: {value!r} is not a dtype; pass one such as jnp.float32 or jnp.int32.") from None
+        raise ValueError(
+            f"{layer}: {value!r} is not a dtype; pass one such as jnp.float32 or jnp.int32."
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -139,19 +155,32 @@ class Cast(CastTo[GiveDType_co], Blueprint[AnyDType, AnyRank, GiveDType_co, Any]
 
     dtype: Any
 
-    if TYPE_CHECKING:  # NumPy's scalar types are typed; jnp.float32 is Any to checkers, so unknown here
+    if (
+        TYPE_CHECKING
+    ):  # NumPy's scalar types are typed; jnp.float32 is Any to checkers, so unknown here
+
         @overload
         def __init__(self: "Cast[Any]", dtype: Opaque, *, name: str | None = None) -> None: ...
         @overload
-        def __init__(self: "Cast[Float16]", dtype: type[np.float16], *, name: str | None = None) -> None: ...
+        def __init__(
+            self: "Cast[Float16]", dtype: type[np.float16], *, name: str | None = None
+        ) -> None: ...
         @overload
-        def __init__(self: "Cast[Float32]", dtype: type[np.float32], *, name: str | None = None) -> None: ...
+        def __init__(
+            self: "Cast[Float32]", dtype: type[np.float32], *, name: str | None = None
+        ) -> None: ...
         @overload
-        def __init__(self: "Cast[Float64]", dtype: type[np.float64], *, name: str | None = None) -> None: ...
+        def __init__(
+            self: "Cast[Float64]", dtype: type[np.float64], *, name: str | None = None
+        ) -> None: ...
         @overload
-        def __init__(self: "Cast[Integer]", dtype: type[np.integer[Any]], *, name: str | None = None) -> None: ...
+        def __init__(
+            self: "Cast[Integer]", dtype: type[np.integer[Any]], *, name: str | None = None
+        ) -> None: ...
         @overload
-        def __init__(self: "Cast[Bool]", dtype: type[np.bool_], *, name: str | None = None) -> None: ...
+        def __init__(
+            self: "Cast[Bool]", dtype: type[np.bool_], *, name: str | None = None
+        ) -> None: ...
         @overload
         def __init__(self: "Cast[Any]", dtype: Any, *, name: str | None = None) -> None: ...
         def __init__(self, dtype: Any, *, name: str | None = None) -> None: ...
@@ -173,7 +202,9 @@ class CastLayer(nnx.Module):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
-class Rescale(RescaleTo[GiveDType_co], Blueprint[Integer | Floating | Complex, AnyRank, GiveDType_co, Any]):
+class Rescale(
+    RescaleTo[GiveDType_co], Blueprint[Integer | Floating | Complex, AnyRank, GiveDType_co, Any]
+):
     """``x * scale + offset`` in floating point: uint8 pixels become floats in one layer.
 
     Example:
@@ -191,12 +222,23 @@ class Rescale(RescaleTo[GiveDType_co], Blueprint[Integer | Floating | Complex, A
     dtype: Any = dataclasses.field(default=np.dtype("float32"), kw_only=True)
 
     if TYPE_CHECKING:  # float32 by default, some floating dtype otherwise
+
         @overload
-        def __init__(self: "Rescale[Float32]", scale: float, offset: float = 0.0, *, name: str | None = None) -> None: ...
+        def __init__(
+            self: "Rescale[Float32]", scale: float, offset: float = 0.0, *, name: str | None = None
+        ) -> None: ...
         @overload
-        def __init__(self: "Rescale[Floating]", scale: float, offset: float = 0.0, *, dtype: Any,
-                     name: str | None = None) -> None: ...
-        def __init__(self, scale: float, offset: float = 0.0, *, dtype: Any = None, name: str | None = None) -> None: ...
+        def __init__(
+            self: "Rescale[Floating]",
+            scale: float,
+            offset: float = 0.0,
+            *,
+            dtype: Any,
+            name: str | None = None,
+        ) -> None: ...
+        def __init__(
+            self, scale: float, offset: float = 0.0, *, dtype: Any = None, name: str | None = None
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         for arg in ("scale", "offset"):
@@ -205,7 +247,9 @@ class Rescale(RescaleTo[GiveDType_co], Blueprint[Integer | Floating | Complex, A
                 raise ValueError(f"Rescale: {arg} must be a finite number, got {v!r}.")
         dtype = _dtype("Rescale", self.dtype)
         if dtype_kind(dtype) != "floating":
-            raise ValueError(f"Rescale: dtype must be a floating dtype (jnp.float32, jnp.bfloat16, ...), got {dtype.name}.")
+            raise ValueError(
+                f"Rescale: dtype must be a floating dtype (jnp.float32, jnp.bfloat16, ...), got {dtype.name}."
+            )
         set_field(self, "dtype", dtype)
 
     def _build(self, spec: TensorSpec, rngs: nnx.Rngs) -> nnx.Module:
@@ -219,4 +263,6 @@ class RescaleLayer(nnx.Module):
     @checked
     def __call__(self, x: Num[Array, "*shape"]) -> Float[Array, "*shape"]:
         bp = self.blueprint
-        return x.astype(bp.dtype) * jnp.asarray(bp.scale, bp.dtype) + jnp.asarray(bp.offset, bp.dtype)
+        return x.astype(bp.dtype) * jnp.asarray(bp.scale, bp.dtype) + jnp.asarray(
+            bp.offset, bp.dtype
+        )

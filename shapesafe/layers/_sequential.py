@@ -66,34 +66,53 @@ class Sequential(Blueprint[NeedDType_contra, NeedRank_contra, GiveDType_co, Give
         names = [b.name for b in flat if b.name is not None]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"Sequential: layer names must be unique, {dupes} appear more than once.")
+            raise ValueError(
+                f"Sequential: layer names must be unique, {dupes} appear more than once."
+            )
         set_field(self, "layers", tuple(flat))
 
     if TYPE_CHECKING:  # built directly, a composition's types are not known
-        def __init__(self: "Sequential[Any, Any, Any, Any]", layers: tuple[Any, ...] = (), *,
-                     name: str | None = None) -> None: ...
+
+        def __init__(
+            self: "Sequential[Any, Any, Any, Any]",
+            layers: tuple[Any, ...] = (),
+            *,
+            name: str | None = None,
+        ) -> None: ...
 
     # ``left >> self`` where ``self`` is a composition: what the left gives must be what ``self``
     # needs (``Need`` and ``Rank``); where the left gives ``AsInput``, the two needs meet. Overloads
     # an ``Any`` argument matches come in the order that claims least (see ``_typing``).
     @overload
-    def __rrshift__(self: "Sequential[Need, Rank, OutDType, Given]", other: "Blueprint[InDType, InRank, Need, Rank]"
-                    ) -> "Sequential[InDType, InRank, OutDType, Given]": ...
+    def __rrshift__(
+        self: "Sequential[Need, Rank, OutDType, Given]",
+        other: "Blueprint[InDType, InRank, Need, Rank]",
+    ) -> "Sequential[InDType, InRank, OutDType, Given]": ...
     @overload
-    def __rrshift__(self: "Sequential[Need, Rank, OutDType, Given]", other: "Blueprint[Need, InRank, AsInput, Rank]"
-                    ) -> "Sequential[Need, InRank, OutDType, Given]": ...
+    def __rrshift__(
+        self: "Sequential[Need, Rank, OutDType, Given]",
+        other: "Blueprint[Need, InRank, AsInput, Rank]",
+    ) -> "Sequential[Need, InRank, OutDType, Given]": ...
     @overload
-    def __rrshift__(self: "Sequential[AnyDType, Rank, AsInput, Given]", other: "Blueprint[InDType, InRank, Carried, Rank]"  # type: ignore[overload-overlap]
-                    ) -> "Sequential[InDType, InRank, Carried, Given]": ...
+    def __rrshift__(  # type: ignore[overload-overlap]
+        self: "Sequential[AnyDType, Rank, AsInput, Given]",
+        other: "Blueprint[InDType, InRank, Carried, Rank]",
+    ) -> "Sequential[InDType, InRank, Carried, Given]": ...
     @overload
-    def __rrshift__(self: "Sequential[Floating, Rank, AsInput, Given]", other: "Blueprint[InDType, InRank, FloatDType, Rank]"
-                    ) -> "Sequential[InDType, InRank, FloatDType, Given]": ...
+    def __rrshift__(
+        self: "Sequential[Floating, Rank, AsInput, Given]",
+        other: "Blueprint[InDType, InRank, FloatDType, Rank]",
+    ) -> "Sequential[InDType, InRank, FloatDType, Given]": ...
     @overload
-    def __rrshift__(self: "Sequential[Integer, Rank, AsInput, Given]", other: "Blueprint[InDType, InRank, IntDType, Rank]"
-                    ) -> "Sequential[InDType, InRank, IntDType, Given]": ...
+    def __rrshift__(
+        self: "Sequential[Integer, Rank, AsInput, Given]",
+        other: "Blueprint[InDType, InRank, IntDType, Rank]",
+    ) -> "Sequential[InDType, InRank, IntDType, Given]": ...
     @overload
-    def __rrshift__(self: "Sequential[Need, Rank, AsInput, Given]", other: "Blueprint[Need, InRank, AsInput, Rank]"
-                    ) -> "Sequential[Need, InRank, AsInput, Given]": ...
+    def __rrshift__(
+        self: "Sequential[Need, Rank, AsInput, Given]",
+        other: "Blueprint[Need, InRank, AsInput, Rank]",
+    ) -> "Sequential[Need, InRank, AsInput, Given]": ...
     @overload
     def __rrshift__(self, other: UserLayer) -> "Sequential[Any, Any, Any, Any]": ...
     def __rrshift__(self, other: Any) -> Any:
@@ -136,5 +155,3 @@ class Sequential(Blueprint[NeedDType_contra, NeedRank_contra, GiveDType_co, Give
             modules.append(module)
             specs.append(spec)
         return Model(modules, blueprint=self, specs=specs)
-
-

@@ -15,11 +15,38 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "benchmarks"
 TINY = {
     "train_overhead.py": ["--rounds", "1", "--repeats", "2", "--warmup", "1"],
-    "train_cnn.py": ["--size", "16", "--batch", "4", "--rounds", "1", "--repeats", "1", "--warmup", "0",
-                     "--explore", "--threads", "1"],
+    "train_cnn.py": [
+        "--size",
+        "16",
+        "--batch",
+        "4",
+        "--rounds",
+        "1",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--explore",
+        "--threads",
+        "1",
+    ],
     # ResNet-10 (one block per stage) at the smallest size ResNet-18's stem takes
-    "train_resnet.py": ["--size", "32", "--batch", "4", "--blocks", "1", "--rounds", "1", "--repeats", "1",
-                        "--warmup", "0", "--threads", "1"],
+    "train_resnet.py": [
+        "--size",
+        "32",
+        "--batch",
+        "4",
+        "--blocks",
+        "1",
+        "--rounds",
+        "1",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+    ],
 }
 # XLA's backend optimisations off: the ResNet's two training steps compile in ~40 % of the time
 ENV = {"train_resnet.py": {"XLA_FLAGS": "--xla_backend_optimization_level=0"}}
@@ -39,8 +66,15 @@ def test_train_overhead_reports_every_contender(results: dict[str, dict[str, Any
     assert result["benchmark"] == "train_overhead"
     assert {"date", "device", "versions", "parameters", "goal"} <= result.keys()
     assert result["parameters"]["batch"] == 32 and result["parameters"]["hidden"] == 128
-    for key in ("us_per_step", "cpu_us_per_step", "round_medians_us_per_step", "ratio_vs_pure_jax",
-                "cpu_ratio_vs_pure_jax", "ratio_vs_pure_jax_per_round", "first_call_s"):
+    for key in (
+        "us_per_step",
+        "cpu_us_per_step",
+        "round_medians_us_per_step",
+        "ratio_vs_pure_jax",
+        "cpu_ratio_vs_pure_jax",
+        "ratio_vs_pure_jax_per_round",
+        "first_call_s",
+    ):
         assert set(result[key]) == OVERHEAD, key
     assert all(v > 0 for v in result["us_per_step"].values())
     assert result["ratio_vs_pure_jax"]["pure_jax"] == 1.0
@@ -52,8 +86,16 @@ def test_train_cnn_contenders_start_from_the_same_loss(results: dict[str, dict[s
     assert result["param_count"] == TINY_CNN_PARAMS
     assert result["parameters"]["size"] == 16 and result["parameters"]["explore"] is True
     names = {"shapesafe", "flax", "flax_reshape_pool", "jax_nchw", "torch", "torch_nchw"}
-    for key in ("first_loss", "last_loss", "images_per_s", "median_step_ms", "cpu_ms_per_step",
-                "ratio_vs_flax", "ratio_vs_torch", "round_medians_ms"):
+    for key in (
+        "first_loss",
+        "last_loss",
+        "images_per_s",
+        "median_step_ms",
+        "cpu_ms_per_step",
+        "ratio_vs_flax",
+        "ratio_vs_torch",
+        "round_medians_ms",
+    ):
         assert set(result[key]) == names, key
     first = result["first_loss"]
     assert max(first.values()) - min(first.values()) <= 1e-3 * max(1.0, abs(first["flax"]))
@@ -82,7 +124,16 @@ def test_resnet_contenders_start_from_the_same_loss(results: dict[str, dict[str,
     ~5e-7 at this size; the script itself allows 1e-3 on CPU)."""
     result = results["train_resnet.py"]
     assert result["benchmark"] == "train_resnet"
-    assert {"date", "device", "versions", "parameters", "goal", "jax_device", "torch", "xla_flags"} <= result.keys()
+    assert {
+        "date",
+        "device",
+        "versions",
+        "parameters",
+        "goal",
+        "jax_device",
+        "torch",
+        "xla_flags",
+    } <= result.keys()
     assert resnet_params(10, 2) == 11_689_512 - 990 * 513  # ResNet-18 (torchvision: 1000 classes)
     assert result["param_count"] == resnet_params(10, 1)
     p = result["parameters"]
@@ -91,8 +142,18 @@ def test_resnet_contenders_start_from_the_same_loss(results: dict[str, dict[str,
     assert result["torch"]["threads"] == 1
     assert result["xla_flags"] == "--xla_backend_optimization_level=0"
     names = {"shapesafe", "flax", "torch"}
-    for key in ("first_loss", "last_loss", "first_step_s", "images_per_s", "median_step_ms", "cpu_ms_per_step",
-                "ratio_vs_flax", "ratio_vs_torch", "round_medians_ms", "ratio_vs_flax_per_round"):
+    for key in (
+        "first_loss",
+        "last_loss",
+        "first_step_s",
+        "images_per_s",
+        "median_step_ms",
+        "cpu_ms_per_step",
+        "ratio_vs_flax",
+        "ratio_vs_torch",
+        "round_medians_ms",
+        "ratio_vs_flax_per_round",
+    ):
         assert set(result[key]) == names, key
     first = result["first_loss"]
     assert result["first_loss_agree"] is True

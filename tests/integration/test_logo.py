@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*.jpg"))}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.jpg"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,11 @@ def test_half_of_the_photos_show_the_logo(small):
 
 def test_the_manifest_records_the_parameters_and_every_file(small):
     manifest = json.loads((small / logo.MANIFEST).read_text())
-    assert manifest["params"]["n"] == 12 and manifest["params"]["seed"] == 3 and manifest["params"]["size"] == 64
+    assert (
+        manifest["params"]["n"] == 12
+        and manifest["params"]["seed"] == 3
+        and manifest["params"]["size"] == 64
+    )
     assert manifest["files"] == _hashes(small)
 
 
@@ -82,12 +88,16 @@ def test_a_folder_it_did_not_make_is_refused(tmp_path):
     assert (tmp_path / "logo" / "mine.jpg").read_bytes() == b"not yours"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"n": 7}, "n must be an even integer"),
-    ({"n": 0}, "n must be an even integer"),
-    ({"size": 8}, "size must be an integer >= 16"),
-    ({"quality": 0}, "quality must be in 1..95"),
-], ids=["odd-n", "zero-n", "tiny-size", "bad-quality"])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"n": 7}, "n must be an even integer"),
+        ({"n": 0}, "n must be an even integer"),
+        ({"size": 8}, "size must be an integer >= 16"),
+        ({"quality": 0}, "quality must be in 1..95"),
+    ],
+    ids=["odd-n", "zero-n", "tiny-size", "bad-quality"],
+)
 def test_bad_arguments_are_refused(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         logo.generate(tmp_path, **kwargs)
@@ -163,22 +173,30 @@ def test_shift_moves_the_photo_and_keeps_its_size():
     assert all(m.shape == x.shape and m.dtype == np.uint8 for m in moved)
     assert any(not np.array_equal(m, x) for m in moved)
     for m in moved:  # a window of the mirrored image: some row of x shows up shifted
-        assert any(np.array_equal(m[8, 4:12, 0], x[r, c:c + 8, 0]) for r in range(16) for c in range(9))
+        assert any(
+            np.array_equal(m[8, 4:12, 0], x[r, c : c + 8, 0]) for r in range(16) for c in range(9)
+        )
 
 
 def test_demo_quick_runs_end_to_end(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     out = tmp_path / "out"
     t0 = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "shapesafe._cli", "demo", "--quick", "--quiet", "--out", str(out)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "shapesafe._cli", "demo", "--quick", "--quiet", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     took = time.perf_counter() - t0
     assert run.returncode == 0, run.stderr[-3000:]
     assert took < 60
     lines = run.stdout.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith("model "))
     assert lines[head].split()[:2] == ["model", "parameters"]
-    rows = [line.split("  ")[0].strip() for line in lines[head + 2:head + 6]]
+    rows = [line.split("  ")[0].strip() for line in lines[head + 2 : head + 6]]
     assert rows == ["MLP 64", "MLP 128", "MLP 512", "CNN"]
     assert (tmp_path / "cache" / "shapesafe" / "logo").is_dir()  # the photos went to the cache
     for name in ("mlp64", "mlp128", "mlp512", "cnn", "test_accuracy"):
@@ -196,7 +214,17 @@ def test_demo_help_lists_the_options(capsys):
         main(["demo", "--help"])
     assert e.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--size", "--epochs", "--n", "--seed", "--out", "--data", "--quick", "--models", "--lr"):
+    for option in (
+        "--size",
+        "--epochs",
+        "--n",
+        "--seed",
+        "--out",
+        "--data",
+        "--quick",
+        "--models",
+        "--lr",
+    ):
         assert option in text
     assert "default 64" in text and "250" in text
 

@@ -21,14 +21,30 @@ from shapesafe.models import logo, talk
 from shapesafe.monitor import DriftMonitor, check_accuracy
 
 SIZE = 32
-NET = (L.Rescale(1 / 255) >> L.Conv2D(16, (3, 3)) >> L.ReLU() >> L.MaxPool((2, 2))
-       >> L.Conv2D(16, (3, 3)) >> L.ReLU() >> L.MaxPool((2, 2))
-       >> L.Flatten() >> L.Linear(32) >> L.ReLU() >> L.Linear(2))
+NET = (
+    L.Rescale(1 / 255)
+    >> L.Conv2D(16, (3, 3))
+    >> L.ReLU()
+    >> L.MaxPool((2, 2))
+    >> L.Conv2D(16, (3, 3))
+    >> L.ReLU()
+    >> L.MaxPool((2, 2))
+    >> L.Flatten()
+    >> L.Linear(32)
+    >> L.ReLU()
+    >> L.Linear(2)
+)
 
 
 def _fit(model, data, *, epochs: int, learning_rate: float = 3e-3) -> ss.History:
-    return ss.fit(model, data, loss=ss.losses.cross_entropy, optimizer=optax.adam(learning_rate), epochs=epochs,
-                  progress=False)
+    return ss.fit(
+        model,
+        data,
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.adam(learning_rate),
+        epochs=epochs,
+        progress=False,
+    )
 
 
 def _photos(root: Path) -> tuple[list[Path], list[str]]:
@@ -61,17 +77,23 @@ def _blurred(im: Image.Image) -> Image.Image:
 def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """Artifact version 1 (predictor, test accuracy, monitor) and two fresh photo sets."""
     root = tmp_path_factory.mktemp("logo")
-    ds = image_folder(logo.generate(root / "train", n=400, seed=0, size=SIZE), size=(SIZE, SIZE)).cache()
+    ds = image_folder(
+        logo.generate(root / "train", n=400, seed=0, size=SIZE), size=(SIZE, SIZE)
+    ).cache()
     train, test = ds.split(0.8, seed=0)
     model = ss.build(NET, talk.image_spec(SIZE), seed=0)
     _fit(model, train.shuffle(seed=0).batch(32), epochs=8)
     test_accuracy = ss.evaluate(model, test.batch(64), metrics=[ss.metrics.accuracy])["accuracy"]
     assert test_accuracy > 0.8, test_accuracy  # a model worth monitoring
-    clf = ss.Predictor(model, ss.encoders.Image(size=(SIZE, SIZE)), ss.decoders.Labels(ds.class_names))
+    clf = ss.Predictor(
+        model, ss.encoders.Image(size=(SIZE, SIZE)), ss.decoders.Labels(ds.class_names)
+    )
     training_images = np.stack([element["image"] for element in train])
     monitor = DriftMonitor.from_data(clf, training_images)
     ss.save(clf, root / "artifacts" / "1", metrics={"accuracy": test_accuracy}, monitor=monitor)
-    fresh = logo.generate(root / "fresh", n=160, seed=1, size=SIZE)  # new seed: new photos, same world
+    fresh = logo.generate(
+        root / "fresh", n=160, seed=1, size=SIZE
+    )  # new seed: new photos, same world
     more = logo.generate(root / "more", n=160, seed=2, size=SIZE)
     return root / "artifacts" / "1", fresh, more
 
@@ -90,8 +112,11 @@ def test_fresh_photos_of_a_new_seed_raise_no_flag(saved, loaded):
     assert max(abs(z) for z in report.z.values()) < monitor.z_threshold and report.psi < 0.1
 
 
-@pytest.mark.parametrize(("change", "statistic"), [(_brighter, "mean["), (_darker, "mean["), (_blurred, "sharpness")],
-                         ids=["brighter", "darker", "blurred"])
+@pytest.mark.parametrize(
+    ("change", "statistic"),
+    [(_brighter, "mean["), (_darker, "mean["), (_blurred, "sharpness")],
+    ids=["brighter", "darker", "blurred"],
+)
 def test_shifted_photos_raise_the_flag(saved, loaded, change, statistic):
     _, monitor = loaded
     files, _ = _photos(saved[1])
@@ -99,7 +124,9 @@ def test_shifted_photos_raise_the_flag(saved, loaded, change, statistic):
     assert report.drift, report
     assert any(r.startswith(statistic) for r in report.reasons), report.reasons
     if change is _blurred:
-        assert report.shift["sharpness"] < -1 and all(abs(report.shift[f"mean[{c}]"]) < 0.25 for c in range(3))
+        assert report.shift["sharpness"] < -1 and all(
+            abs(report.shift[f"mean[{c}]"]) < 0.25 for c in range(3)
+        )
     else:
         sign = 1 if change is _brighter else -1
         assert all(sign * report.shift[f"mean[{c}]"] > 0.5 for c in range(3)), report.shift
@@ -114,7 +141,9 @@ def test_accuracy_on_fresh_labelled_photos_matches_the_recorded_one(saved, loade
     assert abs(report.accuracy - report.expected) < 0.05, report
 
 
-def test_darker_photos_lower_the_accuracy_and_retraining_the_loaded_artifact_restores_it(saved, tmp_path):
+def test_darker_photos_lower_the_accuracy_and_retraining_the_loaded_artifact_restores_it(
+    saved, tmp_path
+):
     path, fresh, more = saved
     clf = ss.load(path)  # its own copy: the other tests keep version 1
     fresh_files, fresh_labels = _photos(fresh)
@@ -125,7 +154,12 @@ def test_darker_photos_lower_the_accuracy_and_retraining_the_loaded_artifact_res
     more_files, more_labels = _photos(more)
     x = clf.encode(_changed(more_files, _darker))
     y = np.array([clf.decoder.names.index(label) for label in more_labels], np.int32)
-    _fit(clf.model, [(x[i:i + 32], y[i:i + 32]) for i in range(0, len(x), 32)], epochs=4, learning_rate=1e-3)
+    _fit(
+        clf.model,
+        [(x[i : i + 32], y[i : i + 32]) for i in range(0, len(x), 32)],
+        epochs=4,
+        learning_rate=1e-3,
+    )
     after = check_accuracy(clf, dark_fresh, fresh_labels)
     assert not after.degraded and after.accuracy >= before.accuracy + 0.05, (before, after)
     monitor = DriftMonitor.from_data(clf, x)  # the darker world is the reference now
@@ -134,4 +168,6 @@ def test_darker_photos_lower_the_accuracy_and_retraining_the_loaded_artifact_res
     assert again.version == "2" and again.metrics == {"accuracy": after.accuracy}
     assert not DriftMonitor.load(tmp_path / "2", again).check(dark_fresh).drift
     np.testing.assert_array_equal(again.outputs(dark_fresh[:8]), clf.outputs(dark_fresh[:8]))
-    assert check_accuracy(ss.load(path), dark_fresh, fresh_labels) == before  # version 1 is unchanged
+    assert (
+        check_accuracy(ss.load(path), dark_fresh, fresh_labels) == before
+    )  # version 1 is unchanged

@@ -48,8 +48,16 @@ def test_the_design_story_runs_as_written(photos: Path, monkeypatch: pytest.Monk
 
     # 2. architecture: blueprints composed with >>
     baseline = L.Flatten() >> L.Cast(jnp.float32) >> L.Linear(64) >> L.ReLU() >> L.Linear(2)
-    cnn = (L.Cast(jnp.float32) >> L.Conv2D(32, (3, 3)) >> L.ReLU() >> L.MaxPool((2, 2))
-           >> L.Flatten() >> L.Linear(512) >> L.ReLU() >> L.Linear(2))
+    cnn = (
+        L.Cast(jnp.float32)
+        >> L.Conv2D(32, (3, 3))
+        >> L.ReLU()
+        >> L.MaxPool((2, 2))
+        >> L.Flatten()
+        >> L.Linear(512)
+        >> L.ReLU()
+        >> L.Linear(2)
+    )
 
     # 3. build: shape inference for every batch size, no data, no FLOPs; mismatches raise ShapeError
     model = ss.build(cnn, UInt8[Array, "batch 250 250 3"], seed=0)
@@ -57,13 +65,24 @@ def test_the_design_story_runs_as_written(photos: Path, monkeypatch: pytest.Monk
     print(summary)
 
     # 4. train: loss goes down, test accuracy is measured every epoch
-    history = ss.fit(model, train, loss=ss.losses.cross_entropy, optimizer=optax.sgd(0.01),
-                     epochs=1, eval_data=test, metrics=[ss.metrics.accuracy], progress=False)
+    history = ss.fit(
+        model,
+        train,
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.sgd(0.01),
+        epochs=1,
+        eval_data=test,
+        metrics=[ss.metrics.accuracy],
+        progress=False,
+    )
     history.plot("curves.png")
 
     # 5. use it as a function A => B, and ship it
-    clf = ss.Predictor(model, encoder=ss.encoders.Image(size=(250, 250)),
-                       decoder=ss.decoders.Labels(ds.class_names))
+    clf = ss.Predictor(
+        model,
+        encoder=ss.encoders.Image(size=(250, 250)),
+        decoder=ss.decoders.Labels(ds.class_names),
+    )
     first = clf("holiday.jpg")
     ss.save(clf, "artifacts/logo/1")
     clf = ss.load("artifacts/logo/1")
@@ -77,9 +96,12 @@ def test_the_design_story_runs_as_written(photos: Path, monkeypatch: pytest.Monk
     n_train = sum(int(np.asarray(b["image"]).shape[0]) for b in train)  # stratified 80 %
     assert n_train == 32
     # 2.-3. the baseline builds too; the CNN's sizes are the talk's
-    assert ss.summary(ss.build(baseline, UInt8[Array, "batch 250 250 3"], seed=0)).trainable_params == (
-        250 * 250 * 3 * 64 + 64 + 64 * 2 + 2)
-    assert summary.trainable_params == 3 * 3 * 3 * 32 + 32 + 124 * 124 * 32 * 512 + 512 + 512 * 2 + 2
+    assert ss.summary(
+        ss.build(baseline, UInt8[Array, "batch 250 250 3"], seed=0)
+    ).trainable_params == (250 * 250 * 3 * 64 + 64 + 64 * 2 + 2)
+    assert (
+        summary.trainable_params == 3 * 3 * 3 * 32 + 32 + 124 * 124 * 32 * 512 + 512 + 512 * 2 + 2
+    )
     # 4. one epoch ran, its loss is a number, the test set was measured
     assert len(history) == 1 and np.isfinite(history["loss"][0])
     assert 0.0 <= history["eval_accuracy"][0] <= 1.0
@@ -88,5 +110,7 @@ def test_the_design_story_runs_as_written(photos: Path, monkeypatch: pytest.Monk
     # 5. a Prediction, and the saved predictor answers the same
     assert first.label in ("logo", "no_logo") and 0.5 <= first.confidence <= 1.0
     again = clf("holiday.jpg")
-    assert again.label == first.label and again.confidence == pytest.approx(first.confidence, abs=1e-6)
+    assert again.label == first.label and again.confidence == pytest.approx(
+        first.confidence, abs=1e-6
+    )
     assert os.path.isfile("artifacts/logo/1/weights.safetensors")

@@ -9,7 +9,9 @@ from PIL import Image
 import shapesafe as ss
 from shapesafe import layers as L
 
-model = ss.build(L.Flatten() >> L.Rescale(1 / 255) >> L.Linear(2), UInt8[Array, "batch 8 8 3"], seed=0)
+model = ss.build(
+    L.Flatten() >> L.Rescale(1 / 255) >> L.Linear(2), UInt8[Array, "batch 8 8 3"], seed=0
+)
 clf = ss.Predictor(model, ss.encoders.Image(size=(8, 8)), ss.decoders.Labels(["cat", "dog"]))
 assert_type(clf("holiday.jpg"), ss.Prediction)
 assert_type(clf(Path("holiday.jpg")), ss.Prediction)

@@ -18,7 +18,9 @@ NAMES = ["cat", "dog"]
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
-    model = ss.build(L.Rescale(1 / 255) >> L.Flatten() >> L.Linear(2), UInt8[Array, "batch 6 6 3"], seed=0)
+    model = ss.build(
+        L.Rescale(1 / 255) >> L.Flatten() >> L.Linear(2), UInt8[Array, "batch 6 6 3"], seed=0
+    )
     # a hand-set model: class "dog" wins exactly when the mean red value exceeds 0.5
     kernel = np.zeros((108, 2), np.float32)
     kernel[0::3, 1] = 1 / 36
@@ -53,10 +55,15 @@ def test_predict_json_and_top_k(artifact, capsys):
 
 def test_predict_reports_an_unreadable_file_and_goes_on(artifact, capsys):
     path, root, _ = artifact
-    assert main(["predict", str(path), str(root / "notes.jpg"), str(root / "red.png"), "--json"]) == 1
+    assert (
+        main(["predict", str(path), str(root / "notes.jpg"), str(root / "red.png"), "--json"]) == 1
+    )
     out = capsys.readouterr()
     assert [r["label"] for r in json.loads(out.out)] == ["dog"]
-    assert f"{root / 'notes.jpg'}: Predictor: cannot read '{root / 'notes.jpg'}': not an image format" in out.err
+    assert (
+        f"{root / 'notes.jpg'}: Predictor: cannot read '{root / 'notes.jpg'}': not an image format"
+        in out.err
+    )
 
 
 def test_predict_refuses_a_model_without_an_encoder(artifact, capsys):

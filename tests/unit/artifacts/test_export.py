@@ -19,8 +19,16 @@ NAMES = ["cat", "dog"]
 
 @pytest.fixture(scope="module")
 def clf():
-    net = (L.Rescale(1 / 255) >> L.Conv2D(4, 3) >> L.BatchNorm() >> L.ReLU() >> L.MaxPool(2) >> L.Flatten()
-           >> L.Dropout(0.5) >> L.Linear(2))
+    net = (
+        L.Rescale(1 / 255)
+        >> L.Conv2D(4, 3)
+        >> L.BatchNorm()
+        >> L.ReLU()
+        >> L.MaxPool(2)
+        >> L.Flatten()
+        >> L.Dropout(0.5)
+        >> L.Linear(2)
+    )
     model = ss.build(net, UInt8[Array, "batch 8 8 3"], seed=0)
     model.layers[2].mean[...] = jnp.full((4,), 0.3)
     return ss.Predictor(model, ss.encoders.Image(size=(8, 8)), ss.decoders.Labels(NAMES))
@@ -47,7 +55,11 @@ def test_the_export_record(exported):
     assert record["platforms"] == ["cpu", "cuda"]  # made on a CPU: servable on a GPU too
     assert record["input_spec"] == {"dtype": "uint8", "dims": "batch 8 8 3"}
     assert record["decoder"]["names"] == NAMES and record["encoder"]["size"] == [8, 8]
-    assert sorted(p.name for p in exported.iterdir()) == ["export.json", "model.stablehlo", "weights.npz"]
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "export.json",
+        "model.stablehlo",
+        "weights.npz",
+    ]
 
 
 def test_runs_in_a_process_that_imports_only_jax(clf, exported, tmp_path):
@@ -61,13 +73,15 @@ def test_runs_in_a_process_that_imports_only_jax(clf, exported, tmp_path):
         record = json.load(open(root + "/export.json"))
         w = np.load(root + "/weights.npz", allow_pickle=False)
         weights = [w[d["name"]] for d in record["weights"]]
-        x = np.load({str(tmp_path / 'x.npy')!r})
-        np.save({str(tmp_path / 'y5.npy')!r}, np.asarray(exp.call(weights, x)))
-        np.save({str(tmp_path / 'y2.npy')!r}, np.asarray(exp.call(weights, x[:2])))  # another batch size
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.save({str(tmp_path / "y5.npy")!r}, np.asarray(exp.call(weights, x)))
+        np.save({str(tmp_path / "y2.npy")!r}, np.asarray(exp.call(weights, x[:2])))  # another batch size
         assert not any(m == "shapesafe" or m.startswith("shapesafe.") for m in sys.modules), "imported shapesafe"
         assert "flax" not in sys.modules
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     live = _live(clf, x)
     np.testing.assert_allclose(np.load(tmp_path / "y5.npy"), live, rtol=1e-5, atol=1e-6)
@@ -86,7 +100,10 @@ def test_an_exported_model_checks_its_input(tmp_path):
     model = ss.build(L.Flatten() >> L.Linear(2), Float32[Array, "batch 3 2"])
     served = ss.load_exported(ss.export(model, tmp_path / "m"))
     assert served(jnp.ones((4, 3, 2))).shape == (4, 2)
-    with pytest.raises(ss.ShapeError, match=r"the exported model takes Float32\[batch, 3, 2\], got float32\[4, 2, 3\]"):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"the exported model takes Float32\[batch, 3, 2\], got float32\[4, 2, 3\]",
+    ):
         served(jnp.ones((4, 2, 3)))
 
 
@@ -95,9 +112,13 @@ def test_a_tampered_export_is_refused(clf, tmp_path):
     blob = bytearray((path / "model.stablehlo").read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     (path / "model.stablehlo").write_bytes(bytes(blob))
-    with pytest.raises(ss.ArtifactError, match=r"model\.stablehlo does not match the SHA-256 in export\.json"):
+    with pytest.raises(
+        ss.ArtifactError, match=r"model\.stablehlo does not match the SHA-256 in export\.json"
+    ):
         ss.load_exported(path)
-    with pytest.raises(ss.ArtifactError, match=r"is not a shapesafe export: export\.json is missing"):
+    with pytest.raises(
+        ss.ArtifactError, match=r"is not a shapesafe export: export\.json is missing"
+    ):
         ss.load_exported(tmp_path)
 
 
@@ -114,7 +135,10 @@ def test_exported_for_cpu_and_cuda_on_a_machine_without_a_gpu(clf, tmp_path):
 def test_an_export_for_another_platform_only_says_so(clf, tmp_path):
     other = "tpu" if jax.default_backend() != "tpu" else "cpu"  # lowering needs no such device
     served = ss.load_exported(ss.export(clf.model, tmp_path / "elsewhere", platforms=(other,)))
-    with pytest.raises(ss.ArtifactError, match=rf"export\.json: the model was exported for {other} only, and this "
-                                               r"JAX runs on \w+\. Export it again with ss\.export\(\.\.\., "
-                                               r"platforms=\('\w+', \.\.\.\)\)"):
+    with pytest.raises(
+        ss.ArtifactError,
+        match=rf"export\.json: the model was exported for {other} only, and this "
+        r"JAX runs on \w+\. Export it again with ss\.export\(\.\.\., "
+        r"platforms=\('\w+', \.\.\.\)\)",
+    ):
         served(np.zeros((1, 8, 8, 3), np.uint8))

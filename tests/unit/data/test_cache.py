@@ -25,7 +25,9 @@ class Counted:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, x: Float32[np.ndarray, "3"], rng: np.random.Generator) -> Float32[np.ndarray, "3"]:
+    def __call__(
+        self, x: Float32[np.ndarray, "3"], rng: np.random.Generator
+    ) -> Float32[np.ndarray, "3"]:
         self.calls += 1
         return (x * 2 + rng.random(3)).astype(np.float32)
 
@@ -45,9 +47,12 @@ def test_disk_cache_yields_what_the_memory_cache_yields(tmp_path: Path, workers:
     for epoch in (0, 1):  # epoch 1 replays epoch 0's elements, reshuffled
         assert _values(disk, epoch) == _values(memory, epoch)
     batches = list(_source().map(Counted(), seed=1).cache(tmp_path).batch(4))
-    np.testing.assert_array_equal(np.concatenate([b["x"][b["mask"]] for b in batches]),
-                                  np.stack([e["x"] for e in memory.epoch(0)])[np.argsort(
-                                      np.random.default_rng([0, 0]).permutation(10))])
+    np.testing.assert_array_equal(
+        np.concatenate([b["x"][b["mask"]] for b in batches]),
+        np.stack([e["x"] for e in memory.epoch(0)])[
+            np.argsort(np.random.default_rng([0, 0]).permutation(10))
+        ],
+    )
 
 
 def test_later_datasets_read_the_files_without_recomputing(tmp_path: Path):
@@ -100,7 +105,9 @@ def test_a_changed_pipeline_is_recomputed_and_replaces_the_old_cache(tmp_path: P
     d3 = _source().map(triple).cache(tmp_path)
     assert not d3.complete
     assert _values(d3)[1][0] == [9.0, 12.0, 15.0]
-    assert len([n for n in _folders(tmp_path) if n.startswith("cache-")]) == 2  # map(Counted), map(double)
+    assert (
+        len([n for n in _folders(tmp_path) if n.startswith("cache-")]) == 2
+    )  # map(Counted), map(double)
     assert not set(old) & set(_folders(tmp_path))
 
 
@@ -137,7 +144,11 @@ def test_a_stream_is_written_during_its_first_pass(tmp_path: Path):
     state = json.loads(json.dumps(it.get_state()))
     assert [float(v[0]) for v in ds2.epoch(state=state)] == first[1:]
 
-    partial = from_generator(gen, Float32[np.ndarray, "2"]).map(lambda x: x + 1, spec=spec).cache(tmp_path)
+    partial = (
+        from_generator(gen, Float32[np.ndarray, "2"])
+        .map(lambda x: x + 1, spec=spec)
+        .cache(tmp_path)
+    )
     assert [float(v[0]) for v in partial.take(2)] == [1.0, 2.0]
     assert not partial.complete  # take() stopped the first pass: nothing committed
 
@@ -183,8 +194,12 @@ def test_split_parts_keep_their_own_caches(tmp_path: Path):
 
 
 def test_disk_cache_needs_fixed_sizes_and_names_the_stage(tmp_path: Path):
-    ds = from_generator(lambda: iter([]), {"image": UInt8[np.ndarray, "h w 3"], "label": Int32[np.ndarray, ""]})
-    with pytest.raises(ss.ShapeError, match=r"stage 2, cache\(.*fixed-size arrays.*'image'.*cache\(\)"):
+    ds = from_generator(
+        lambda: iter([]), {"image": UInt8[np.ndarray, "h w 3"], "label": Int32[np.ndarray, ""]}
+    )
+    with pytest.raises(
+        ss.ShapeError, match=r"stage 2, cache\(.*fixed-size arrays.*'image'.*cache\(\)"
+    ):
         ds.cache(tmp_path)
 
 

@@ -27,7 +27,9 @@ def _labels(ds) -> list[int]:
 
 def test_from_arrays_spec_len_and_values():
     ds, x = _ds(4)
-    assert ds.spec == ss.data.ElementSpec({"x": Float32[np.ndarray, "3"], "label": Int32[np.ndarray, ""]})
+    assert ds.spec == ss.data.ElementSpec(
+        {"x": Float32[np.ndarray, "3"], "label": Int32[np.ndarray, ""]}
+    )
     assert repr(ds.spec) == '{"x": Float32[np.ndarray, "3"], "label": Int32[np.ndarray, ""]}'
     assert len(ds) == 4
     got = [e["x"] for e in ds]
@@ -38,7 +40,9 @@ def test_batch_pads_short_last_batch_and_masks_it():
     ds, x = _ds(10)
     b = ds.batch(4)
     assert len(b) == 3
-    assert repr(b.spec["x"]) and b.spec["x"].dim_str == "batch 3" and b.spec["mask"].dim_str == "batch"
+    assert (
+        repr(b.spec["x"]) and b.spec["x"].dim_str == "batch 3" and b.spec["mask"].dim_str == "batch"
+    )
     batches = list(b)
     assert [bt["x"].shape for bt in batches] == [(4, 3)] * 3
     np.testing.assert_array_equal(batches[2]["mask"], [True, True, False, False])
@@ -56,7 +60,9 @@ def test_batch_drop_remainder():
 
 def test_batch_twice_fails_when_built_naming_the_stage():
     ds, _ = _ds()
-    with pytest.raises(ss.ShapeError, match=r"stage 3, batch\(2\): the elements already have a leading batch"):
+    with pytest.raises(
+        ss.ShapeError, match=r"stage 3, batch\(2\): the elements already have a leading batch"
+    ):
         ds.batch(4).batch(2)
 
 
@@ -109,12 +115,17 @@ def test_map_annotated_with_jax_arrays_keeps_host_numpy_elements():
 
 
 def test_map_dtype_mismatch_fails_when_built():
-    images = from_arrays({"image": np.zeros((2, 4, 4, 3), np.uint8), "label": np.zeros(2, np.int32)})
+    images = from_arrays(
+        {"image": np.zeros((2, 4, 4, 3), np.uint8), "label": np.zeros(2, np.int32)}
+    )
 
     def brighten(image: Float32[np.ndarray, "h w 3"]) -> Float32[np.ndarray, "h w 3"]:
         return image
 
-    with pytest.raises(ss.ShapeError, match=r"(?s)stage 2, map\(brighten\): parameter 'image'.*uint8 is not float32.*map\(normalise\)"):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"(?s)stage 2, map\(brighten\): parameter 'image'.*uint8 is not float32.*map\(normalise\)",
+    ):
         images.map(brighten)
 
 
@@ -134,7 +145,10 @@ def test_map_unknown_key_fails_when_built():
     def f(img: Float32[np.ndarray, "3"]) -> Float32[np.ndarray, "3"]:
         return img
 
-    with pytest.raises(ss.ShapeError, match=r"parameter 'img' is not a key of the elements; their keys are \['label', 'x'\]"):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"parameter 'img' is not a key of the elements; their keys are \['label', 'x'\]",
+    ):
         ds.map(f)
 
 
@@ -145,7 +159,10 @@ def test_map_wrong_output_at_run_time_names_stage_and_example():
         return x[:2]
 
     m = ds.map(bad)
-    with pytest.raises(ss.ShapeError, match=r"(?s)stage 2, map\(bad\): element from example 0 does not match.*dimension 0 is 2, expected 3"):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"(?s)stage 2, map\(bad\): element from example 0 does not match.*dimension 0 is 2, expected 3",
+    ):
         list(m)
 
 
@@ -190,7 +207,9 @@ def test_map_workers_keeps_order_and_seeded_rng_is_per_element():
     serial = [e["x"] for e in ds.map(noisy, seed=1)]
     parallel = [e["x"] for e in ds.map(noisy, seed=1, workers=3)]
     np.testing.assert_array_equal(np.stack(serial), np.stack(parallel))
-    expected = np.arange(3, dtype=np.float32) + np.random.default_rng((1, 0, 0)).standard_normal(3).astype(np.float32)
+    expected = np.arange(3, dtype=np.float32) + np.random.default_rng((1, 0, 0)).standard_normal(
+        3
+    ).astype(np.float32)
     np.testing.assert_allclose(serial[0], expected, rtol=1e-6)
 
 
@@ -204,7 +223,9 @@ def test_from_generator_checks_elements_and_is_a_stream():
         len(ds)
     it = iter(ds)
     next(it)
-    with pytest.raises(ss.ShapeError, match=r"stage 1, from_generator\(gen\): element from element 1 of"):
+    with pytest.raises(
+        ss.ShapeError, match=r"stage 1, from_generator\(gen\): element from element 1 of"
+    ):
         next(it)
 
 
@@ -220,13 +241,19 @@ def test_filter_flat_map_take_skip_repeat_against_python():
         yield x
         yield x + np.float32(1)
 
-    fm = from_arrays(np.arange(6, dtype=np.float32).reshape(2, 3)).flat_map(twice, spec=Float32[np.ndarray, "3"])
+    fm = from_arrays(np.arange(6, dtype=np.float32).reshape(2, 3)).flat_map(
+        twice, spec=Float32[np.ndarray, "3"]
+    )
     assert [float(v[0]) for v in fm] == [0.0, 1.0, 3.0, 4.0]
     idx = [int(e["x"][0]) // 3 for e in ds.skip(2).take(3)]
     assert idx == [2, 3, 4]
     assert len(ds.take(3).repeat(2)) == 6
     assert [int(e["x"][0]) // 3 for e in ds.take(2).repeat(3)] == [0, 1] * 3
-    gen_rep = from_generator(lambda: iter([np.array(1.0, np.float32)]), Float32[np.ndarray, ""]).repeat().take(4)
+    gen_rep = (
+        from_generator(lambda: iter([np.array(1.0, np.float32)]), Float32[np.ndarray, ""])
+        .repeat()
+        .take(4)
+    )
     assert [float(v) for v in gen_rep] == [1.0] * 4
 
 
@@ -299,8 +326,13 @@ def test_resume_stream_pipeline_exactly():
         yield x
         yield np.asarray(x * 100)
 
-    pipe = (from_generator(gen, Int64[np.ndarray, ""]).filter(keep)
-            .flat_map(pair, spec=Int64[np.ndarray, ""]).shuffle(seed=0, buffer_size=4).batch(3))
+    pipe = (
+        from_generator(gen, Int64[np.ndarray, ""])
+        .filter(keep)
+        .flat_map(pair, spec=Int64[np.ndarray, ""])
+        .shuffle(seed=0, buffer_size=4)
+        .batch(3)
+    )
     full = [b[0].tolist() for b in pipe.epoch(1)]
     it = pipe.epoch(1)
     head = [next(it)[0].tolist() for _ in range(3)]
@@ -313,8 +345,12 @@ def test_spec_compatible_with_model_spec_ignores_array_type():
     ds = from_arrays({"image": np.zeros((3, 8, 8, 3), np.uint8)}).batch(2)
     assert compatible(ds.spec["image"], UInt8[Array, "batch 8 8 3"])
     assert not compatible(ds.spec["image"], UInt8[Array, "batch 9 8 3"])
-    with pytest.raises(ss.ShapeError, match=r"(?s)fit: the model's input cannot take.*dimension 1 is 8, expected 9"):
-        ss.data.check_compatible(ds.spec["image"], UInt8[Array, "batch 9 8 3"], where="fit: the model's input")
+    with pytest.raises(
+        ss.ShapeError, match=r"(?s)fit: the model's input cannot take.*dimension 1 is 8, expected 9"
+    ):
+        ss.data.check_compatible(
+            ds.spec["image"], UInt8[Array, "batch 9 8 3"], where="fit: the model's input"
+        )
 
 
 def test_validation_errors_list_allowed_values():

@@ -76,7 +76,9 @@ def test_skipped_image_in_a_batch_is_a_masked_slot(messy, monkeypatch):
 
 def test_raise_stops_at_first_bad_file_with_path_and_reason(messy):
     root, _, _ = messy
-    with pytest.raises(ImageFileError, match=r"cat/empty\.jpg: empty file \(0 bytes\).*on_error='skip'"):
+    with pytest.raises(
+        ImageFileError, match=r"cat/empty\.jpg: empty file \(0 bytes\).*on_error='skip'"
+    ):
         image_folder(root, size=(8, 8))
 
 
@@ -108,8 +110,16 @@ def test_folder_structure_errors(tmp_path):
     ("mode", "make", "expected"),
     [
         ("RGB", lambda: Image.new("L", (4, 4), 77), [77, 77, 77]),
-        ("RGB", lambda: Image.fromarray(np.full((4, 4), 40000, np.uint16)), [156, 156, 156]),  # 40000/257
-        ("RGB", lambda: Image.new("RGBA", (4, 4), (0, 0, 255, 0)), [255, 255, 255]),  # transparent: white
+        (
+            "RGB",
+            lambda: Image.fromarray(np.full((4, 4), 40000, np.uint16)),
+            [156, 156, 156],
+        ),  # 40000/257
+        (
+            "RGB",
+            lambda: Image.new("RGBA", (4, 4), (0, 0, 255, 0)),
+            [255, 255, 255],
+        ),  # transparent: white
         ("RGB", lambda: Image.new("LA", (4, 4), (90, 255)), [90, 90, 90]),
         ("L", lambda: Image.new("RGB", (4, 4), (255, 0, 0)), [76]),  # ITU-R 601: 0.299 * 255
         ("RGBA", lambda: Image.new("RGB", (4, 4), (1, 2, 3)), [1, 2, 3, 255]),
@@ -140,7 +150,9 @@ def test_exif_orientation_is_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # stored rotated: display = rotate 90 clockwise
     img.save(tmp_path / "o.jpg", exif=exif, quality=100)
-    expected = np.asarray(img.transpose(Image.Transpose.ROTATE_270))  # Pillow's own reading of tag 6
+    expected = np.asarray(
+        img.transpose(Image.Transpose.ROTATE_270)
+    )  # Pillow's own reading of tag 6
     out = load_image(tmp_path / "o.jpg", (40, 20))  # (height, width) of the displayed image
     assert out.shape == (40, 20, 3)
     assert np.abs(out.astype(int) - expected.astype(int)).mean() < 8
@@ -180,7 +192,10 @@ def test_odd_size_from_a_map_names_file_and_stage(tmp_path):
         return image[:7]
 
     ds = image_folder(tmp_path, size=(8, 8), workers=0).map(shrink)
-    with pytest.raises(ss.ShapeError, match=r"(?s)stage 2, map\(shrink\): element from .*a/x\.png does not match.*dimension 0 is 7"):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"(?s)stage 2, map\(shrink\): element from .*a/x\.png does not match.*dimension 0 is 7",
+    ):
         list(ds)
 
 
@@ -205,7 +220,9 @@ def test_pixels_packed_in_one_piece_equal_numpys_conversion(mode: str, size: tup
     from shapesafe.data._image_folder import _pixels
 
     rng = np.random.default_rng(0)
-    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA").convert(mode)
+    img = Image.fromarray(
+        rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA"
+    ).convert(mode)
     got, want = _pixels(img), np.asarray(img)
     assert got.dtype == want.dtype == np.uint8 and got.shape == want.shape
     np.testing.assert_array_equal(got, want)

@@ -12,7 +12,11 @@ from shapesafe.data import from_arrays
 
 def _pipeline():
     x = np.arange(40, dtype=np.float32).reshape(20, 2)
-    return from_arrays({"x": x, "label": (np.arange(20) % 2).astype(np.int32)}).shuffle(seed=3).batch(4)
+    return (
+        from_arrays({"x": x, "label": (np.arange(20) % 2).astype(np.int32)})
+        .shuffle(seed=3)
+        .batch(4)
+    )
 
 
 def _xs(it) -> list[list[float]]:
@@ -32,7 +36,9 @@ def test_the_next_epoch_is_read_ahead_and_yields_the_same_elements():
     plain = _pipeline()
     ds = plain.prefetch(2)
     assert _xs(ds.epoch(0)) == _xs(plain.epoch(0))
-    assert _wait_for(lambda: ds.ahead is not None and ds.ahead.queue.full())  # epoch 1's first 2 batches
+    assert _wait_for(
+        lambda: ds.ahead is not None and ds.ahead.queue.full()
+    )  # epoch 1's first 2 batches
     assert ds.ahead.epoch == 1
     assert _xs(ds.epoch(1)) == _xs(plain.epoch(1))  # taken over, nothing lost or repeated
     assert _wait_for(lambda: ds.ahead is not None and ds.ahead.epoch == 2)

@@ -33,16 +33,25 @@ def test_processes_give_the_serial_elements_in_order():
     expected = _rows(serial)
     assert _rows(parallel) == expected
     assert next(e["x"].tolist() for e in parallel.batch(5).epoch(0)) == [x for x, _ in expected[:5]]
-    stream = _source(24).filter(lambda label: label != 1).map(digit_sum, seed=5, workers=2, processes=True)
-    assert _rows(stream) == _rows(_source(24).filter(lambda label: label != 1).map(digit_sum, seed=5))
+    stream = (
+        _source(24)
+        .filter(lambda label: label != 1)
+        .map(digit_sum, seed=5, workers=2, processes=True)
+    )
+    assert _rows(stream) == _rows(
+        _source(24).filter(lambda label: label != 1).map(digit_sum, seed=5)
+    )
 
 
 def test_an_unpicklable_function_is_refused_naming_it_and_the_fix():
     def local(x: Int32[np.ndarray, "4"]) -> Int32[np.ndarray, "4"]:
         return x
 
-    with pytest.raises(ValueError, match=r"stage 2, map\(local\): processes=True sends local to worker "
-                                         r"processes, but it cannot be pickled.*top level of an importable module"):
+    with pytest.raises(
+        ValueError,
+        match=r"stage 2, map\(local\): processes=True sends local to worker "
+        r"processes, but it cannot be pickled.*top level of an importable module",
+    ):
         _source(4).map(local, workers=2, processes=True)
     with pytest.raises(ValueError, match=r"map\(<lambda>\).*cannot be pickled.*processes=False"):
         _source(4).map(lambda x: x, spec=_source(4).spec, workers=2, processes=True)

@@ -53,7 +53,7 @@ def test_random_crop_is_a_window_of_the_image_and_deterministic():
     a = random_crop(x, height=4, width=5, rng=np.random.default_rng(3))
     b = random_crop(x, height=4, width=5, rng=np.random.default_rng(3))
     np.testing.assert_array_equal(a, b)
-    windows = [x[t:t + 4, c:c + 5] for t in range(7) for c in range(8)]
+    windows = [x[t : t + 4, c : c + 5] for t in range(7) for c in range(8)]
     assert any(np.array_equal(a, w) for w in windows)
     with pytest.raises(ValueError, match="smaller than the crop"):
         random_crop(x, height=11, width=5, rng=np.random.default_rng(0))
@@ -61,7 +61,9 @@ def test_random_crop_is_a_window_of_the_image_and_deterministic():
 
 def test_random_flip_mirrors_with_the_probability():
     x = _images(1)[0]
-    np.testing.assert_array_equal(random_flip(x, rng=np.random.default_rng(0), probability=1.0), x[:, ::-1])
+    np.testing.assert_array_equal(
+        random_flip(x, rng=np.random.default_rng(0), probability=1.0), x[:, ::-1]
+    )
     np.testing.assert_array_equal(random_flip(x, rng=np.random.default_rng(0), probability=0.0), x)
 
 

@@ -24,8 +24,13 @@ def test_talk_baseline_builds_from_uint8_images_with_hand_computed_sizes() -> No
     assert _spec_str(model.output_spec) == (("float32",), "batch 2")
     s = ss.summary(model)
     # 250*250*3 = 187500 inputs; 187500*64 + 64 and 64*2 + 2 parameters.
-    assert [r[3] for r in s.rows] == ["UInt8[batch, 187500]", "Float32[batch, 187500]", "Float32[batch, 64]",
-                                      "Float32[batch, 64]", "Float32[batch, 2]"]
+    assert [r[3] for r in s.rows] == [
+        "UInt8[batch, 187500]",
+        "Float32[batch, 187500]",
+        "Float32[batch, 64]",
+        "Float32[batch, 64]",
+        "Float32[batch, 2]",
+    ]
     assert [r[4] for r in s.rows] == [0, 0, 187500 * 64 + 64, 0, 64 * 2 + 2]
     assert s.total_params == s.trainable_params == 187500 * 64 + 64 + 130
 
@@ -91,7 +96,10 @@ def test_composition_flattens_indexes_slices_and_names() -> None:
 def test_blueprints_are_immutable_hashable_and_readable() -> None:
     conv = L.Conv2D(32, (3, 3))
     assert repr(conv) == "Conv2D(32, (3, 3))"
-    assert repr(L.Conv2D(8, 3, strides=2, padding="same")) == "Conv2D(8, (3, 3), strides=(2, 2), padding='same')"
+    assert (
+        repr(L.Conv2D(8, 3, strides=2, padding="same"))
+        == "Conv2D(8, (3, 3), strides=(2, 2), padding='same')"
+    )
     assert repr(L.MaxPool((2, 2))) == "MaxPool((2, 2))"
     assert repr(L.Cast(jnp.float32)) == "Cast(jnp.float32)"
     assert repr(L.Rescale(1 / 255)) == "Rescale(1 / 255)"  # not 0.00392156862745098
@@ -127,7 +135,9 @@ def test_a_plain_annotated_function_joins_a_composition() -> None:
     def bad(x: Float[Array, "*batch 5"]) -> Float[Array, "*batch 5"]:
         return x
 
-    with pytest.raises(ss.ShapeError, match=r"layer 2 of 2, Function\(bad\), cannot take its input"):
+    with pytest.raises(
+        ss.ShapeError, match=r"layer 2 of 2, Function\(bad\), cannot take its input"
+    ):
         ss.build(L.Linear(3) >> bad, Float32[Array, "batch 4"])
 
 
@@ -178,10 +188,21 @@ def test_checks_are_not_in_the_compiled_program() -> None:
     """The jaxpr of a checked model holds only the layer math: no callbacks, no asserts."""
     model = ss.build(talk.mlp(4), talk.image_spec(4))
     graphdef, state = nnx.split(model)
-    jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(state, jnp.zeros((2, 4, 4, 3), jnp.uint8))
+    jaxpr = jax.make_jaxpr(lambda s, x: nnx.merge(graphdef, s)(x))(
+        state, jnp.zeros((2, 4, 4, 3), jnp.uint8)
+    )
     prims = {str(e.primitive) for e in jaxpr.jaxpr.eqns}
-    assert prims <= {"reshape", "convert_element_type", "mul", "dot_general", "add", "max", "broadcast_in_dim", "pjit",
-                     "custom_jvp_call"}, prims
+    assert prims <= {
+        "reshape",
+        "convert_element_type",
+        "mul",
+        "dot_general",
+        "add",
+        "max",
+        "broadcast_in_dim",
+        "pjit",
+        "custom_jvp_call",
+    }, prims
 
 
 def test_integer_input_to_embedding_style_models_keeps_int_spec() -> None:

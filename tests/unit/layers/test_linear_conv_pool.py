@@ -66,6 +66,7 @@ def maybe(b: np.ndarray | None) -> Any:
 
 # -- Linear ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", [(5, 7), (2, 3, 7)], ids=["matrix", "rank3"])
 @pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
 def test_linear_matches_torch(shape: tuple[int, ...], use_bias: bool) -> None:
@@ -75,11 +76,14 @@ def test_linear_matches_torch(shape: tuple[int, ...], use_bias: bool) -> None:
     kernel, bias = set_weights(model.layers[0], rng)
     assert kernel.shape == (7, 4)
     x = randn(rng, *shape)
-    want = F.linear(torch.from_numpy(x), torch.from_numpy(kernel.T.copy()), maybe(bias)).numpy()  # (out, in)
+    want = F.linear(
+        torch.from_numpy(x), torch.from_numpy(kernel.T.copy()), maybe(bias)
+    ).numpy()  # (out, in)
     np.testing.assert_allclose(run(model, x), want, rtol=RTOL, atol=ATOL)
 
 
 # -- Conv2D ----------------------------------------------------------------------------------
+
 
 def torch_pads_2d(pads: tuple[tuple[int, int], tuple[int, int]]) -> tuple[int, int, int, int]:
     """((h_lo, h_hi), (w_lo, w_hi)) as F.pad's (w_lo, w_hi, h_lo, h_hi)."""
@@ -101,8 +105,11 @@ CONV2D_CASES = {
     "same-stride2": (dict(padding="same", strides=2), (3, 3), ((0, 1), (0, 1))),
     # dilated extent 5: total pad 4 -> (2, 2)
     "same-dilation2": (dict(padding="same", dilation=2), (3, 3), ((2, 2), (2, 2))),
-    "stride2-dilation2-pairs-nobias": (dict(strides=2, dilation=2, padding=((1, 0), (2, 1)), use_bias=False),
-                                       (2, 4), ((1, 0), (2, 1))),
+    "stride2-dilation2-pairs-nobias": (
+        dict(strides=2, dilation=2, padding=((1, 0), (2, 1)), use_bias=False),
+        (2, 4),
+        ((1, 0), (2, 1)),
+    ),
 }
 
 
@@ -117,7 +124,9 @@ def test_conv2d_matches_torch(case: str) -> None:
     x = randn(rng, 2, 8, 8, 3)
     bp = model.blueprint.layers[0]
     t = F.pad(to_nchw(x), torch_pads_2d(pads))
-    want = from_nchw(F.conv2d(t, oihw(kernel), maybe(bias), stride=bp.strides, dilation=bp.dilation))
+    want = from_nchw(
+        F.conv2d(t, oihw(kernel), maybe(bias), stride=bp.strides, dilation=bp.dilation)
+    )
     got = run(model, x)
     assert ss.summary(model).output_spec == f"Float32[batch, {want.shape[1]}, {want.shape[2]}, 5]"
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
@@ -127,11 +136,15 @@ def test_conv2d_matches_torch(case: str) -> None:
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning")
 def test_conv2d_same_matches_torch_same() -> None:
     """PyTorch's own padding='same' (stride 1) on an even, dilated kernel."""
-    model = ss.build(L.Conv2D(4, (2, 4), padding="same", dilation=(1, 2)), Float32[Array, "batch 7 9 2"], seed=0)
+    model = ss.build(
+        L.Conv2D(4, (2, 4), padding="same", dilation=(1, 2)), Float32[Array, "batch 7 9 2"], seed=0
+    )
     rng = np.random.default_rng(2)
     kernel, bias = set_weights(model.layers[0], rng)
     x = randn(rng, 3, 7, 9, 2)
-    want = from_nchw(F.conv2d(to_nchw(x), oihw(kernel), maybe(bias), padding="same", dilation=(1, 2)))
+    want = from_nchw(
+        F.conv2d(to_nchw(x), oihw(kernel), maybe(bias), padding="same", dilation=(1, 2))
+    )
     np.testing.assert_allclose(run(model, x), want, rtol=1e-4, atol=1e-5)
 
 
@@ -160,13 +173,17 @@ def test_conv1d_matches_torch(case: str) -> None:
     x = randn(rng, 2, 11, 4)
     bp = model.blueprint.layers[0]
     t = F.pad(to_nchw(x), pad)
-    want = from_nchw(F.conv1d(t, oihw(kernel), maybe(bias), stride=bp.strides, dilation=bp.dilation))
+    want = from_nchw(
+        F.conv1d(t, oihw(kernel), maybe(bias), stride=bp.strides, dilation=bp.dilation)
+    )
     np.testing.assert_allclose(run(model, x), want, rtol=1e-4, atol=1e-5)
 
 
 def test_conv1d_causal_output_ignores_the_future() -> None:
     """Changing step t changes no output before t (and keeps the length)."""
-    model = ss.build(L.Conv1D(6, 3, padding="causal", dilation=2), Float32[Array, "batch 12 4"], seed=0)
+    model = ss.build(
+        L.Conv1D(6, 3, padding="causal", dilation=2), Float32[Array, "batch 12 4"], seed=0
+    )
     rng = np.random.default_rng(4)
     x = randn(rng, 1, 12, 4)
     y = run(model, x)
@@ -180,14 +197,20 @@ def test_conv1d_causal_output_ignores_the_future() -> None:
 
 # -- pooling ---------------------------------------------------------------------------------
 
-def np_pool_same(x: np.ndarray, window: tuple[int, ...], strides: tuple[int, ...], reduce: str) -> np.ndarray:
+
+def np_pool_same(
+    x: np.ndarray, window: tuple[int, ...], strides: tuple[int, ...], reduce: str
+) -> np.ndarray:
     """TF/Keras 'same' pooling over the spatial axes of a channels-last array, from the definition:
     out = ceil(n / s), total padding max((out - 1) * s + w - n, 0), the smaller half first; padded
     positions are skipped (so an average counts only real entries)."""
     nd = len(window)
     spatial = x.shape[1:-1]
     outs = [math.ceil(n / s) for n, s in zip(spatial, strides, strict=True)]
-    lows = [max((o - 1) * s + w - n, 0) // 2 for o, s, w, n in zip(outs, strides, window, spatial, strict=True)]
+    lows = [
+        max((o - 1) * s + w - n, 0) // 2
+        for o, s, w, n in zip(outs, strides, window, spatial, strict=True)
+    ]
     y = np.zeros((x.shape[0], *outs, x.shape[-1]), x.dtype)
     for idx in np.ndindex(*outs):
         region = tuple(
@@ -196,12 +219,15 @@ def np_pool_same(x: np.ndarray, window: tuple[int, ...], strides: tuple[int, ...
         )
         patch = x[(slice(None), *region, slice(None))]
         axes = tuple(range(1, nd + 1))
-        y[(slice(None), *idx, slice(None))] = patch.max(axis=axes) if reduce == "max" else patch.mean(axis=axes)
+        y[(slice(None), *idx, slice(None))] = (
+            patch.max(axis=axes) if reduce == "max" else patch.mean(axis=axes)
+        )
     return y
 
 
-def torch_pool(x: np.ndarray, kind: str, window: tuple[int, ...], strides: tuple[int, ...],
-               padding: int = 0) -> np.ndarray:
+def torch_pool(
+    x: np.ndarray, kind: str, window: tuple[int, ...], strides: tuple[int, ...], padding: int = 0
+) -> np.ndarray:
     t = to_nchw(x)
     nd = len(window)
     if kind == "max":
@@ -254,7 +280,10 @@ def test_pool_same_matches_numpy(case: str, kind: str) -> None:
     model = ss.build(blueprint, spec, seed=0)
     x = randn(np.random.default_rng(6), 2, *spatial, 3)
     want = np_pool_same(x, window, strides, kind)
-    assert ss.summary(model).output_spec == "Float32[batch, " + ", ".join(map(str, want.shape[1:])) + "]"
+    assert (
+        ss.summary(model).output_spec
+        == "Float32[batch, " + ", ".join(map(str, want.shape[1:])) + "]"
+    )
     np.testing.assert_allclose(run(model, x), want, rtol=RTOL, atol=ATOL)
 
 
@@ -271,8 +300,12 @@ def test_pool_same_stride1_matches_torch(kind: str) -> None:
 
 def test_avgpool_same_excludes_padding_from_the_count() -> None:
     """A hand-computed corner: ones everywhere average to exactly one, padding or not."""
-    model = ss.build(L.AvgPool((3, 3), strides=2, padding="same"), Float32[Array, "batch 4 4 1"], seed=0)
-    np.testing.assert_array_equal(run(model, np.ones((1, 4, 4, 1), np.float32)), np.ones((1, 2, 2, 1), np.float32))
+    model = ss.build(
+        L.AvgPool((3, 3), strides=2, padding="same"), Float32[Array, "batch 4 4 1"], seed=0
+    )
+    np.testing.assert_array_equal(
+        run(model, np.ones((1, 4, 4, 1), np.float32)), np.ones((1, 2, 2, 1), np.float32)
+    )
 
 
 EXPLICIT_POOL_CASES = {
@@ -289,24 +322,37 @@ def test_pool_explicit_padding_matches_torch(case: str, kind: str) -> None:
     """An int padding, as torch.nn.MaxPool2d(padding=p): -inf padding for the max, not counted
     in the average. Negative inputs show that the max pads with -inf, not zeros."""
     window, strides, padding, spatial = EXPLICIT_POOL_CASES[case]
-    blueprint = (L.MaxPool if kind == "max" else L.AvgPool)(window, strides=strides, padding=padding)
-    model = ss.build(blueprint, Float32[Array, "batch " + " ".join(map(str, (*spatial, 3)))], seed=0)
+    blueprint = (L.MaxPool if kind == "max" else L.AvgPool)(
+        window, strides=strides, padding=padding
+    )
+    model = ss.build(
+        blueprint, Float32[Array, "batch " + " ".join(map(str, (*spatial, 3)))], seed=0
+    )
     x = randn(np.random.default_rng(10), 2, *spatial, 3) - 5.0
     want = torch_pool(x, kind, window, strides, padding=padding)
-    assert ss.summary(model).output_spec == "Float32[batch, " + ", ".join(map(str, want.shape[1:])) + "]"
+    assert (
+        ss.summary(model).output_spec
+        == "Float32[batch, " + ", ".join(map(str, want.shape[1:])) + "]"
+    )
     np.testing.assert_allclose(run(model, x), want, rtol=RTOL, atol=ATOL)
 
 
 def test_maxpool_uneven_padding_pairs_match_numpy() -> None:
     """(low, high) pairs per axis: pad with -inf by hand, then take 2x2 maxima with stride 2."""
-    model = ss.build(L.MaxPool((2, 2), padding=((1, 0), (0, 1))), Float32[Array, "batch 3 3 1"], seed=0)
+    model = ss.build(
+        L.MaxPool((2, 2), padding=((1, 0), (0, 1))), Float32[Array, "batch 3 3 1"], seed=0
+    )
     x = -np.arange(1, 10, dtype=np.float32).reshape(1, 3, 3, 1)
     padded = np.pad(x, ((0, 0), (1, 0), (0, 1), (0, 0)), constant_values=-np.inf)
     want = padded.reshape(1, 2, 2, 2, 2, 1).max(axis=(2, 4))
     np.testing.assert_array_equal(run(model, x), want)
 
 
-@pytest.mark.parametrize("padding", [-1, 3, ((0, 2), (0, 0)), "full"], ids=["negative", "int-too-big", "pair-too-big", "word"])
+@pytest.mark.parametrize(
+    "padding",
+    [-1, 3, ((0, 2), (0, 0)), "full"],
+    ids=["negative", "int-too-big", "pair-too-big", "word"],
+)
 def test_pool_padding_is_validated(padding: Any) -> None:
     with pytest.raises(ValueError, match=r"MaxPool\(\(2, 2\)\): padding must be"):
         L.MaxPool((2, 2), padding=padding)
@@ -314,7 +360,9 @@ def test_pool_padding_is_validated(padding: Any) -> None:
 
 @pytest.mark.parametrize("spec_shape", [(5, 4, 3), (6, 3), (2, 3, 4, 3)], ids=["2d", "1d", "3d"])
 def test_global_avg_pool_matches_numpy(spec_shape: tuple[int, ...]) -> None:
-    model = ss.build(L.GlobalAvgPool(), Float32[Array, "batch " + " ".join(map(str, spec_shape))], seed=0)
+    model = ss.build(
+        L.GlobalAvgPool(), Float32[Array, "batch " + " ".join(map(str, spec_shape))], seed=0
+    )
     x = randn(np.random.default_rng(8), 4, *spec_shape)
     want = x.mean(axis=tuple(range(1, x.ndim - 1)))
     assert ss.summary(model).output_spec == f"Float32[batch, {spec_shape[-1]}]"
@@ -325,8 +373,9 @@ def test_global_avg_pool_matches_numpy(spec_shape: tuple[int, ...]) -> None:
 @pytest.mark.parametrize(
     "window, strides", [((2, 2), None), ((3, 3), (2, 2))], ids=["tiled", "overlapping"]
 )
-def test_pool_gradient_under_jit_matches_torch(kind: str, window: tuple[int, int],
-                                               strides: tuple[int, int] | None) -> None:
+def test_pool_gradient_under_jit_matches_torch(
+    kind: str, window: tuple[int, int], strides: tuple[int, int] | None
+) -> None:
     """d/dx sum(pool(x) * g), jitted: a max routes each g to its window's maximum (continuous x,
     so no ties), an average spreads it evenly. The overlapping windows take lax.reduce_window."""
     blueprint = (L.MaxPool if kind == "max" else L.AvgPool)(window, strides=strides)

@@ -23,7 +23,9 @@ torch = pytest.importorskip("torch")
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 
-def randn(rng: np.random.Generator, *shape: int, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
+def randn(
+    rng: np.random.Generator, *shape: int, scale: float = 1.0, shift: float = 0.0
+) -> np.ndarray:
     return (rng.normal(size=shape) * scale + shift).astype(np.float32)
 
 
@@ -48,6 +50,7 @@ def jit_step(model: nnx.Module, x: np.ndarray) -> np.ndarray:
 
 # -- BatchNorm -------------------------------------------------------------------------------
 
+
 def channels_first(x: np.ndarray) -> Any:
     return torch.from_numpy(x).movedim(-1, 1).contiguous()
 
@@ -56,8 +59,9 @@ def channels_last(t: Any) -> np.ndarray:
     return t.movedim(1, -1).detach().numpy()
 
 
-def torch_and_ours(shape: tuple[int, ...], momentum: float, *, affine: bool = True,
-                   epsilon: float = 1e-5) -> tuple[Any, Any, Any]:
+def torch_and_ours(
+    shape: tuple[int, ...], momentum: float, *, affine: bool = True, epsilon: float = 1e-5
+) -> tuple[Any, Any, Any]:
     """A built BatchNorm and the equivalent torch.nn.BatchNorm1d/2d with the same random scale,
     bias and running statistics."""
     c = shape[-1]
@@ -158,6 +162,7 @@ def test_batchnorm_params_and_summary() -> None:
 
 # -- LayerNorm -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "use_scale, use_bias, epsilon",
     [(True, True, 1e-5), (True, False, 1e-2), (False, False, 1e-5)],
@@ -252,10 +257,15 @@ def test_dropout_under_jit_advances_its_stream() -> None:
 
 # -- train/eval inside a built Sequential ----------------------------------------------------
 
+
 def test_eval_and_train_switch_a_built_sequential() -> None:
     """Linear >> BatchNorm >> Dropout against NumPy: eval uses the running statistics and no
     dropout; train uses the batch statistics, updates the running ones and drops entries."""
-    model = ss.build(L.Linear(4) >> L.BatchNorm(momentum=0.9) >> L.Dropout(0.5), Float32[Array, "batch 3"], seed=0)
+    model = ss.build(
+        L.Linear(4) >> L.BatchNorm(momentum=0.9) >> L.Dropout(0.5),
+        Float32[Array, "batch 3"],
+        seed=0,
+    )
     linear, bn, drop = model.layers[0], model.layers[1], model.layers[2]
     rng = np.random.default_rng(6)
     kernel, bias = randn(rng, 3, 4), randn(rng, 4)
@@ -281,25 +291,51 @@ def test_eval_and_train_switch_a_built_sequential() -> None:
         np.testing.assert_allclose(y[kept], normalised[kept] / 0.5, **TOL)
     # two training steps on the same batch: running = 0.81 * old + 0.19 * batch statistic
     np.testing.assert_allclose(np.asarray(bn.mean[...]), 0.81 * mean + 0.19 * h.mean(axis=0), **TOL)
-    np.testing.assert_allclose(np.asarray(bn.var[...]), 0.81 * var + 0.19 * h.var(axis=0, ddof=1), **TOL)
+    np.testing.assert_allclose(
+        np.asarray(bn.var[...]), 0.81 * var + 0.19 * h.var(axis=0, ddof=1), **TOL
+    )
 
 
 # -- bad arguments and inputs ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "make, match",
     [
         (lambda: L.Dropout(1.0), r"Dropout\(1.0\): rate must be a float in \[0, 1\), got 1.0"),
         (lambda: L.Dropout(-0.1), r"rate must be a float in \[0, 1\), got -0.1"),
-        (lambda: L.BatchNorm(momentum=1.0), r"BatchNorm.*momentum must be a float in \[0, 1\), got 1.0"),
+        (
+            lambda: L.BatchNorm(momentum=1.0),
+            r"BatchNorm.*momentum must be a float in \[0, 1\), got 1.0",
+        ),
         (lambda: L.BatchNorm(momentum=-0.1), r"momentum must be a float in \[0, 1\), got -0.1"),
-        (lambda: L.BatchNorm(epsilon=0.0), r"BatchNorm.*epsilon must be a positive finite float, got 0.0"),
-        (lambda: L.BatchNorm(epsilon=-1e-5), r"epsilon must be a positive finite float, got -1e-05"),
-        (lambda: L.LayerNorm(epsilon=0.0), r"LayerNorm.*epsilon must be a positive finite float, got 0.0"),
-        (lambda: L.LayerNorm(epsilon=float("nan")), r"epsilon must be a positive finite float, got nan"),
+        (
+            lambda: L.BatchNorm(epsilon=0.0),
+            r"BatchNorm.*epsilon must be a positive finite float, got 0.0",
+        ),
+        (
+            lambda: L.BatchNorm(epsilon=-1e-5),
+            r"epsilon must be a positive finite float, got -1e-05",
+        ),
+        (
+            lambda: L.LayerNorm(epsilon=0.0),
+            r"LayerNorm.*epsilon must be a positive finite float, got 0.0",
+        ),
+        (
+            lambda: L.LayerNorm(epsilon=float("nan")),
+            r"epsilon must be a positive finite float, got nan",
+        ),
     ],
-    ids=["rate-1", "rate-negative", "momentum-1", "momentum-negative", "epsilon-0",
-         "epsilon-negative", "layernorm-epsilon-0", "layernorm-epsilon-nan"],
+    ids=[
+        "rate-1",
+        "rate-negative",
+        "momentum-1",
+        "momentum-negative",
+        "epsilon-0",
+        "epsilon-negative",
+        "layernorm-epsilon-0",
+        "layernorm-epsilon-nan",
+    ],
 )
 def test_bad_arguments_raise_value_error(make: Any, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -308,22 +344,32 @@ def test_bad_arguments_raise_value_error(make: Any, match: str) -> None:
 
 @pytest.mark.parametrize("blueprint", [L.BatchNorm(), L.LayerNorm(), L.Dropout(0.5)], ids=repr)
 def test_integer_input_is_refused_with_a_fix(blueprint: Any) -> None:
-    with pytest.raises(ss.ShapeError, match=r"(?s)int32 is not a floating dtype.*Insert L\.Cast\(jnp\.float32\) before "
-                       + type(blueprint).__name__):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"(?s)int32 is not a floating dtype.*Insert L\.Cast\(jnp\.float32\) before "
+        + type(blueprint).__name__,
+    ):
         ss.build(blueprint, Int32[Array, "batch 4"], seed=0)
 
 
 def test_batchnorm_refuses_a_symbolic_or_missing_feature_axis() -> None:
-    with pytest.raises(ss.ShapeError, match=r"(?s)BatchNorm\(\).*last \(features\) dimension must have a fixed size"):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"(?s)BatchNorm\(\).*last \(features\) dimension must have a fixed size",
+    ):
         ss.build(L.BatchNorm(), Float32[Array, "batch n"], seed=0)
-    with pytest.raises(ss.ShapeError, match=r"needs at least 2 dimensions \(batch and features\), got 1"):
+    with pytest.raises(
+        ss.ShapeError, match=r"needs at least 2 dimensions \(batch and features\), got 1"
+    ):
         ss.build(L.BatchNorm(), Float32[Array, "batch"], seed=0)
 
 
 def test_batchnorm_training_on_one_value_per_feature_is_refused() -> None:
     model = ss.build(L.BatchNorm(), Float32[Array, "batch 4"], seed=0)
     x = jnp.ones((1, 4), jnp.float32)
-    with pytest.raises(ss.ShapeError, match=r"(?s)more than one value per feature.*model\.eval\(\)"):
+    with pytest.raises(
+        ss.ShapeError, match=r"(?s)more than one value per feature.*model\.eval\(\)"
+    ):
         model(x)
     model.eval()
     assert model(x).shape == (1, 4)

@@ -31,6 +31,7 @@ STAGES = ((1, 64), (2, 128), (3, 256), (4, 512))
 
 # -- the reference: torchvision's ResNet-18 layout, by hand ---------------------------------
 
+
 def torchvision_resnet18_shapes(classes: int) -> dict[str, tuple[int, ...]]:
     """Every ``state_dict`` key of torchvision's ``resnet18(num_classes=classes)`` and its shape."""
     shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7)}
@@ -92,7 +93,9 @@ def torch_resnet18(classes: int) -> Any:
             self.bn2 = nn.BatchNorm2d(cout)
             self.downsample = None
             if stride != 1 or cin != cout:
-                self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+                self.downsample = nn.Sequential(
+                    nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+                )
 
         def forward(self, x: Any) -> Any:
             identity = x if self.downsample is None else self.downsample(x)
@@ -110,7 +113,11 @@ def torch_resnet18(classes: int) -> Any:
             cin = 64
             for s, c in STAGES:
                 stride = 1 if s == 1 else 2
-                setattr(self, f"layer{s}", nn.Sequential(BasicBlock(cin, c, stride), BasicBlock(c, c, 1)))
+                setattr(
+                    self,
+                    f"layer{s}",
+                    nn.Sequential(BasicBlock(cin, c, stride), BasicBlock(c, c, 1)),
+                )
                 cin = c
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
             self.fc = nn.Linear(512, classes)
@@ -131,11 +138,15 @@ def r18() -> ss.Model:
 
 def kernels(model: ss.Model) -> dict[str, np.ndarray]:
     """A few of the model's arrays, to show that a failed load changed nothing."""
-    return {"conv1": np.asarray(model["conv1"].kernel[...]), "fc": np.asarray(model["fc"].bias[...]),
-            "mean": np.asarray(model["layer3"][0].shortcut[1].mean[...])}
+    return {
+        "conv1": np.asarray(model["conv1"].kernel[...]),
+        "fc": np.asarray(model["fc"].bias[...]),
+        "mean": np.asarray(model["layer3"][0].shortcut[1].mean[...]),
+    }
 
 
 # -- parity with PyTorch ----------------------------------------------------------------------
+
 
 def test_reference_has_torchvision_keys_and_shapes() -> None:
     """The plain-torch reference and the hand-written table agree on every key and shape."""
@@ -174,15 +185,23 @@ def test_state_dict_of_torch_tensors_loads(r18: ss.Model) -> None:
     net = torch_resnet18(CLASSES)
     resnet.load_torchvision(r18, net.state_dict())
     w = net.layer2[0].conv1.weight.detach().numpy()  # (out, in, kh, kw)
-    np.testing.assert_array_equal(np.asarray(r18["layer2"][0].block["conv1"].kernel[...])[2, 1, 5, 7], w[7, 5, 2, 1])
-    np.testing.assert_array_equal(np.asarray(r18["fc"].kernel[...])[300, 4], net.fc.weight.detach().numpy()[4, 300])
-    np.testing.assert_array_equal(np.asarray(r18["layer4"][2].block["bn2"].var[...]),
-                                  net.layer4[1].bn2.running_var.numpy())
+    np.testing.assert_array_equal(
+        np.asarray(r18["layer2"][0].block["conv1"].kernel[...])[2, 1, 5, 7], w[7, 5, 2, 1]
+    )
+    np.testing.assert_array_equal(
+        np.asarray(r18["fc"].kernel[...])[300, 4], net.fc.weight.detach().numpy()[4, 300]
+    )
+    np.testing.assert_array_equal(
+        np.asarray(r18["layer4"][2].block["bn2"].var[...]), net.layer4[1].bn2.running_var.numpy()
+    )
 
 
 # -- safetensors, without PyTorch -------------------------------------------------------------
 
-def test_safetensors_round_trip_without_torch(r18: ss.Model, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_safetensors_round_trip_without_torch(
+    r18: ss.Model, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A .safetensors file written and read with NumPy only (``import torch`` would fail)."""
     monkeypatch.setitem(sys.modules, "torch", None)  # any `import torch` now raises ImportError
     weights = random_state_dict(CLASSES, seed=3)
@@ -192,22 +211,37 @@ def test_safetensors_round_trip_without_torch(r18: ss.Model, tmp_path: Any, monk
     conv = weights["layer3.0.downsample.0.weight"]  # (256, 128, 1, 1)
     got = np.asarray(r18["layer3"][0].shortcut[0].kernel[...])  # (1, 1, 128, 256)
     np.testing.assert_array_equal(got, conv[:, :, 0, 0].T[None, None])
-    np.testing.assert_array_equal(np.asarray(r18["conv1"].kernel[...]), weights["conv1.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        np.asarray(r18["conv1"].kernel[...]), weights["conv1.weight"].transpose(2, 3, 1, 0)
+    )
     np.testing.assert_array_equal(np.asarray(r18["fc"].kernel[...]), weights["fc.weight"].T)
     bn = r18["layer1"][2].block["bn1"]
-    for ours, theirs in (("scale", "weight"), ("bias", "bias"), ("mean", "running_mean"), ("var", "running_var")):
-        np.testing.assert_array_equal(np.asarray(getattr(bn, ours)[...]), weights[f"layer1.1.bn1.{theirs}"])
+    for ours, theirs in (
+        ("scale", "weight"),
+        ("bias", "bias"),
+        ("mean", "running_mean"),
+        ("var", "running_var"),
+    ):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(bn, ours)[...]), weights[f"layer1.1.bn1.{theirs}"]
+        )
 
 
-def test_pt_file_without_torch_says_how_to_convert(r18: ss.Model, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pt_file_without_torch_says_how_to_convert(
+    r18: ss.Model, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "resnet18.pt"
     path.write_bytes(b"not read")
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ss.ShapesafeError, match=r"reading 'resnet18.pt' needs PyTorch .* convert the file once to .safetensors"):
+    with pytest.raises(
+        ss.ShapesafeError,
+        match=r"reading 'resnet18.pt' needs PyTorch .* convert the file once to .safetensors",
+    ):
         resnet.load_torchvision(r18, path)
 
 
 # -- errors that name the keys ----------------------------------------------------------------
+
 
 def edited(change: Callable[[dict[str, np.ndarray]], None]) -> dict[str, np.ndarray]:
     weights = random_state_dict(CLASSES, seed=4)
@@ -225,11 +259,21 @@ def test_missing_unknown_and_misshaped_keys_are_all_listed_and_nothing_loads(r18
     with pytest.raises(ss.ShapesafeError) as info:
         resnet.load_torchvision(r18, edited(change))
     message = str(info.value)
-    assert message.startswith("load_state_dict: the state_dict does not fit the model; nothing was loaded.")
-    assert "2 keys missing (the model expects them, the state_dict lacks them):\n    layer3.1.bn2.running_var\n    fc.bias" in message
-    assert "1 key unknown (in the state_dict, but no entry of `modules` places them):\n    layer5.0.conv1.weight" in message
-    assert ("layer2.0.downsample.0.weight: expected (128, 64, 1, 1) (for layer2.0.shortcut.0.kernel, "
-            "(1, 1, 64, 128) in shapesafe's layout), found (128, 32, 1, 1)") in message
+    assert message.startswith(
+        "load_state_dict: the state_dict does not fit the model; nothing was loaded."
+    )
+    assert (
+        "2 keys missing (the model expects them, the state_dict lacks them):\n    layer3.1.bn2.running_var\n    fc.bias"
+        in message
+    )
+    assert (
+        "1 key unknown (in the state_dict, but no entry of `modules` places them):\n    layer5.0.conv1.weight"
+        in message
+    )
+    assert (
+        "layer2.0.downsample.0.weight: expected (128, 64, 1, 1) (for layer2.0.shortcut.0.kernel, "
+        "(1, 1, 64, 128) in shapesafe's layout), found (128, 32, 1, 1)"
+    ) in message
     after = kernels(r18)
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
@@ -237,7 +281,9 @@ def test_missing_unknown_and_misshaped_keys_are_all_listed_and_nothing_loads(r18
 def test_a_head_of_another_size_is_an_error_unless_skipped(r18: ss.Model) -> None:
     """ImageNet's 1000-class head on a 10-class model: name the mismatch; skip=("fc",) loads the rest."""
     weights = random_state_dict(1000, seed=5)
-    with pytest.raises(ss.ShapesafeError, match=r"fc.weight: expected \(10, 512\) .* found \(1000, 512\)"):
+    with pytest.raises(
+        ss.ShapesafeError, match=r"fc.weight: expected \(10, 512\) .* found \(1000, 512\)"
+    ):
         resnet.load_torchvision(r18, weights)
     fc = np.asarray(r18["fc"].kernel[...])
     loaded = resnet.load_torchvision(r18, weights, skip=("fc",))
@@ -250,24 +296,41 @@ def test_many_unknown_keys_are_counted() -> None:
     model = ss.build(L.Linear(2).named("fc"), Float32[Array, "batch 3"])
     weights = {f"extra{i}.weight": np.zeros(1, np.float32) for i in range(20)}
     weights |= {"fc.weight": np.zeros((2, 3), np.float32), "fc.bias": np.zeros(2, np.float32)}
-    with pytest.raises(ss.ShapesafeError, match=r"20 keys unknown .*\n    extra0.weight\n(.*\n){11}    \.\.\. and 8 more"):
+    with pytest.raises(
+        ss.ShapesafeError,
+        match=r"20 keys unknown .*\n    extra0.weight\n(.*\n){11}    \.\.\. and 8 more",
+    ):
         ss.load_state_dict(model, weights, {"fc": "fc"})
 
 
 @pytest.mark.parametrize(
     "modules, pattern",
     [
-        ({"conv1": "stem"}, r"'stem' names no layer: the model has no layer 'stem' \(a step there is 0 to 9 or one of "
-                            r"\['conv1', 'bn1', 'relu', 'maxpool', 'layer1'"),
-        ({"layer1.0.conv1": "layer1.0.block.conv9"}, r"'layer1.0.block.conv9' names no layer: layer1.0.block has no "
-                                                     r"layer 'conv9' \(a step there is 0 to 4 or one of \['conv1', 'bn1', 'conv2', 'bn2'\]\)"),
-        ({"layer1.0.conv1": "layer1.0.main.conv1"}, r"layer1.0 has no 'main' \(its parts are \['block'\]\)"),
-        ({"relu": "relu"}, r"'relu' is a ReLU\(name='relu'\), which holds no PyTorch tensors; map PyTorch modules "
-                           r"to layers of these kinds: Conv1D, Conv2D, Linear"),
+        (
+            {"conv1": "stem"},
+            r"'stem' names no layer: the model has no layer 'stem' \(a step there is 0 to 9 or one of "
+            r"\['conv1', 'bn1', 'relu', 'maxpool', 'layer1'",
+        ),
+        (
+            {"layer1.0.conv1": "layer1.0.block.conv9"},
+            r"'layer1.0.block.conv9' names no layer: layer1.0.block has no "
+            r"layer 'conv9' \(a step there is 0 to 4 or one of \['conv1', 'bn1', 'conv2', 'bn2'\]\)",
+        ),
+        (
+            {"layer1.0.conv1": "layer1.0.main.conv1"},
+            r"layer1.0 has no 'main' \(its parts are \['block'\]\)",
+        ),
+        (
+            {"relu": "relu"},
+            r"'relu' is a ReLU\(name='relu'\), which holds no PyTorch tensors; map PyTorch modules "
+            r"to layers of these kinds: Conv1D, Conv2D, Linear",
+        ),
     ],
     ids=["top-level-name", "nested-name", "part", "layer-without-tensors"],
 )
-def test_bad_paths_in_the_mapping_are_named(r18: ss.Model, modules: dict[str, str], pattern: str) -> None:
+def test_bad_paths_in_the_mapping_are_named(
+    r18: ss.Model, modules: dict[str, str], pattern: str
+) -> None:
     with pytest.raises(ss.ShapesafeError, match=pattern):
         ss.load_state_dict(r18, {}, modules)
 
@@ -283,6 +346,7 @@ def test_unreadable_file_kinds_are_refused(r18: ss.Model, tmp_path: Any) -> None
 
 # -- the networks ------------------------------------------------------------------------------
 
+
 def test_resnet18_layout_and_parameter_count(r18: ss.Model) -> None:
     table = ss.summary(r18)
     # torchvision's resnet18 has 11,689,512 parameters with 1000 classes; 10 classes drop 990 * 513
@@ -290,14 +354,19 @@ def test_resnet18_layout_and_parameter_count(r18: ss.Model) -> None:
     rows = {row[0]: row for row in table.rows}
     assert rows["3 (maxpool)"][2:4] == ("Float32[batch, 32, 32, 64]", "Float32[batch, 16, 16, 64]")
     assert rows["7 (layer4)"][3] == "Float32[batch, 2, 2, 512]"
-    assert rows["7.0.shortcut.0"][1].strip() == "Conv2D(512, (1, 1), strides=(2, 2), use_bias=False)"
+    assert (
+        rows["7.0.shortcut.0"][1].strip() == "Conv2D(512, (1, 1), strides=(2, 2), use_bias=False)"
+    )
     assert table.output_spec == "Float32[batch, 10]"
     net = resnet.resnet18(classes=CLASSES).blueprint
-    assert net[:-1][-1] == L.GlobalAvgPool().named("avgpool") and net[-1] == L.Linear(CLASSES).named("fc")
+    assert net[:-1][-1] == L.GlobalAvgPool().named("avgpool") and net[-1] == L.Linear(
+        CLASSES
+    ).named("fc")
 
 
 def small_params(w: int, classes: int) -> tuple[int, int]:
     """(all, trainable) parameters of resnet_small, counted by hand; BatchNorm holds 2 + 2."""
+
     def conv(k: int, cin: int, cout: int) -> int:
         return k * k * cin * cout
 
@@ -318,10 +387,20 @@ def small() -> ss.Model:
 def test_resnet_small_summary_is_readable(small: ss.Model) -> None:
     table = ss.summary(small)
     assert (table.total_params, table.trainable_params) == small_params(8, 3)
-    assert table.input_spec == "UInt8[batch, 32, 32, 3]" and table.output_spec == "Float32[batch, 3]"
+    assert (
+        table.input_spec == "UInt8[batch, 32, 32, 3]" and table.output_spec == "Float32[batch, 3]"
+    )
     rows = {row[0]: row for row in table.rows}
-    assert rows["4 (layer1)"][1:4] == ("Sequential(...)", "Float32[batch, 16, 16, 8]", "Float32[batch, 16, 16, 8]")
-    assert rows["5.0"][1:4] == ("  Residual(...)", "Float32[batch, 16, 16, 8]", "Float32[batch, 8, 8, 16]")
+    assert rows["4 (layer1)"][1:4] == (
+        "Sequential(...)",
+        "Float32[batch, 16, 16, 8]",
+        "Float32[batch, 16, 16, 8]",
+    )
+    assert rows["5.0"][1:4] == (
+        "  Residual(...)",
+        "Float32[batch, 16, 16, 8]",
+        "Float32[batch, 8, 8, 16]",
+    )
     assert rows["5.0.block.0 (conv1)"][1].strip().startswith("Conv2D(16, (3, 3), strides=(2, 2)")
     assert rows["5.1"][1].strip() == "ReLU()"
     assert rows["7 (avgpool)"][3] == "Float32[batch, 32]"  # net[:-1], the backbone, ends here
@@ -341,8 +420,14 @@ def test_resnet_small_one_step_lowers_the_loss(small: ss.Model) -> None:
     rng = np.random.default_rng(6)
     x = rng.integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8)
     y = np.arange(8, dtype=np.int32) % 3
-    history = ss.fit(small, [(x, y)], loss=ss.losses.cross_entropy, optimizer=optax.sgd(0.05),
-                     epochs=2, progress=False)
+    history = ss.fit(
+        small,
+        [(x, y)],
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.sgd(0.05),
+        epochs=2,
+        progress=False,
+    )
     first, second = history["loss"]
     assert np.isfinite(first) and second < first
     bn = small["bn1"]

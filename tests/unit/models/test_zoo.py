@@ -79,7 +79,9 @@ def test_jit_equals_eager(zoo: Zoo) -> None:
     x = jnp.asarray(zoo.made.batch(4, seed=1)[0])
     zoo.model.eval()
     eager = zoo.model(x)
-    np.testing.assert_allclose(np.asarray(zoo.forward(zoo.state, x)), np.asarray(eager), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(zoo.forward(zoo.state, x)), np.asarray(eager), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_gradients_are_finite_and_reach_every_parameter(zoo: Zoo) -> None:
@@ -124,5 +126,7 @@ def test_compiles_once_for_calls_with_the_same_shapes(zoo: Zoo) -> None:
     for seed in (0, 1):
         zoo.forward(zoo.state, zoo.made.batch(3, seed=seed)[0])
     assert zoo.traces - before == 1
-    zoo.forward(zoo.state, zoo.made.batch(4, seed=2)[0])  # seen by test_jit_equals_eager: no new trace
+    zoo.forward(
+        zoo.state, zoo.made.batch(4, seed=2)[0]
+    )  # seen by test_jit_equals_eager: no new trace
     assert zoo.traces - before == 1

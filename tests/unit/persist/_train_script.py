@@ -56,7 +56,7 @@ class DigitsBatches:
     def epoch(self, e: int) -> Any:
         order = np.random.default_rng([self.seed, e]).permutation(len(self.x))
         for i in range(0, len(order), self.batch_size):
-            take = order[i:i + self.batch_size]
+            take = order[i : i + self.batch_size]
             yield {"image": self.x[take], "label": self.y[take]}
 
     def __iter__(self) -> Any:
@@ -91,7 +91,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slow", type=float, default=0.0)
     parser.add_argument("--dropout", type=float, default=0.2, help="dropout rate (0: none)")
-    parser.add_argument("--batch-norm", action="store_true", help="add a BatchNorm after the first layer")
+    parser.add_argument(
+        "--batch-norm", action="store_true", help="add a BatchNorm after the first layer"
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     # the settings the test suite runs under (tests/conftest.py)
@@ -104,18 +106,32 @@ def main() -> None:
     model = ss.build(net, Float32[Array, "batch 64"], seed=args.seed)
     trace = Trace(args.slow)
     data = DigitsBatches(args.batch_size, args.seed)
-    history = ss.fit(model, data, loss=ss.losses.cross_entropy,
-                     optimizer=optax.sgd(0.05, momentum=0.9), epochs=args.epochs, callbacks=[trace],
-                     progress=False, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every)
+    history = ss.fit(
+        model,
+        data,
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.sgd(0.05, momentum=0.9),
+        epochs=args.epochs,
+        callbacks=[trace],
+        progress=False,
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+    )
 
     flat = jax.tree_util.tree_flatten_with_path(nnx.state(model))[0]
-    arrays = {jax.tree_util.keystr(path): np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
-              for path, leaf in flat}  # parameters, batch statistics, RNG state
+    arrays = {
+        jax.tree_util.keystr(path): np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+        for path, leaf in flat
+    }  # parameters, batch statistics, RNG state
     out = Path(args.out)
     np.savez(out, **arrays)  # type: ignore[arg-type]
-    report = {"steps_run": trace.steps, "first_step": trace.first_step, "steps_per_epoch": len(data),
-              "history_steps": history.steps,
-        "epochs": [{k: v for k, v in e.items() if k != "time"} for e in history.epochs]}
+    report = {
+        "steps_run": trace.steps,
+        "first_step": trace.first_step,
+        "steps_per_epoch": len(data),
+        "history_steps": history.steps,
+        "epochs": [{k: v for k, v in e.items() if k != "time"} for e in history.epochs],
+    }
     out.with_suffix(".json").write_text(json.dumps(report))
 
 

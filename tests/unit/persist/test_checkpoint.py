@@ -41,7 +41,9 @@ def _net(hidden: int = 8) -> Any:
 @functools.cache  # the arrays are immutable: sharing them between tests is safe
 def _state(seed: int, hidden: int, spec: Any) -> dict[str, Any]:
     model = ss.build(_net(hidden), spec, seed=seed)
-    engine: Any = Engine(model, loss=ss.losses.cross_entropy, optimizer=optax.adam(1e-3), metrics=())
+    engine: Any = Engine(
+        model, loss=ss.losses.cross_entropy, optimizer=optax.adam(1e-3), metrics=()
+    )
     rng = np.random.default_rng(seed)
 
     def noise(x: Any) -> Any:
@@ -49,8 +51,12 @@ def _state(seed: int, hidden: int, spec: Any) -> dict[str, Any]:
             return jnp.asarray(rng.standard_normal(x.shape).astype(x.dtype))
         return x
 
-    trees = {"params": engine.params, "rest": engine.rest, "opt_state": engine.opt_state,
-             "metrics": (jnp.asarray([3, 4], jnp.int32), jnp.float32(0.25))}
+    trees = {
+        "params": engine.params,
+        "rest": engine.rest,
+        "opt_state": engine.opt_state,
+        "metrics": (jnp.asarray([3, 4], jnp.int32), jnp.float32(0.25)),
+    }
     return {k: jax.tree.map(noise, v) for k, v in trees.items()}
 
 
@@ -69,7 +75,9 @@ def _bits(x: Any) -> tuple[str, tuple[int, ...], bytes]:
 
 def _assert_bitwise(got: Any, want: Any) -> None:
     assert str(jax.tree.structure(got)) == str(jax.tree.structure(want))
-    for (path, g), w in zip(jax.tree_util.tree_flatten_with_path(got)[0], jax.tree.leaves(want), strict=True):
+    for (path, g), w in zip(
+        jax.tree_util.tree_flatten_with_path(got)[0], jax.tree.leaves(want), strict=True
+    ):
         assert _bits(g) == _bits(w), jax.tree_util.keystr(path)
 
 
@@ -79,9 +87,12 @@ def _steps(directory: Path) -> list[str]:
 
 # -- round trips ------------------------------------------------------------------------------------
 
+
 def test_engine_state_round_trips_bitwise(tmp_path: Path) -> None:
     saved = _trees(seed=1)
-    keys = [x for x in jax.tree.leaves(saved["rest"]) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)]
+    keys = [
+        x for x in jax.tree.leaves(saved["rest"]) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+    ]
     assert keys, "the model should carry a dropout RNG key"
     meta = {"epoch": 2, "position": 7, "history": {"loss": [2.5, 1.25]}}
     save_checkpoint(tmp_path, step=12, trees=saved, meta=meta)
@@ -92,7 +103,9 @@ def test_engine_state_round_trips_bitwise(tmp_path: Path) -> None:
         _assert_bitwise(loaded[name], saved[name])
     assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(loaded))
     # the restored RNG key continues the same random stream
-    restored = [x for x in jax.tree.leaves(loaded["rest"]) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)]
+    restored = [
+        x for x in jax.tree.leaves(loaded["rest"]) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+    ]
     assert restored[0].dtype == keys[0].dtype
     assert np.array_equal(jax.random.uniform(restored[0], (4,)), jax.random.uniform(keys[0], (4,)))
 
@@ -119,7 +132,17 @@ def test_unusual_dtypes_and_plain_numbers_round_trip(tmp_path: Path) -> None:
     assert got["rate"] == 0.125 and isinstance(got["rate"], float)
     assert isinstance(got["f8"], np.ndarray) and isinstance(got["bf16"], jax.Array)
     assert type(got["np_scalar"]) is np.float32
-    for name in ("bf16", "f8", "c64", "i8", "flags", "scalar", "bf16_scalar", "np_scalar", "rbg_keys"):
+    for name in (
+        "bf16",
+        "f8",
+        "c64",
+        "i8",
+        "flags",
+        "scalar",
+        "bf16_scalar",
+        "np_scalar",
+        "rbg_keys",
+    ):
         assert _bits(got[name]) == _bits(tree[name]), name
     assert np.signbit(np.asarray(got["scalar"]))
 
@@ -155,7 +178,7 @@ def test_no_pickle_anywhere(tmp_path: Path) -> None:
         assert not head.startswith(b"\x80"), f"{p} looks like a pickle"
         if p.suffix == ".safetensors":  # 8-byte little-endian header length, then a JSON header
             (n,) = struct.unpack("<Q", head[:8])
-            json.loads(p.read_bytes()[8:8 + n])
+            json.loads(p.read_bytes()[8 : 8 + n])
 
 
 def test_fingerprint_depends_on_structure_not_values() -> None:
@@ -165,6 +188,7 @@ def test_fingerprint_depends_on_structure_not_values() -> None:
 
 
 # -- crashes and corruption ---------------------------------------------------------------------------
+
 
 def _corrupt_truncate(path: Path) -> None:
     f = path / "tensors.safetensors"
@@ -191,15 +215,20 @@ def _corrupt_garble_meta(path: Path) -> None:
     f.write_text(f.read_text()[:40])
 
 
-@pytest.mark.parametrize(("corrupt", "why"), [
-    (_corrupt_truncate, "SHA-256"),
-    (_corrupt_flip, "SHA-256"),
-    (_corrupt_drop_tensors, "tensors.safetensors is missing"),
-    (_corrupt_drop_meta, "meta.json is missing"),
-    (_corrupt_garble_meta, "meta.json is unreadable"),
-], ids=["truncated-tensors", "flipped-byte", "missing-tensors", "missing-meta", "truncated-meta"])
-def test_a_crash_mid_write_falls_back_to_the_previous_good_checkpoint(tmp_path: Path, corrupt: Any,
-                                                                      why: str) -> None:
+@pytest.mark.parametrize(
+    ("corrupt", "why"),
+    [
+        (_corrupt_truncate, "SHA-256"),
+        (_corrupt_flip, "SHA-256"),
+        (_corrupt_drop_tensors, "tensors.safetensors is missing"),
+        (_corrupt_drop_meta, "meta.json is missing"),
+        (_corrupt_garble_meta, "meta.json is unreadable"),
+    ],
+    ids=["truncated-tensors", "flipped-byte", "missing-tensors", "missing-meta", "truncated-meta"],
+)
+def test_a_crash_mid_write_falls_back_to_the_previous_good_checkpoint(
+    tmp_path: Path, corrupt: Any, why: str
+) -> None:
     good = _trees(seed=1)
     save_checkpoint(tmp_path, step=10, trees=_trees(seed=0), meta={"step": 10})
     save_checkpoint(tmp_path, step=20, trees=good, meta={"step": 20})
@@ -246,21 +275,36 @@ def test_a_newer_format_is_refused(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path, step=1, trees=_trees(seed=0), meta={})
     record = json.loads((path / "meta.json").read_text())
     (path / "meta.json").write_text(json.dumps(record | {"version": 99}))
-    with pytest.raises(ss.ShapesafeError, match="format version 99, newer than this shapesafe reads"):
+    with pytest.raises(
+        ss.ShapesafeError, match="format version 99, newer than this shapesafe reads"
+    ):
         load_latest(tmp_path, like=_trees(seed=0))
 
 
 # -- another model's checkpoints ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("other", "expected_line"), [
-    (lambda: _trees(seed=0, hidden=16),
-     r"params\['layers'\]\[0\]\['kernel'\]\.value: expected float32\[4, 16\], found float32\[4, 8\]"),
-    (lambda: _trees(seed=0, spec=Float16[Array, "batch 4"]),
-     r"params\['layers'\]\[0\]\['kernel'\]\.value: expected float16\[4, 8\], found float32\[4, 8\]"),
-    (lambda: {**_trees(seed=0), "extra": {"w": jnp.zeros(2)}},
-     r"extra\['w'\]: expected float32\[2\], found \(absent\)"),
-], ids=["wider-layer", "other-dtype", "extra-leaf"])
-def test_a_different_model_is_refused_with_what_differs(tmp_path: Path, other: Any, expected_line: str) -> None:
+
+@pytest.mark.parametrize(
+    ("other", "expected_line"),
+    [
+        (
+            lambda: _trees(seed=0, hidden=16),
+            r"params\['layers'\]\[0\]\['kernel'\]\.value: expected float32\[4, 16\], found float32\[4, 8\]",
+        ),
+        (
+            lambda: _trees(seed=0, spec=Float16[Array, "batch 4"]),
+            r"params\['layers'\]\[0\]\['kernel'\]\.value: expected float16\[4, 8\], found float32\[4, 8\]",
+        ),
+        (
+            lambda: {**_trees(seed=0), "extra": {"w": jnp.zeros(2)}},
+            r"extra\['w'\]: expected float32\[2\], found \(absent\)",
+        ),
+    ],
+    ids=["wider-layer", "other-dtype", "extra-leaf"],
+)
+def test_a_different_model_is_refused_with_what_differs(
+    tmp_path: Path, other: Any, expected_line: str
+) -> None:
     save_checkpoint(tmp_path, step=3, trees=_trees(seed=0), meta={})
     before = _steps(tmp_path / "step_00000003")
     with pytest.raises(ss.ShapesafeError, match="written by a different model") as info:
@@ -281,6 +325,7 @@ def test_a_refusal_lists_the_first_differences_and_counts_the_rest(tmp_path: Pat
 
 
 # -- keeping and replacing ---------------------------------------------------------------------------------
+
 
 def test_keep_prunes_the_oldest_after_the_new_one_is_in_place(tmp_path: Path) -> None:
     trees = _trees(seed=0)
@@ -314,10 +359,14 @@ def test_a_crash_while_replacing_a_step_keeps_the_set_aside_copy(tmp_path: Path)
     _assert_bitwise(trees["params"], good["params"])
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"step": -1}, "step must be a non-negative integer"),
-    ({"step": 1, "keep": 0}, "keep must be a positive integer"),
-], ids=["negative-step", "keep-zero"])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"step": -1}, "step must be a non-negative integer"),
+        ({"step": 1, "keep": 0}, "keep must be a positive integer"),
+    ],
+    ids=["negative-step", "keep-zero"],
+)
 def test_bad_arguments_are_refused(tmp_path: Path, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         save_checkpoint(tmp_path, trees={}, meta={}, **kwargs)
@@ -326,17 +375,38 @@ def test_bad_arguments_are_refused(tmp_path: Path, kwargs: dict[str, Any], match
 # -- a real process killed with SIGKILL ----------------------------------------------------------------------
 
 FIT_CHECKPOINTS = "checkpoint_dir" in inspect.signature(ss.fit).parameters
-ARGS = ["--epochs", "3", "--checkpoint-every", "5", "--batch-size", "64", "--dropout", "0.2", "--batch-norm"]
+ARGS = [
+    "--epochs",
+    "3",
+    "--checkpoint-every",
+    "5",
+    "--batch-size",
+    "64",
+    "--dropout",
+    "0.2",
+    "--batch-norm",
+]
 STEPS_PER_EPOCH = math.ceil(1797 / 64)  # scikit-learn's digits: 1797 images
 
 
 def _script(directory: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(SCRIPT), "--checkpoint-dir", str(directory), "--out", str(out), *ARGS, *extra]
+    return [
+        sys.executable,
+        str(SCRIPT),
+        "--checkpoint-dir",
+        str(directory),
+        "--out",
+        str(out),
+        *ARGS,
+        *extra,
+    ]
 
 
 def _start(command: list[str], cwd: Path) -> "subprocess.Popen[bytes]":
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}  # the bitwise promise is made for CPU
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd
+    )
 
 
 def _finish(proc: "subprocess.Popen[bytes]", what: str) -> None:
@@ -354,7 +424,9 @@ def _kill_mid_epoch(victim: "subprocess.Popen[bytes]", directory: Path) -> list[
             break
         if victim.poll() is not None:
             out = victim.communicate()[0].decode()
-            pytest.fail(f"the run ended (code {victim.returncode}) before it could be killed:\n{out[-3000:]}")
+            pytest.fail(
+                f"the run ended (code {victim.returncode}) before it could be killed:\n{out[-3000:]}"
+            )
         assert time.monotonic() < deadline, "no mid-epoch checkpoint appeared"
         time.sleep(0.002)
     os.kill(victim.pid, signal.SIGKILL)
@@ -380,7 +452,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_bitwise(tmp_path: Pa
             if proc.stdout is not None and not proc.stdout.closed:
                 proc.communicate(timeout=60)
     total = 3 * STEPS_PER_EPOCH
-    assert saved and saved[-1] < total and saved[-1] % STEPS_PER_EPOCH, f"not killed mid-epoch: {saved}"
+    assert saved and saved[-1] < total and saved[-1] % STEPS_PER_EPOCH, (
+        f"not killed mid-epoch: {saved}"
+    )
     assert not b_out.exists()
     # (3) the same command again, on B: it resumes from B's newest checkpoint and finishes
     _finish(_start(_script(b_dir, b_out), tmp_path), "the resumed run")
@@ -388,7 +462,9 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_bitwise(tmp_path: Pa
     a_report = json.loads(a_out.with_suffix(".json").read_text())
     b_report = json.loads(b_out.with_suffix(".json").read_text())
     assert a_report["steps_per_epoch"] == STEPS_PER_EPOCH and a_report["steps_run"] == total
-    assert b_report["first_step"] == saved[-1] + 1, "the rerun did not resume from the newest checkpoint"
+    assert b_report["first_step"] == saved[-1] + 1, (
+        "the rerun did not resume from the newest checkpoint"
+    )
     assert b_report["steps_run"] == total - saved[-1]
     with np.load(a_out) as a_file, np.load(b_out) as b_file:
         a, b = dict(a_file), dict(b_file)

@@ -43,8 +43,9 @@ CHILD = textwrap.dedent("""
 
 def _kill_at(boundary: str, what: str, path: Path) -> None:
     env = {**os.environ, "SHAPESAFE_PAUSE_AT": boundary, "JAX_PLATFORMS": "cpu"}
-    with subprocess.Popen([sys.executable, "-c", CHILD, what, str(path)], env=env,
-                          stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, "-c", CHILD, what, str(path)], env=env, stdout=subprocess.PIPE, text=True
+    ) as child:
         assert child.stdout is not None
         line = child.stdout.readline()
         child.send_signal(signal.SIGKILL)

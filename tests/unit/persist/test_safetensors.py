@@ -57,8 +57,10 @@ def test_jax_arrays_and_raw_bytes_dtypes(tmp_path):
     write(tmp_path / "b.safetensors", [("x", x), ("y", jnp.ones(2, jnp.float32))])
     loaded = safetensors.numpy.load_file(str(tmp_path / "b.safetensors"))
     assert loaded["x"].dtype == np.uint8 and loaded["x"].shape == (2, 3, 2)  # bfloat16 as raw bytes
-    np.testing.assert_array_equal(loaded["x"].reshape(-1).view(ml_dtypes.bfloat16).reshape(2, 3),
-                                  np.arange(6).reshape(2, 3).astype(ml_dtypes.bfloat16))
+    np.testing.assert_array_equal(
+        loaded["x"].reshape(-1).view(ml_dtypes.bfloat16).reshape(2, 3),
+        np.arange(6).reshape(2, 3).astype(ml_dtypes.bfloat16),
+    )
     np.testing.assert_array_equal(loaded["y"], [1.0, 1.0])
 
 
@@ -70,7 +72,9 @@ def test_reads_what_safetensors_writes_into_aligned_buffers(tmp_path):
     def check(metadata, entries):
         seen.append((metadata, {name: (shape, dtype.name) for name, shape, dtype in entries}))
 
-    metadata, arrays = read(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), check=check, place=_keep)
+    metadata, arrays = read(
+        path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), check=check, place=_keep
+    )
     assert metadata == {"a": "b"}
     assert seen[0][1] == {name: (a.shape, a.dtype.name) for name, a in ARRAYS.items()}
     for name, array in ARRAYS.items():
@@ -110,13 +114,26 @@ def _file(header: bytes, data_bytes: int) -> bytes:
     return len(header).to_bytes(8, "little") + header + b"\x00" * data_bytes
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (b"\x00" * 16, "header length 0"),
-    (b"\x05\x00\x00\x00\x00\x00\x00\x00[1,2]", "not a JSON object"),
-    (_file(b'{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', 4), r"'x' has 4 bytes of data for F32\[2\]"),
-    (_file(b'{"x":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}}', 3), r"the data of 'x' starts at byte 1, not 0"),
-    (_file(b'{"x":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}', 3), r"its tensors hold 2 bytes, the file 3"),
-], ids=["zeros", "not-an-object", "wrong-size", "a-gap", "extra-bytes"])
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x00" * 16, "header length 0"),
+        (b"\x05\x00\x00\x00\x00\x00\x00\x00[1,2]", "not a JSON object"),
+        (
+            _file(b'{"x":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}', 4),
+            r"'x' has 4 bytes of data for F32\[2\]",
+        ),
+        (
+            _file(b'{"x":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}}', 3),
+            r"the data of 'x' starts at byte 1, not 0",
+        ),
+        (
+            _file(b'{"x":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}', 3),
+            r"its tensors hold 2 bytes, the file 3",
+        ),
+    ],
+    ids=["zeros", "not-an-object", "wrong-size", "a-gap", "extra-bytes"],
+)
 def test_a_file_with_its_own_hash_that_is_not_safetensors_is_unreadable(tmp_path, data, reason):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(data)

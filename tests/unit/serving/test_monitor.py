@@ -25,7 +25,9 @@ def _crops(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         label = i % 2
         photo = photos[label]
         top, left = rng.integers(0, photo.shape[0] - 64), rng.integers(0, photo.shape[1] - 64)
-        crop = Image.fromarray(photo[top:top + 64, left:left + 64]).resize((16, 16), Image.Resampling.BILINEAR)
+        crop = Image.fromarray(photo[top : top + 64, left : left + 64]).resize(
+            (16, 16), Image.Resampling.BILINEAR
+        )
         xs.append(np.asarray(crop))
         ys.append(label)
     return np.stack(xs), np.array(ys, np.int32)
@@ -37,7 +39,7 @@ class _Batches:
 
     def __iter__(self):
         for i in range(0, len(self.x), self.size):
-            yield self.x[i:i + self.size], self.y[i:i + self.size]
+            yield self.x[i : i + self.size], self.y[i : i + self.size]
 
     def __len__(self):
         return -(-len(self.x) // self.size)
@@ -47,11 +49,23 @@ class _Batches:
 def task():
     x, y = _crops(0, 400)
     fresh_x, fresh_y = _crops(1, 160)  # other crops of the same photos: in distribution
-    model = ss.build(L.Rescale(1 / 255) >> L.Flatten() >> L.Linear(32) >> L.ReLU() >> L.Linear(2),
-                     UInt8[Array, "batch 16 16 3"], seed=0)
-    ss.fit(model, _Batches(x, y), loss=ss.losses.cross_entropy, optimizer=optax.adam(1e-2), epochs=6, progress=False)
+    model = ss.build(
+        L.Rescale(1 / 255) >> L.Flatten() >> L.Linear(32) >> L.ReLU() >> L.Linear(2),
+        UInt8[Array, "batch 16 16 3"],
+        seed=0,
+    )
+    ss.fit(
+        model,
+        _Batches(x, y),
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.adam(1e-2),
+        epochs=6,
+        progress=False,
+    )
     clf = ss.Predictor(model, ss.encoders.Image(size=(16, 16)), ss.decoders.Labels(NAMES))
-    accuracy = float(np.mean([p.label == NAMES[t] for p, t in zip(clf(list(fresh_x)), fresh_y, strict=True)]))
+    accuracy = float(
+        np.mean([p.label == NAMES[t] for p, t in zip(clf(list(fresh_x)), fresh_y, strict=True)])
+    )
     assert accuracy > 0.8, accuracy  # a model worth monitoring
     clf.metrics = {"accuracy": accuracy}
     return clf, DriftMonitor.from_data(clf, x), x, y, fresh_x, fresh_y
@@ -84,11 +98,15 @@ def test_brighter_photos_raise_the_flag(task):
 
 def test_blurred_photos_raise_the_flag(task):
     _, monitor, *_, fresh_x, _ = task
-    blurred = np.stack([np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(1.5))) for x in fresh_x])
+    blurred = np.stack(
+        [np.asarray(Image.fromarray(x).filter(ImageFilter.GaussianBlur(1.5))) for x in fresh_x]
+    )
     report = monitor.check(blurred)
     assert report.drift
     assert any(r.startswith("sharpness:") for r in report.reasons), report.reasons
-    assert abs(report.shift["mean[0]"]) < 0.1  # blur keeps the brightness: only the sharpness test sees it
+    assert (
+        abs(report.shift["mean[0]"]) < 0.1
+    )  # blur keeps the brightness: only the sharpness test sees it
 
 
 def test_a_shift_in_predicted_classes_raises_the_flag(task):
@@ -102,7 +120,9 @@ def test_accuracy_check_against_the_recorded_accuracy(task):
     clf, *_, fresh_x, fresh_y = task
     ok = check_accuracy(clf, fresh_x, fresh_y)
     assert not ok.degraded and ok.expected == clf.metrics["accuracy"] and ok.n == len(fresh_y)
-    flipped = check_accuracy(clf, fresh_x, [NAMES[1 - t] for t in fresh_y])  # concept drift: labels changed
+    flipped = check_accuracy(
+        clf, fresh_x, [NAMES[1 - t] for t in fresh_y]
+    )  # concept drift: labels changed
     assert flipped.degraded and flipped.accuracy == pytest.approx(1 - ok.accuracy)
     with pytest.raises(ValueError, match=r"has no recorded accuracy"):
         check_accuracy(ss.Predictor(clf.model, clf.encoder, clf.decoder), fresh_x, fresh_y)
@@ -118,8 +138,14 @@ def test_the_monitor_travels_with_the_artifact_and_retraining_from_it_works(task
     assert again.check(brighter).drift
     # the world got brighter: retrain the loaded model on fresh, labelled bright photos
     before = check_accuracy(loaded, brighter, fresh_y).accuracy
-    ss.fit(loaded.model, _Batches(np.clip(x.astype(np.int16) + 60, 0, 255).astype(np.uint8), y),
-           loss=ss.losses.cross_entropy, optimizer=optax.adam(1e-2), epochs=4, progress=False)
+    ss.fit(
+        loaded.model,
+        _Batches(np.clip(x.astype(np.int16) + 60, 0, 255).astype(np.uint8), y),
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.adam(1e-2),
+        epochs=4,
+        progress=False,
+    )
     after = check_accuracy(loaded, brighter, fresh_y)
     assert after.accuracy >= max(before, 0.8), (before, after)
     ss.save(loaded, tmp_path / "2", metrics={"accuracy": after.accuracy})
@@ -129,11 +155,16 @@ def test_the_monitor_travels_with_the_artifact_and_retraining_from_it_works(task
 def test_monitor_without_a_stored_monitor(task, tmp_path):
     clf, *_ = task
     ss.save(clf, tmp_path / "1")
-    with pytest.raises(ss.ArtifactError, match=r"monitor\.json is missing: the artifact was saved without a monitor"):
+    with pytest.raises(
+        ss.ArtifactError,
+        match=r"monitor\.json is missing: the artifact was saved without a monitor",
+    ):
         DriftMonitor.load(tmp_path / "1", clf)
 
 
 def test_encoded_arrays_must_match_the_model(task):
     _, monitor, *_ = task
-    with pytest.raises(ss.InputError, match=r"must be uint8\[n, 16, 16, 3\], got float32\[4, 16, 16, 3\]"):
+    with pytest.raises(
+        ss.InputError, match=r"must be uint8\[n, 16, 16, 3\], got float32\[4, 16, 16, 3\]"
+    ):
         monitor.check(np.zeros((4, 16, 16, 3), np.float32))

@@ -22,7 +22,14 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model():
-    net = L.Rescale(1 / 255) >> L.Flatten() >> L.Linear(8) >> L.ReLU() >> L.Dropout(0.5) >> L.Linear(2)
+    net = (
+        L.Rescale(1 / 255)
+        >> L.Flatten()
+        >> L.Linear(8)
+        >> L.ReLU()
+        >> L.Dropout(0.5)
+        >> L.Linear(2)
+    )
     return ss.build(net, UInt8[Array, "batch 12 10 3"], seed=0)
 
 
@@ -37,13 +44,19 @@ def folder(tmp_path):
     rng = np.random.default_rng(0)
     (tmp_path / "cat").mkdir()
     (tmp_path / "dog").mkdir()
-    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(tmp_path / "cat" / "a.jpg", quality=90)
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(
+        tmp_path / "cat" / "a.jpg", quality=90
+    )
     exif = Image.Exif()
     exif[0x0112] = 6
-    Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(tmp_path / "cat" / "rot.jpg", exif=exif)
+    Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(
+        tmp_path / "cat" / "rot.jpg", exif=exif
+    )
     rgba = rng.integers(0, 256, (20, 25, 4), dtype=np.uint8)
     Image.fromarray(rgba).save(tmp_path / "dog" / "alpha.png")
-    Image.fromarray(rng.integers(0, 256, (33, 33), dtype=np.uint8)).save(tmp_path / "dog" / "grey.png")
+    Image.fromarray(rng.integers(0, 256, (33, 33), dtype=np.uint8)).save(
+        tmp_path / "dog" / "grey.png"
+    )
     return tmp_path
 
 
@@ -123,7 +136,9 @@ def test_raw_arrays_without_an_encoder(model):
 def test_undecodable_image_names_the_file(clf, tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("this is not a picture\n")
-    with pytest.raises(ss.InputError, match=r"Predictor: cannot read '.*notes\.jpg': not an image format Pillow"):
+    with pytest.raises(
+        ss.InputError, match=r"Predictor: cannot read '.*notes\.jpg': not an image format Pillow"
+    ):
         clf(bad)
     good = np.zeros((12, 10, 3), np.uint8)
     with pytest.raises(ss.InputError, match=r"input 2 of 3: cannot read '.*notes\.jpg'"):
@@ -136,29 +151,44 @@ def test_undecodable_image_names_the_file(clf, tmp_path):
 
 def test_truncated_jpeg_at_predict_time(clf, tmp_path):
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+        buf, "JPEG"
+    )
     path = tmp_path / "cut.jpg"
     path.write_bytes(buf.getvalue()[:400])
     with pytest.raises(ss.InputError, match=r"cannot read '.*cut\.jpg': .*truncated"):
         clf(path)
 
 
-@pytest.mark.parametrize(("shape", "dtype", "message"), [
-    ((12, 10), np.uint8, r"shape \(12, 10\).*expected one image as an array of shape \(height, width, 3\)"),
-    ((3, 12, 10), np.uint8, r"looks channels-first; transpose it"),
-    ((4, 12, 10, 3), np.uint8, r"pass a list of arrays"),
-    ((12, 10, 3), np.float32, r"expected uint8 pixels"),
-], ids=["2d", "channels-first", "a-batch", "float"])
+@pytest.mark.parametrize(
+    ("shape", "dtype", "message"),
+    [
+        (
+            (12, 10),
+            np.uint8,
+            r"shape \(12, 10\).*expected one image as an array of shape \(height, width, 3\)",
+        ),
+        ((3, 12, 10), np.uint8, r"looks channels-first; transpose it"),
+        ((4, 12, 10, 3), np.uint8, r"pass a list of arrays"),
+        ((12, 10, 3), np.float32, r"expected uint8 pixels"),
+    ],
+    ids=["2d", "channels-first", "a-batch", "float"],
+)
 def test_array_of_the_wrong_shape_or_dtype(clf, shape, dtype, message):
     with pytest.raises(ss.InputError, match=message):
         clf(np.zeros(shape, dtype))
 
 
 def test_encoder_and_decoder_must_fit_the_model(model):
-    with pytest.raises(ss.ShapeError, match=r"makes examples of uint8\[16, 16, 3\], but the model takes "
-                                            r"UInt8\[batch, 12, 10, 3\].*Image\(size=\(12, 10\)\)"):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"makes examples of uint8\[16, 16, 3\], but the model takes "
+        r"UInt8\[batch, 12, 10, 3\].*Image\(size=\(12, 10\)\)",
+    ):
         ss.Predictor(model, ss.encoders.Image(size=(16, 16)))
-    with pytest.raises(ss.ShapeError, match=r"reads outputs of shape \[batch, 3\].*returns \[batch, 2\]"):
+    with pytest.raises(
+        ss.ShapeError, match=r"reads outputs of shape \[batch, 3\].*returns \[batch, 2\]"
+    ):
         ss.Predictor(model, decoder=ss.decoders.Labels(["a", "b", "c"]))
 
 

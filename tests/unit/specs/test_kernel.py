@@ -50,7 +50,9 @@ def test_compare_reports_axis_binding_and_dtype():
 
 
 def test_compare_specs_passes_what_cannot_be_decided():
-    assert compare_specs(UInt8[np.ndarray, "batch 250 250 3"], UInt8[Array, "batch 250 250 3"]) is None
+    assert (
+        compare_specs(UInt8[np.ndarray, "batch 250 250 3"], UInt8[Array, "batch 250 250 3"]) is None
+    )
     assert compare_specs(UInt8[np.ndarray, "n 3"], UInt8[Array, "batch 3"]) is None  # names bind
     m = compare_specs(UInt8[np.ndarray, "batch 3"], Integer[Array, "batch 4"])
     assert m is not None and m.reasons() == ["dimension 1 is 3, expected 4."]

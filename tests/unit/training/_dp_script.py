@@ -34,7 +34,7 @@ class Batches:
 
     def __iter__(self) -> Any:
         for i in range(0, len(self.x), self.size):
-            yield {"image": self.x[i:i + self.size], "label": self.y[i:i + self.size]}
+            yield {"image": self.x[i : i + self.size], "label": self.y[i : i + self.size]}
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.size)
@@ -44,10 +44,13 @@ def describe(a: jax.Array) -> dict[str, Any]:
     """Where an array lives: its sharding's spec, devices, replication and shard shapes."""
     s = a.sharding
     spec = getattr(s, "spec", None)
-    return {"spec": None if spec is None else [None if p is None else str(p) for p in spec],
-            "devices": len(s.device_set), "replicated": bool(s.is_fully_replicated),
-            "shard_shapes": sorted({tuple(sh.data.shape) for sh in a.addressable_shards}),
-            "shape": list(a.shape)}
+    return {
+        "spec": None if spec is None else [None if p is None else str(p) for p in spec],
+        "devices": len(s.device_set),
+        "replicated": bool(s.is_fully_replicated),
+        "shard_shapes": sorted({tuple(sh.data.shape) for sh in a.addressable_shards}),
+        "shape": list(a.shape),
+    }
 
 
 class Spy(Callback):
@@ -64,8 +67,12 @@ class Spy(Callback):
 
         def spy(mstates: Any, x: Any, y: Any, mask: Any) -> Any:
             if len(self.batches) < 2:
-                self.batches.append({k: describe(v) if isinstance(v, jax.Array) else {"host": True}
-                                     for k, v in (("x", x), ("y", y), ("mask", mask))})
+                self.batches.append(
+                    {
+                        k: describe(v) if isinstance(v, jax.Array) else {"host": True}
+                        for k, v in (("x", x), ("y", y), ("mask", mask))
+                    }
+                )
             return train(mstates, x, y, mask)
 
         engine.train = spy
@@ -73,7 +80,9 @@ class Spy(Callback):
 
         def spy_eval(mstates: Any, x: Any, y: Any, mask: Any) -> Any:
             if not self.eval_batches:
-                self.eval_batches.append(describe(x) if isinstance(x, jax.Array) else {"host": True})
+                self.eval_batches.append(
+                    describe(x) if isinstance(x, jax.Array) else {"host": True}
+                )
             return evaluate(mstates, x, y, mask)
 
         engine.evaluate = spy_eval
@@ -97,14 +106,29 @@ def train(mesh: Mesh | None, batch_size: int, steps_per_call: int, epochs: int) 
     net = L.Linear(64) >> L.ReLU() >> L.Linear(10)
     model = ss.build(net, Float32[Array, "batch 64"], seed=0)
     spy = Spy()
-    history = ss.fit(model, Batches(xtr, ytr, batch_size), loss=ss.losses.cross_entropy,
-                     optimizer=optax.sgd(0.1, momentum=0.9), epochs=epochs,
-                     eval_data=Batches(xte, yte, batch_size), metrics=[ss.metrics.accuracy],
-                     progress=False, steps_per_call=steps_per_call, mesh=mesh, callbacks=[spy])
+    history = ss.fit(
+        model,
+        Batches(xtr, ytr, batch_size),
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.sgd(0.1, momentum=0.9),
+        epochs=epochs,
+        eval_data=Batches(xte, yte, batch_size),
+        metrics=[ss.metrics.accuracy],
+        progress=False,
+        steps_per_call=steps_per_call,
+        mesh=mesh,
+        callbacks=[spy],
+    )
     kernel = np.asarray(model.layers[0].kernel[...])
-    return {"steps": history.steps, "eval_accuracy": history["eval_accuracy"][-1],
-            "eval_loss": history["eval_loss"][-1], "kernel": kernel.ravel().tolist(),
-            "params": spy.params, "batches": spy.batches, "eval_batches": spy.eval_batches}
+    return {
+        "steps": history.steps,
+        "eval_accuracy": history["eval_accuracy"][-1],
+        "eval_loss": history["eval_loss"][-1],
+        "kernel": kernel.ravel().tolist(),
+        "params": spy.params,
+        "batches": spy.batches,
+        "eval_batches": spy.eval_batches,
+    }
 
 
 def main() -> None:
@@ -113,11 +137,17 @@ def main() -> None:
     parser.add_argument("--bad-batch-size", type=int, default=30, help="not a multiple of it")
     parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
-    jax.config.update("jax_numpy_rank_promotion", "raise")  # the test suite's settings (tests/conftest.py)
+    jax.config.update(
+        "jax_numpy_rank_promotion", "raise"
+    )  # the test suite's settings (tests/conftest.py)
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     mesh = Mesh(np.array(jax.devices()), ("data",))
-    out: dict[str, Any] = {"devices": jax.device_count(), "platform": jax.devices()[0].platform,
-                           "examples": {"train": 1500, "eval": 297}, "batch_size": args.batch_size}
+    out: dict[str, Any] = {
+        "devices": jax.device_count(),
+        "platform": jax.devices()[0].platform,
+        "examples": {"train": 1500, "eval": 297},
+        "batch_size": args.batch_size,
+    }
     out["single"] = train(None, args.batch_size, 1, args.epochs)
     out["mesh"] = train(mesh, args.batch_size, 1, args.epochs)
     out["mesh_scan"] = train(mesh, args.batch_size, 3, args.epochs)  # several steps per call

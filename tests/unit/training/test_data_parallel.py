@@ -27,9 +27,19 @@ DEVICES = 4
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Any]:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}", JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=SCRIPT.parent.parent)
+    env = dict(
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
+        JAX_PLATFORMS="cpu",
+    )
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=SCRIPT.parent.parent,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout)
 
@@ -39,7 +49,9 @@ def test_four_devices_were_used(runs: dict[str, Any]) -> None:
     assert runs["devices"] == DEVICES
 
 
-@pytest.mark.parametrize("run", ["mesh", "mesh_scan"], ids=["one-step-per-call", "three-steps-per-call"])
+@pytest.mark.parametrize(
+    "run", ["mesh", "mesh_scan"], ids=["one-step-per-call", "three-steps-per-call"]
+)
 def test_loss_trajectory_matches_one_device(runs: dict[str, Any], run: str) -> None:
     single, sharded = runs["single"], runs[run]
     # 1500 examples in batches of 64: 23 full batches and a short one of 28, for 2 epochs
@@ -52,7 +64,9 @@ def test_loss_trajectory_matches_one_device(runs: dict[str, Any], run: str) -> N
     assert single["eval_accuracy"] > 0.8
 
 
-@pytest.mark.parametrize("run", ["mesh", "mesh_scan"], ids=["one-step-per-call", "three-steps-per-call"])
+@pytest.mark.parametrize(
+    "run", ["mesh", "mesh_scan"], ids=["one-step-per-call", "three-steps-per-call"]
+)
 def test_parameters_are_replicated_and_batches_sharded(runs: dict[str, Any], run: str) -> None:
     sharded = runs[run]
     assert sharded["params"], "no parameters were recorded"
@@ -65,8 +79,10 @@ def test_parameters_are_replicated_and_batches_sharded(runs: dict[str, Any], run
         lead = [None] * (steps > 1)  # a scan's stacked batches: the step axis is not split
         assert x["spec"] == [*lead, "data"] and y["spec"] == mask["spec"] == [*lead, "data"], batch
         assert not x["replicated"] and x["devices"] == DEVICES
-        assert x["shard_shapes"] == [[steps, 16, 64][-len(x["shape"]):]], x  # 64 examples / 4 devices
-        assert y["shard_shapes"] == mask["shard_shapes"] == [[steps, 16][-len(y["shape"]):]], y
+        assert x["shard_shapes"] == [[steps, 16, 64][-len(x["shape"]) :]], (
+            x
+        )  # 64 examples / 4 devices
+        assert y["shard_shapes"] == mask["shard_shapes"] == [[steps, 16][-len(y["shape"]) :]], y
     (ev,) = sharded["eval_batches"]
     assert ev["spec"] == ["data"] and ev["shard_shapes"] == [[16, 64]], ev
 
@@ -79,14 +95,25 @@ def test_single_device_run_keeps_host_batches(runs: dict[str, Any]) -> None:
 def test_batch_size_not_divisible_by_the_devices_is_a_clear_error(runs: dict[str, Any]) -> None:
     error = runs["error"]
     assert error["type"] == "ShapesafeError"
-    assert error["message"] == ("a batch of 30 cannot be split over 4 devices; use a batch size that is a "
-                                "multiple of 4 (e.g. 32).")
+    assert error["message"] == (
+        "a batch of 30 cannot be split over 4 devices; use a batch size that is a "
+        "multiple of 4 (e.g. 32)."
+    )
 
 
 def test_mesh_without_a_data_axis_is_refused() -> None:
     model = ss.build(L.Linear(10), Float32[Array, "batch 64"], seed=0)
     mesh = Mesh(np.array(jax.devices()[:1]), ("batch",))
     data = [(np.zeros((4, 64), np.float32), np.zeros((4,), np.int32))]
-    with pytest.raises(ValueError, match=r"the mesh needs an axis named 'data'; it has \('batch',\)"):
-        ss.fit(model, data, loss=ss.losses.cross_entropy, optimizer=optax.sgd(0.1), epochs=1, progress=False,
-               mesh=mesh)
+    with pytest.raises(
+        ValueError, match=r"the mesh needs an axis named 'data'; it has \('batch',\)"
+    ):
+        ss.fit(
+            model,
+            data,
+            loss=ss.losses.cross_entropy,
+            optimizer=optax.sgd(0.1),
+            epochs=1,
+            progress=False,
+            mesh=mesh,
+        )

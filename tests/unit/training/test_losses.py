@@ -26,6 +26,7 @@ def _np_log_softmax(x: np.ndarray) -> np.ndarray:
 
 # -- values -----------------------------------------------------------------------------------
 
+
 def test_cross_entropy_hand_computed() -> None:
     logits = jnp.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
     want = (-(3 - math.log(math.e + math.e**2 + math.e**3)) + math.log(3)) / 2
@@ -35,8 +36,9 @@ def test_cross_entropy_hand_computed() -> None:
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5], ids=["plain", "smooth0.1", "smooth0.5"])
 def test_cross_entropy_matches_torch(smoothing: float) -> None:
     torch = pytest.importorskip("torch")
-    want = torch.nn.functional.cross_entropy(torch.tensor(LOGITS), torch.tensor(LABELS).long(),
-                                             label_smoothing=smoothing)
+    want = torch.nn.functional.cross_entropy(
+        torch.tensor(LOGITS), torch.tensor(LABELS).long(), label_smoothing=smoothing
+    )
     got = L.cross_entropy(jnp.asarray(LOGITS), jnp.asarray(LABELS), label_smoothing=smoothing)
     assert float(got) == pytest.approx(float(want), rel=1e-5)
 
@@ -45,17 +47,23 @@ def test_cross_entropy_matches_sklearn_log_loss() -> None:
     metrics = pytest.importorskip("sklearn.metrics")
     probs = np.exp(_np_log_softmax(LOGITS))
     want = metrics.log_loss(LABELS, probs, labels=list(range(5)))
-    assert float(L.cross_entropy(jnp.asarray(LOGITS), jnp.asarray(LABELS))) == pytest.approx(want, rel=1e-5)
+    assert float(L.cross_entropy(jnp.asarray(LOGITS), jnp.asarray(LABELS))) == pytest.approx(
+        want, rel=1e-5
+    )
 
 
 def test_soft_cross_entropy_matches_torch_and_one_hot_matches_integer_labels() -> None:
     torch = pytest.importorskip("torch")
     soft = RNG.dirichlet(np.ones(5), size=8).astype(np.float32)
     want = torch.nn.functional.cross_entropy(torch.tensor(LOGITS), torch.tensor(soft))
-    assert float(L.soft_cross_entropy(jnp.asarray(LOGITS), jnp.asarray(soft))) == pytest.approx(float(want), rel=1e-5)
+    assert float(L.soft_cross_entropy(jnp.asarray(LOGITS), jnp.asarray(soft))) == pytest.approx(
+        float(want), rel=1e-5
+    )
     one_hot = np.eye(5, dtype=np.float32)[LABELS]
     by_hand = -_np_log_softmax(LOGITS)[np.arange(8), LABELS].mean()
-    assert float(L.soft_cross_entropy(jnp.asarray(LOGITS), jnp.asarray(one_hot))) == pytest.approx(by_hand, rel=1e-5)
+    assert float(L.soft_cross_entropy(jnp.asarray(LOGITS), jnp.asarray(one_hot))) == pytest.approx(
+        by_hand, rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("shape", [(8,), (8, 1), (8, 3), (8, 2, 2)], ids=["b", "b1", "b3", "b22"])
@@ -63,7 +71,9 @@ def test_binary_cross_entropy_matches_torch(shape: tuple[int, ...]) -> None:
     torch = pytest.importorskip("torch")
     logits = RNG.normal(size=shape).astype(np.float32) * 3
     labels = RNG.integers(0, 2, size=shape).astype(np.int32)
-    want = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(logits), torch.tensor(labels).float())
+    want = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.tensor(logits), torch.tensor(labels).float()
+    )
     got = L.binary_cross_entropy(jnp.asarray(logits), jnp.asarray(labels))
     assert float(got) == pytest.approx(float(want), rel=1e-5)
 
@@ -92,6 +102,7 @@ def test_jit_matches_the_numpy_reference() -> None:
 
 # -- masks ------------------------------------------------------------------------------------
 
+
 def test_mask_averages_over_real_examples_only() -> None:
     mask = np.array([1, 1, 0, 1, 0, 1, 1, 0], bool)
     garbage = LOGITS.copy()
@@ -109,7 +120,9 @@ def test_mask_gives_padded_examples_zero_gradient() -> None:
     logits = jnp.zeros((3, 2))
     grad = jax.grad(L.cross_entropy)(logits, jnp.array([0, 1, 0]), mask=mask)
     # d/dlogits of the mean over 2 real examples: (softmax - one_hot) / 2 = +-0.25; padded row 0.
-    np.testing.assert_allclose(np.asarray(grad), [[-0.25, 0.25], [0.25, -0.25], [0.0, 0.0]], atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(grad), [[-0.25, 0.25], [0.25, -0.25], [0.0, 0.0]], atol=1e-7
+    )
 
 
 def test_all_masked_batch_is_zero_not_nan() -> None:
@@ -120,43 +133,72 @@ def test_all_masked_batch_is_zero_not_nan() -> None:
 # -- shape and label errors ---------------------------------------------------------------------
 
 MIXUPS = [
-    pytest.param(L.mean_squared_error, (4, 1), (4,), r"predictions\[:, 0\].*targets\[:, None\]", id="mse-b1-b"),
-    pytest.param(L.mean_squared_error, (4,), (4, 1), r"targets\[:, 0\].*predictions\[:, None\]", id="mse-b-b1"),
-    pytest.param(L.binary_cross_entropy, (4, 1), (4,), r"logits\[:, 0\].*labels\[:, None\]", id="bce-b1-b"),
-    pytest.param(L.binary_cross_entropy, (4,), (4, 1), r"labels\[:, 0\].*logits\[:, None\]", id="bce-b-b1"),
+    pytest.param(
+        L.mean_squared_error,
+        (4, 1),
+        (4,),
+        r"predictions\[:, 0\].*targets\[:, None\]",
+        id="mse-b1-b",
+    ),
+    pytest.param(
+        L.mean_squared_error,
+        (4,),
+        (4, 1),
+        r"targets\[:, 0\].*predictions\[:, None\]",
+        id="mse-b-b1",
+    ),
+    pytest.param(
+        L.binary_cross_entropy, (4, 1), (4,), r"logits\[:, 0\].*labels\[:, None\]", id="bce-b1-b"
+    ),
+    pytest.param(
+        L.binary_cross_entropy, (4,), (4, 1), r"labels\[:, 0\].*logits\[:, None\]", id="bce-b-b1"
+    ),
 ]
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize(("loss", "first", "second", "fix"), MIXUPS)
 def test_batch_vs_batch_1_is_a_shape_error_naming_both_shapes_and_the_fix(
-        loss: object, first: tuple[int, ...], second: tuple[int, ...], fix: str, jit: bool) -> None:
+    loss: object, first: tuple[int, ...], second: tuple[int, ...], fix: str, jit: bool
+) -> None:
     fn = jax.jit(loss) if jit else loss  # type: ignore[arg-type]
-    with pytest.raises(ss.ShapeError, match=r"(?s)cannot take its argument.*"
-                       r"\[4, 1\] has a trailing dimension of size 1 that .* \[4\] lacks.*"
-                       r"broadcast to \(batch, batch\).*" + fix):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"(?s)cannot take its argument.*"
+        r"\[4, 1\] has a trailing dimension of size 1 that .* \[4\] lacks.*"
+        r"broadcast to \(batch, batch\).*" + fix,
+    ):
         fn(jnp.zeros(first), jnp.zeros(second))  # type: ignore[operator]
 
 
 def test_cross_entropy_labels_batch_1_names_the_fix() -> None:
-    with pytest.raises(ss.ShapeError, match=r"(?s)expected  labels: Integer\[Array, \"batch\"\].*"
-                       r"got       labels: Int32\[4, 1\].*use labels\[:, 0\]"):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"(?s)expected  labels: Integer\[Array, \"batch\"\].*"
+        r"got       labels: Int32\[4, 1\].*use labels\[:, 0\]",
+    ):
         L.cross_entropy(jnp.zeros((4, 3)), jnp.zeros((4, 1), jnp.int32))
 
 
 def test_cross_entropy_on_one_hot_labels_points_to_soft_cross_entropy() -> None:
-    with pytest.raises(ss.ShapeError, match=r"(?s)float32 is not an integer dtype.*ss.losses.soft_cross_entropy"):
+    with pytest.raises(
+        ss.ShapeError, match=r"(?s)float32 is not an integer dtype.*ss.losses.soft_cross_entropy"
+    ):
         L.cross_entropy(jnp.zeros((4, 3)), jnp.eye(3)[jnp.array([0, 1, 2, 0])])
 
 
 def test_wrong_mask_length_is_a_shape_error() -> None:
-    with pytest.raises(ss.ShapeError, match=r"mask must hold one bool per example, shape \[4\]; got \[3\]"):
+    with pytest.raises(
+        ss.ShapeError, match=r"mask must hold one bool per example, shape \[4\]; got \[3\]"
+    ):
         L.mean_squared_error(jnp.zeros((4, 2)), jnp.zeros((4, 2)), mask=jnp.ones((3,), bool))
 
 
 @pytest.mark.parametrize("label", [5, -1], ids=["too-big", "negative"])
 def test_out_of_range_label_names_the_value_and_the_classes(label: int) -> None:
-    with pytest.raises(ValueError, match=rf"label {label} is out of range for 3 classes \(labels must be 0..2"):
+    with pytest.raises(
+        ValueError, match=rf"label {label} is out of range for 3 classes \(labels must be 0..2"
+    ):
         L.cross_entropy(jnp.zeros((4, 3)), jnp.array([0, 1, label, 2]))
 
 
@@ -181,27 +223,43 @@ def test_bad_label_smoothing_lists_the_allowed_range(eps: float) -> None:
 
 # -- target specs -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("loss", "output", "dtype", "dims"), [
-    (L.cross_entropy, Float32[Array, "batch 10"], "Integer", "batch"),
-    (functools.partial(L.cross_entropy, label_smoothing=0.1), Float32[Array, "batch 10"], "Integer", "batch"),
-    (L.soft_cross_entropy, Float32[Array, "batch 10"], "Float", "batch 10"),
-    (L.binary_cross_entropy, Float32[Array, "batch 1"], "Real", "batch 1"),
-    (L.binary_cross_entropy, Float32[Array, "batch"], "Real", "batch"),
-    (L.mean_squared_error, Float32[Array, "batch 4 3"], "Float", "batch 4 3"),
-    (L.mean_squared_error, jax.ShapeDtypeStruct((32, 2), jnp.float32), "Float", "32 2"),
-], ids=["ce", "ce-partial", "soft", "bce-b1", "bce-b", "mse-rank3", "mse-struct"])
-def test_target_spec_binds_the_output_dims(loss: object, output: object, dtype: str, dims: str) -> None:
+
+@pytest.mark.parametrize(
+    ("loss", "output", "dtype", "dims"),
+    [
+        (L.cross_entropy, Float32[Array, "batch 10"], "Integer", "batch"),
+        (
+            functools.partial(L.cross_entropy, label_smoothing=0.1),
+            Float32[Array, "batch 10"],
+            "Integer",
+            "batch",
+        ),
+        (L.soft_cross_entropy, Float32[Array, "batch 10"], "Float", "batch 10"),
+        (L.binary_cross_entropy, Float32[Array, "batch 1"], "Real", "batch 1"),
+        (L.binary_cross_entropy, Float32[Array, "batch"], "Real", "batch"),
+        (L.mean_squared_error, Float32[Array, "batch 4 3"], "Float", "batch 4 3"),
+        (L.mean_squared_error, jax.ShapeDtypeStruct((32, 2), jnp.float32), "Float", "32 2"),
+    ],
+    ids=["ce", "ce-partial", "soft", "bce-b1", "bce-b", "mse-rank3", "mse-struct"],
+)
+def test_target_spec_binds_the_output_dims(
+    loss: object, output: object, dtype: str, dims: str
+) -> None:
     spec = L.target_spec(loss, output)  # type: ignore[arg-type]
     assert (spec.dtype.__name__, spec.dim_str) == (dtype, dims)
 
 
 def test_target_spec_of_a_user_loss_reads_its_annotations_and_skips_unannotated_ones() -> None:
-    def hinge(scores: Float[Array, "batch classes"], labels: Integer[Array, " batch"]) -> Float[Array, ""]:
+    def hinge(
+        scores: Float[Array, "batch classes"], labels: Integer[Array, " batch"]
+    ) -> Float[Array, ""]:
         return jnp.mean(scores)
 
     assert L.target_spec(hinge, Float32[Array, "batch 7"]).dim_str == "batch"
     assert L.target_spec(lambda out, y: jnp.mean(out), Float32[Array, "batch 7"]) is None
-    L.check_targets(lambda out, y: jnp.mean(out), Float32[Array, "batch 7"], Float32[Array, "batch 3"])
+    L.check_targets(
+        lambda out, y: jnp.mean(out), Float32[Array, "batch 7"], Float32[Array, "batch 3"]
+    )
 
 
 def test_check_targets_accepts_fitting_specs() -> None:
@@ -210,28 +268,56 @@ def test_check_targets_accepts_fitting_specs() -> None:
     L.check_targets(L.mean_squared_error, Float32[Array, "batch 3"], Float32[Array, "batch 3"])
 
 
-@pytest.mark.parametrize(("loss", "output", "target", "match"), [
-    (L.cross_entropy, Float32[Array, "batch 10"], Int32[Array, "batch 1"],
-     r"(?s)data\['label'\] does not fit the loss ss.losses.cross_entropy.*expected  Integer\[batch\].*"
-     r"Float32\[batch, 10\].*got       Int32\[batch, 1\].*y\[:, 0\]"),
-    (L.cross_entropy, Float32[Array, "batch 10"], Float32[Array, "batch 10"],
-     r"(?s)float32 is not an integer dtype.*use ss.losses.soft_cross_entropy"),
-    (L.binary_cross_entropy, Float32[Array, "batch 1"], Int32[Array, "batch"],
-     r"(?s)expected  Real\[batch, 1\].*got       Int32\[batch\].*y\[:, None\]"),
-    (L.mean_squared_error, Float32[Array, "batch"], Float32[Array, "batch 1"],
-     r"(?s)expected  Float\[batch\].*got       Float32\[batch, 1\].*y\[:, 0\]"),
-    (L.soft_cross_entropy, Float32[Array, "batch 10"], Float32[Array, "batch 9"],
-     r"the shapes differ: expected \[batch, 10\], got \[batch, 9\]"),
-], ids=["ce-b1", "ce-onehot", "bce-b", "mse-b1", "soft-classes"])
-def test_check_targets_refuses_with_both_sides_and_the_fix(loss: object, output: object, target: object,
-                                                          match: str) -> None:
+@pytest.mark.parametrize(
+    ("loss", "output", "target", "match"),
+    [
+        (
+            L.cross_entropy,
+            Float32[Array, "batch 10"],
+            Int32[Array, "batch 1"],
+            r"(?s)data\['label'\] does not fit the loss ss.losses.cross_entropy.*expected  Integer\[batch\].*"
+            r"Float32\[batch, 10\].*got       Int32\[batch, 1\].*y\[:, 0\]",
+        ),
+        (
+            L.cross_entropy,
+            Float32[Array, "batch 10"],
+            Float32[Array, "batch 10"],
+            r"(?s)float32 is not an integer dtype.*use ss.losses.soft_cross_entropy",
+        ),
+        (
+            L.binary_cross_entropy,
+            Float32[Array, "batch 1"],
+            Int32[Array, "batch"],
+            r"(?s)expected  Real\[batch, 1\].*got       Int32\[batch\].*y\[:, None\]",
+        ),
+        (
+            L.mean_squared_error,
+            Float32[Array, "batch"],
+            Float32[Array, "batch 1"],
+            r"(?s)expected  Float\[batch\].*got       Float32\[batch, 1\].*y\[:, 0\]",
+        ),
+        (
+            L.soft_cross_entropy,
+            Float32[Array, "batch 10"],
+            Float32[Array, "batch 9"],
+            r"the shapes differ: expected \[batch, 10\], got \[batch, 9\]",
+        ),
+    ],
+    ids=["ce-b1", "ce-onehot", "bce-b", "mse-b1", "soft-classes"],
+)
+def test_check_targets_refuses_with_both_sides_and_the_fix(
+    loss: object, output: object, target: object, match: str
+) -> None:
     with pytest.raises(ss.ShapeError, match=match):
         L.check_targets(loss, output, target, where="data['label']")  # type: ignore[arg-type]
 
 
 def test_an_output_that_does_not_fit_the_loss_is_refused() -> None:
-    with pytest.raises(ss.ShapeError, match=r"the model's output Float32\[batch\] does not fit "
-                       r"ss.losses.cross_entropy, which takes outputs \"batch classes\""):
+    with pytest.raises(
+        ss.ShapeError,
+        match=r"the model's output Float32\[batch\] does not fit "
+        r"ss.losses.cross_entropy, which takes outputs \"batch classes\"",
+    ):
         L.target_spec(L.cross_entropy, Float32[Array, "batch"])
     with pytest.raises(ss.ShapeError, match=r"takes Float outputs. Insert L.Cast\(jnp.float32\)"):
         L.target_spec(L.mean_squared_error, Int32[Array, "batch 3"])

@@ -32,13 +32,16 @@ def _batches() -> list[tuple[np.ndarray, np.ndarray]]:
 
 # -- copy_weights -----------------------------------------------------------------------------
 
+
 def test_copy_weights_carries_the_backbone_over_and_leaves_the_new_head() -> None:
     old = ss.build(_net(5), SPEC, seed=0)
     new = ss.build(_net(5)[:-1] >> L.Linear(2).named("fc"), SPEC, seed=1)
     head_before = np.array(new["fc"].kernel[...])
     copied = ss.copy_weights(old, new)
     assert copied == ["layers/0/bias", "layers/0/kernel"]
-    np.testing.assert_array_equal(np.asarray(new["hidden"].kernel[...]), np.asarray(old["hidden"].kernel[...]))
+    np.testing.assert_array_equal(
+        np.asarray(new["hidden"].kernel[...]), np.asarray(old["hidden"].kernel[...])
+    )
     np.testing.assert_array_equal(np.asarray(new["fc"].kernel[...]), head_before)
     # a copy, not shared buffers: changing the source later leaves the destination alone
     old["hidden"].kernel[...] = jnp.zeros((3, 4), jnp.float32)
@@ -53,21 +56,29 @@ def test_copy_weights_copies_batchnorm_statistics_into_frozen_parameters() -> No
     copied = ss.copy_weights(src, dst, skip="fc")
     assert "layers/1/mean" in copied and "layers/3/kernel" not in copied
     np.testing.assert_array_equal(np.asarray(dst.layers[1].mean[...]), [1.0, 2.0, 3.0, 4.0])
-    assert isinstance(dst.layers[0].kernel, ss.Frozen)  # still frozen: values were copied, not variables
+    assert isinstance(
+        dst.layers[0].kernel, ss.Frozen
+    )  # still frozen: values were copied, not variables
 
 
 def test_copy_weights_strict_lists_what_does_not_match() -> None:
     old = ss.build(_net(5), SPEC, seed=0)
     new = ss.build(_net(5)[:-1] >> L.ReLU() >> L.Linear(2), SPEC, seed=1)
-    with pytest.raises(ss.ShapesafeError, match=r"2 variables of dst are not in src: layers/3/bias, layers/3/kernel; "
-                       r"2 variables of src have no place in dst: layers/2/bias, layers/2/kernel\. Pass skip="):
+    with pytest.raises(
+        ss.ShapesafeError,
+        match=r"2 variables of dst are not in src: layers/3/bias, layers/3/kernel; "
+        r"2 variables of src have no place in dst: layers/2/bias, layers/2/kernel\. Pass skip=",
+    ):
         ss.copy_weights(old, new, strict=True)
-    assert ss.copy_weights(old, ss.build(_net(5), SPEC, seed=2), strict=True)  # same architecture: all of it
+    assert ss.copy_weights(
+        old, ss.build(_net(5), SPEC, seed=2), strict=True
+    )  # same architecture: all of it
     with pytest.raises(ss.ShapesafeError, match="no variable of dst has a counterpart"):
         ss.copy_weights(old, ss.build(L.Linear(7), SPEC, seed=0))
 
 
 # -- param_labels + optax.multi_transform under ss.fit ---------------------------------------
+
 
 def _hand_loss(w: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
     """The network and mean softmax cross-entropy, written out by hand."""
@@ -80,16 +91,33 @@ def _hand_loss(w: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array
 def test_partitioned_learning_rates_move_each_part_by_its_own_rate() -> None:
     lr_head, lr_backbone = 0.5, 0.01
     model = ss.build(_net(2), SPEC, seed=0)
-    w = {"k0": jnp.array(model.layers[0].kernel[...]), "b0": jnp.array(model.layers[0].bias[...]),
-         "k2": jnp.array(model.layers[2].kernel[...]), "b2": jnp.array(model.layers[2].bias[...])}
-    (x, y), = _batches()
+    w = {
+        "k0": jnp.array(model.layers[0].kernel[...]),
+        "b0": jnp.array(model.layers[0].bias[...]),
+        "k2": jnp.array(model.layers[2].kernel[...]),
+        "b2": jnp.array(model.layers[2].bias[...]),
+    }
+    ((x, y),) = _batches()
     grads = jax.grad(_hand_loss)(w, jnp.asarray(x), jnp.asarray(y))
     labels = ss.param_labels(model, {"fc": "head"}, default="backbone")
-    optimizer = optax.multi_transform({"head": optax.sgd(lr_head), "backbone": optax.sgd(lr_backbone)}, labels)
-    ss.fit(model, _batches(), loss=ss.losses.cross_entropy, optimizer=optimizer, epochs=1, progress=False)
+    optimizer = optax.multi_transform(
+        {"head": optax.sgd(lr_head), "backbone": optax.sgd(lr_backbone)}, labels
+    )
+    ss.fit(
+        model,
+        _batches(),
+        loss=ss.losses.cross_entropy,
+        optimizer=optimizer,
+        epochs=1,
+        progress=False,
+    )
     tol = {"rtol": 1e-5, "atol": 1e-6}
-    np.testing.assert_allclose(model.layers[0].kernel[...], w["k0"] - lr_backbone * grads["k0"], **tol)
-    np.testing.assert_allclose(model.layers[0].bias[...], w["b0"] - lr_backbone * grads["b0"], **tol)
+    np.testing.assert_allclose(
+        model.layers[0].kernel[...], w["k0"] - lr_backbone * grads["k0"], **tol
+    )
+    np.testing.assert_allclose(
+        model.layers[0].bias[...], w["b0"] - lr_backbone * grads["b0"], **tol
+    )
     np.testing.assert_allclose(model.layers[2].kernel[...], w["k2"] - lr_head * grads["k2"], **tol)
     np.testing.assert_allclose(model.layers[2].bias[...], w["b2"] - lr_head * grads["b2"], **tol)
 
@@ -109,19 +137,42 @@ def test_frozen_backbone_and_its_batchnorm_statistics_stay_put_then_fine_tune() 
     model = ss.build(_bn_net(), SPEC, seed=0)
     before = {p: np.array(v.get_value()) for p, v in _flat(model).items()}
     ss.freeze(model, [0, 1])
-    ss.fit(model, _batches(), loss=ss.losses.cross_entropy, optimizer=optax.sgd(0.1), epochs=3, progress=False)
+    ss.fit(
+        model,
+        _batches(),
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.sgd(0.1),
+        epochs=3,
+        progress=False,
+    )
     after = {p: np.array(v.get_value()) for p, v in _flat(model).items()}
-    for path in ("layers/0/kernel", "layers/0/bias", "layers/1/scale", "layers/1/mean", "layers/1/var"):
+    for path in (
+        "layers/0/kernel",
+        "layers/0/bias",
+        "layers/1/scale",
+        "layers/1/mean",
+        "layers/1/var",
+    ):
         np.testing.assert_array_equal(after[path], before[path], err_msg=path)
     assert not np.array_equal(after["layers/3/kernel"], before["layers/3/kernel"])
     # unfreeze, fine-tune everything with a ten times smaller rate for the backbone
     ss.unfreeze(model)
     labels = ss.param_labels(model, {"fc": "head"}, default="backbone")
-    ss.fit(model, _batches(), loss=ss.losses.cross_entropy, epochs=1, progress=False,
-           optimizer=optax.multi_transform({"head": optax.sgd(0.1), "backbone": optax.sgd(0.01)}, labels))
+    ss.fit(
+        model,
+        _batches(),
+        loss=ss.losses.cross_entropy,
+        epochs=1,
+        progress=False,
+        optimizer=optax.multi_transform(
+            {"head": optax.sgd(0.1), "backbone": optax.sgd(0.01)}, labels
+        ),
+    )
     tuned = {p: np.array(v.get_value()) for p, v in _flat(model).items()}
     assert not np.array_equal(tuned["layers/0/kernel"], after["layers/0/kernel"])
-    assert not np.array_equal(tuned["layers/1/mean"], after["layers/1/mean"])  # BatchNorm trains again
+    assert not np.array_equal(
+        tuned["layers/1/mean"], after["layers/1/mean"]
+    )  # BatchNorm trains again
 
 
 def _flat(model: object) -> dict[str, object]:
@@ -132,11 +183,15 @@ def _flat(model: object) -> dict[str, object]:
 
 # -- the shipped backbone and the demo ---------------------------------------------------------
 
+
 def test_pretrained_small_loads_with_its_record() -> None:
     from shapesafe.models import pretrain, resnet
 
     model = resnet.pretrained_small()
-    assert model.names[-1] == "fc" and str(ss.summary(model).output_spec) == f"Float32[batch, {len(pretrain.SHAPES)}]"
+    assert (
+        model.names[-1] == "fc"
+        and str(ss.summary(model).output_spec) == f"Float32[batch, {len(pretrain.SHAPES)}]"
+    )
     record = json.loads((pretrain.WEIGHTS / "pretrain.json").read_text())
     assert record["classes"] == list(pretrain.SHAPES) and record["source_held_out_accuracy"] > 0.5
     assert (pretrain.WEIGHTS / "weights.safetensors").stat().st_size < 5_000_000
