@@ -209,6 +209,13 @@ def load_exported(path: str | os.PathLike[str]) -> Any:
     Only JAX's deserializer and NumPy's pickle-free ``.npz`` reader touch the files, after
     their SHA-256 are checked against ``export.json``.
 
+    Args:
+        path: the directory ``ss.export`` wrote.
+
+    Returns:
+        An ``ExportedModel`` (callable on a batch, checked against the exported spec), or a
+        ``Predictor`` over one when the export held an encoder or a decoder.
+
     Raises:
         ArtifactError: a missing or modified file, a newer format, or StableHLO this jaxlib
             cannot read (the message gives the jaxlib version that wrote it).

@@ -260,6 +260,21 @@ def fit(
     Raises:
         ShapeError: the data does not fit the model.
         ShapesafeError: an empty dataset, an unusable batch, a non-finite input.
+
+    Example:
+        >>> import numpy as np, optax
+        >>> import shapesafe as ss
+        >>> from jaxtyping import Array, Float32
+        >>> from shapesafe import layers as L
+        >>> from shapesafe.data import from_arrays
+        >>> x = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
+        >>> y = (x[:, 0] > 0).astype(np.int32)  # the class is the sign of the first feature
+        >>> model = ss.build(L.Linear(2), Float32[Array, "batch 2"], seed=0)
+        >>> history = ss.fit(model, from_arrays({"x": x, "label": y}).shuffle(seed=0).batch(16),
+        ...                  loss=ss.losses.cross_entropy, optimizer=optax.adam(0.1), epochs=20,
+        ...                  metrics=[ss.metrics.accuracy], progress=False)
+        >>> history["accuracy"][-1] > 0.9
+        True
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive integer, got {epochs!r}.")
@@ -429,6 +444,34 @@ def evaluate(
     """Metrics (and the mean loss, if given) of ``model`` over all of ``data``, in eval mode.
 
     Every real example counts once: padded examples of a short last batch are masked out.
+
+    Args:
+        model: a built model (``ss.build``).
+        data: batches, as ``fit`` takes them: a ``shapesafe.data`` dataset after ``.batch(n)``,
+            or an iterable of ``(x, y)`` tuples or dicts.
+        metrics: metric objects (``ss.metrics.accuracy``, ...).
+        loss: if given, its mean over the examples is reported as ``"loss"``.
+        inputs: the dict key of the inputs (default: ``"image"``, ``"x"`` or ``"inputs"``).
+        targets: the dict key of the targets (default: ``"label"``, ``"y"`` or ``"targets"``).
+
+    Returns:
+        ``{metric name: value}`` (and ``"loss"``), as Python floats.
+
+    Raises:
+        ShapeError: the data's spec or a batch does not fit the model (or the loss).
+
+    Example:
+        >>> import numpy as np
+        >>> import shapesafe as ss
+        >>> from jaxtyping import Array, Float32
+        >>> from shapesafe import layers as L
+        >>> from shapesafe.data import from_arrays
+        >>> model = ss.build(L.Linear(2), Float32[Array, "batch 3"], seed=0)
+        >>> x = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+        >>> ds = from_arrays({"x": x, "label": np.array([0, 1, 1, 0], np.int32)}).batch(3)
+        >>> logs = ss.evaluate(model, ds, metrics=[ss.metrics.accuracy], loss=ss.losses.cross_entropy)
+        >>> sorted(logs), 0.0 <= logs["accuracy"] <= 1.0
+        (['accuracy', 'loss'], True)
     """
     check_data_spec(model, data, inputs, targets, loss, what="data")
     engine = Engine(model, loss=loss, optimizer=None, metrics=metrics)
@@ -438,8 +481,27 @@ def evaluate(
 def predict(model: nnx.Module, data: Iterable[Any], *, inputs: str | None = None) -> np.ndarray:
     """The model's outputs (eval mode) for every example of ``data``, stacked, padding removed.
 
-    ``data`` yields batches: arrays, dicts (the ``inputs`` key, ``"image"`` by default) or
-    tuples whose first item is the input.
+    Args:
+        model: a built model (``ss.build``).
+        data: batches: arrays, dicts (the ``inputs`` key, ``"image"`` by default) or tuples
+            whose first item is the input.
+        inputs: the dict key of the inputs.
+
+    Returns:
+        A NumPy array ``(examples, *output)``: one row per real example, in order.
+
+    Raises:
+        ShapeError: a batch does not fit the model.
+
+    Example:
+        >>> import numpy as np
+        >>> import shapesafe as ss
+        >>> from jaxtyping import Array, Float32
+        >>> from shapesafe import layers as L
+        >>> model = ss.build(L.Linear(2), Float32[Array, "batch 3"], seed=0)
+        >>> batches = [np.ones((4, 3), np.float32), np.ones((1, 3), np.float32)]
+        >>> ss.predict(model, batches).shape
+        (5, 2)
     """
     engine = Engine(model, loss=None, optimizer=None, metrics=())
     outs: list[np.ndarray] = []

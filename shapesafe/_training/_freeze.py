@@ -101,7 +101,17 @@ def freeze(model: nnx.Module, which: Any) -> list[str]:
 
 
 def unfreeze(model: nnx.Module, which: Any = "") -> list[str]:
-    """Make frozen parameters trainable again (all of them by default); return their paths."""
+    """Make frozen parameters trainable again (all of them by default); return their paths.
+
+    Args:
+        model: a built model, changed in place.
+        which: the parameters to unfreeze, chosen as ``freeze`` chooses them (a path prefix, a
+            layer index or name, a predicate ``(path, variable) -> bool``, or a list of these);
+            ``""`` (the default) means all.
+
+    Returns:
+        The paths of the parameters made trainable.
+    """
     return _swap(
         model, which if which != "" else (lambda p, v: True), Frozen, nnx.Param, "unfreeze"
     )

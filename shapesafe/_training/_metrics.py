@@ -177,6 +177,8 @@ class Accuracy:
 
 
 accuracy = Accuracy()
+"""The share of examples whose predicted class is the target (``Accuracy()``; argmax of
+``(batch, classes)`` logits, or ``logit > 0`` for one output), masked examples left out."""
 
 
 @dataclasses.dataclass(frozen=True)
