@@ -55,6 +55,16 @@ def _ordered_map(f: Callable[[Any], Any], tree: Any) -> Any:
 def from_arrays(arrays: Any) -> Dataset:
     """A dataset of the rows of NumPy arrays: ``from_arrays({"image": x, "label": y})``.
 
+    Args:
+        arrays: one array or a PyTree (dict, tuple) of arrays with the same first dimension.
+
+    Returns:
+        A random-access ``Dataset`` of ``len(first array)`` elements.
+
+    Raises:
+        TypeError: ``arrays`` holds something that is not a NumPy array.
+        ValueError: the arrays disagree on their number of rows (or one is 0-d).
+
     Element ``i`` is the same PyTree with every array indexed at ``i``; the spec is read off
     the arrays (``{"image": UInt8[np.ndarray, "28 28"], "label": Int32[np.ndarray, ""]}``).
 
@@ -97,6 +107,13 @@ class _GenIter(Iter):
 def from_generator(fn: Callable[[], Iterator[Any]], spec: Any) -> Dataset:
     """A dataset whose every epoch is ``fn()``'s elements, which must match ``spec``.
 
+    Args:
+        fn: called with no arguments, returns an iterator of elements.
+        spec: the element spec (a jaxtyping annotation or a PyTree of them).
+
+    Returns:
+        A stream ``Dataset`` (its length is unknown).
+
     ``fn`` is called once per epoch (and again to resume, replaying to the saved position).
 
     Example:
@@ -131,6 +148,14 @@ class RandomAccessSource(Dataset):
 
 def from_source(source: Any, spec: Any, *, workers: int = 0) -> Dataset:
     """A dataset over anything with ``__len__`` and ``__getitem__`` (read by ``workers`` threads).
+
+    Args:
+        source: a sequence-like object; element ``i`` is ``source[i]``.
+        spec: the element spec (a jaxtyping annotation or a PyTree of them).
+        workers: threads that read consecutive elements in parallel (order is kept).
+
+    Returns:
+        A random-access ``Dataset`` of ``len(source)`` elements.
 
     Example:
         >>> import numpy as np

@@ -90,6 +90,17 @@ def random_crop(
 ) -> Shaped[np.ndarray, "{height} {width} c"]:
     """A ``height`` x ``width`` window at a random position (uniform over all positions).
 
+    Dimensions: ``h``, ``w`` the image's height and width, ``c`` its channels.
+
+    Args:
+        image: one image, channels last.
+        height: the window's height.
+        width: the window's width.
+        rng: the generator ``map`` passes (seeded per epoch and element).
+
+    Returns:
+        The window, ``(height, width, c)``, same dtype.
+
     Raises:
         ValueError: the image is smaller than the window.
     """
@@ -106,7 +117,16 @@ def random_crop(
 def random_flip(
     image: Shaped[np.ndarray, "h w c"], *, rng: np.random.Generator, probability: float = 0.5
 ) -> Shaped[np.ndarray, "h w c"]:
-    """Mirror left-right with ``probability``."""
+    """Mirror left-right with ``probability``.
+
+    Args:
+        image: one image ``(h, w, c)``.
+        rng: the generator ``map`` passes (seeded per epoch and element).
+        probability: the chance of a mirror.
+
+    Returns:
+        The image, mirrored or not, same shape and dtype.
+    """
     return image[:, ::-1] if rng.random() < probability else image
 
 
@@ -118,6 +138,15 @@ def jitter(
     contrast: float = 0.2,
 ) -> UInt8[np.ndarray, "h w c"]:
     """Random brightness then contrast, as in torchvision's ``ColorJitter``.
+
+    Args:
+        image: one uint8 image ``(h, w, c)``.
+        rng: the generator ``map`` passes (seeded per epoch and element).
+        brightness: the largest relative change of brightness.
+        contrast: the largest relative change of contrast.
+
+    Returns:
+        The changed image, uint8, same shape.
 
     Brightness multiplies by ``b ~ U(1 - brightness, 1 + brightness)``; contrast blends with
     the image's mean grey level by ``k ~ U(1 - contrast, 1 + contrast)``:
