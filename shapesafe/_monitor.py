@@ -40,6 +40,12 @@ _FORMAT = "shapesafe.monitor"
 def input_statistics(x: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Per-example statistics of a batch of encoded examples: ``(names, values[batch, stats])``.
 
+    Args:
+        x: encoded examples ``(batch, ...)``, as the predictor's encoder makes them.
+
+    Returns:
+        ``(names, values)``: the statistics' names and a float array ``(batch, len(names))``.
+
     Example:
         >>> import numpy as np
         >>> names, v = input_statistics(np.zeros((2, 4, 4, 3), np.uint8))

@@ -228,6 +228,12 @@ class TopKAccuracy:
 def top_k_accuracy(k: int) -> TopKAccuracy:
     """Top-``k`` accuracy: the true class is among the ``k`` highest scores.
 
+    Args:
+        k: how many of the highest scores may hold the true class.
+
+    Returns:
+        A metric object for ``fit``/``evaluate`` (named ``top_{k}_accuracy``).
+
     Example:
         >>> import jax.numpy as jnp
         >>> import shapesafe as ss
@@ -435,6 +441,12 @@ class ConfusionMatrix:
 
 def confusion_matrix(num_classes: int) -> ConfusionMatrix:
     """The confusion matrix over the dataset: ``m[true, predicted]`` counts examples.
+
+    Args:
+        num_classes: the number of classes (rows and columns).
+
+    Returns:
+        A metric object; ``evaluate`` reports it as an int array ``(classes, classes)``.
 
     Example:
         >>> import jax.numpy as jnp

@@ -61,6 +61,13 @@ def summary(model: Model) -> Summary:
 
     Symbolic dimensions keep their names (``batch``), so the table holds for every batch size.
 
+    Args:
+        model: a built model (``ss.build``).
+
+    Returns:
+        A ``Summary``: prints as the table; ``rows``, ``input_spec``, ``output_spec`` and the
+        parameter counts (``trainable_params``, ...) as attributes.
+
     Example:
         >>> import jax.numpy as jnp
         >>> import shapesafe as ss

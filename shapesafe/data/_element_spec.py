@@ -183,6 +183,14 @@ def compatible(actual: Any, expected: Any) -> bool:
 
     Both may be single annotations or PyTrees (an ``ElementSpec``, a dict, a tuple).
 
+    Args:
+        actual: what a dataset declares (its ``spec``, or one leaf).
+        expected: what a consumer declares, e.g. a model's ``input_spec``.
+
+    Returns:
+        ``True`` when dtype and shape fit; a dimension that cannot be decided (a name against a
+        size) counts as fitting.
+
     Example:
         >>> import numpy as np
         >>> from jaxtyping import Array, Float32, UInt8

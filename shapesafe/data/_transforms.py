@@ -39,6 +39,13 @@ def channel_stats(ds: Dataset, *, key: str = "image") -> ChannelStats:
 
     Works on batched datasets too (padded examples are left out by the mask).
 
+    Args:
+        ds: a dataset whose elements (or batches) hold images under ``key``.
+        key: the images' key in a dict element.
+
+    Returns:
+        ``ChannelStats(mean, std)``, float32 arrays ``(channels,)``, to bind into ``standardise``.
+
     Example:
         >>> import numpy as np
         >>> from shapesafe.data import from_arrays
