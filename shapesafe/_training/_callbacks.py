@@ -14,11 +14,21 @@ from .._errors import ShapesafeError
 class Callback:
     """Base class: every moment is a no-op. Override the ones you need."""
 
-    def on_train_begin(self, run: Any) -> None: ...
-    def on_epoch_begin(self, run: Any, epoch: int) -> None: ...
-    def on_step_end(self, run: Any, step: int, loss: float | None) -> None: ...
-    def on_epoch_end(self, run: Any, epoch: int, logs: dict[str, Any]) -> None: ...
-    def on_train_end(self, run: Any) -> None: ...
+    def on_train_begin(self, run: Any) -> None:
+        """Before the first step (a resumed run: after its state was restored)."""
+
+    def on_epoch_begin(self, run: Any, epoch: int) -> None:
+        """Before the first step of ``epoch`` (counted from 1)."""
+
+    def on_step_end(self, run: Any, step: int, loss: float | None) -> None:
+        """After step ``step``; ``loss`` is its value when some callback sets
+        ``wants_step_loss = True`` (reading it back costs a device sync), else ``None``."""
+
+    def on_epoch_end(self, run: Any, epoch: int, logs: dict[str, Any]) -> None:
+        """After ``epoch``'s evaluation; ``logs`` holds its figures (``loss``, metrics, ``eval_*``)."""
+
+    def on_train_end(self, run: Any) -> None:
+        """After the last step, or once a callback stopped the run (``run.stop(reason)``)."""
 
 
 class EarlyStopping(Callback):

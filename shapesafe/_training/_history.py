@@ -31,10 +31,12 @@ class History:
         return f"History({len(self.epochs)} epochs, {len(self.steps)} steps; last: {shown})"
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"epochs": [per-epoch logs], "steps": [per-step losses]}``, JSON-serialisable."""
         return {"epochs": self.epochs, "steps": self.steps}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "History":
+        """The history ``to_dict`` wrote (checkpoints store it this way)."""
         h = cls()
         h.epochs = [dict(e) for e in d.get("epochs", [])]
         h.steps = [float(s) for s in d.get("steps", [])]
@@ -82,6 +84,7 @@ class History:
         return fig
 
     def write_jsonl(self, path: str | Path) -> None:
+        """Write one JSON line of logs per epoch to ``path`` (overwritten)."""
         with open(path, "w") as f:
             for e in self.epochs:
                 f.write(json.dumps(e) + "\n")

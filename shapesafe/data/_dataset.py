@@ -399,15 +399,18 @@ class DatasetIterator:
         return value
 
     def get_state(self) -> State:
+        """Where the iteration is: ``{"epoch", "position", "pipeline"}``, JSON-serialisable."""
         return {"epoch": self.epoch, "position": self.position, "pipeline": self._it.state()}
 
     def set_state(self, state: State) -> None:
+        """Continue right after the element last yielded when ``state`` was taken."""
         self._it.close()
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self._it = self.dataset._open(self.epoch, state["pipeline"])
 
     def close(self) -> None:
+        """Stop the pipeline's worker threads or processes (also on garbage collection)."""
         self._it.close()
 
     def __enter__(self) -> "DatasetIterator":
