@@ -339,6 +339,9 @@ def check_accuracy(
         tolerance: how far below ``expected`` the fresh accuracy may fall before it counts as
             degraded.
 
+    Returns:
+        An ``AccuracyReport``: the fresh accuracy, the expected one and whether it degraded.
+
     Raises:
         ValueError: no expected accuracy is known, or ``labels`` does not match ``inputs``.
     """

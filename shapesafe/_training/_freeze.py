@@ -87,6 +87,9 @@ def freeze(model: nnx.Module, which: Any) -> list[str]:
         which: a path prefix (``"layers/0"``), a layer index or name of a ``Model``, a
             predicate ``(path, variable) -> bool``, or a list of these.
 
+    Returns:
+        The paths of the parameters frozen (``nnx.Param`` -> ``ss.Frozen``).
+
     Example:
         >>> import shapesafe as ss
         >>> from jaxtyping import Array, Float32

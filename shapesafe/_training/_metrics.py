@@ -363,6 +363,9 @@ def precision(num_classes: int, *, average: str = "macro") -> ClassScore:
         num_classes: the number of classes (2 for binary outputs).
         average: ``"macro"`` (default), ``"micro"`` or ``"binary"``; see ``ClassScore``.
 
+    Returns:
+        A metric object (named ``precision``); ``compute`` gives the averaged score.
+
     Example:
         >>> import jax.numpy as jnp
         >>> import shapesafe as ss
@@ -381,6 +384,9 @@ def recall(num_classes: int, *, average: str = "macro") -> ClassScore:
         num_classes: the number of classes (2 for binary outputs).
         average: ``"macro"`` (default), ``"micro"`` or ``"binary"``; see ``ClassScore``.
 
+    Returns:
+        A metric object (named ``recall``); ``compute`` gives the averaged score.
+
     Example:
         >>> import jax.numpy as jnp
         >>> import shapesafe as ss
@@ -398,6 +404,9 @@ def f1(num_classes: int, *, average: str = "macro") -> ClassScore:
     Args:
         num_classes: the number of classes (2 for binary outputs).
         average: ``"macro"`` (default), ``"micro"`` or ``"binary"``; see ``ClassScore``.
+
+    Returns:
+        A metric object (named ``f1``); ``compute`` gives the averaged score.
 
     Example:
         >>> import jax.numpy as jnp

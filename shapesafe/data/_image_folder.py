@@ -94,6 +94,9 @@ def load_image(
             ``"pad"`` (scale to fit, fill with ``background``).
         background: the colour under transparent pixels and around padded images.
 
+    Returns:
+        A uint8 array ``(height, width, channels)``.
+
     Raises:
         OSError, ValueError, Image.DecompressionBombError: Pillow's, for a file it cannot read.
     """
@@ -359,6 +362,10 @@ def image_folder(
         on_error: ``"raise"`` at the first bad file, or ``"skip"`` it and list it in ``ds.report``.
         background: colour under transparency and around padded images.
         workers: decoding threads (default: the CPUs this process may use).
+
+    Returns:
+        A random-access ``Dataset`` of ``{"image": UInt8[np.ndarray, "height width channels"],
+        "label": Int32[np.ndarray, ""]}``, with ``class_names`` and ``report``.
 
     Raises:
         FileNotFoundError: ``path`` is not a directory.

@@ -18,6 +18,12 @@ from ._dataset import Dataset
 def normalise(image: UInt8[np.ndarray, "h w c"]) -> Float32[np.ndarray, "h w c"]:
     """uint8 pixels to float32 in ``[0, 1]``.
 
+    Args:
+        image: one uint8 image ``(h, w, c)``.
+
+    Returns:
+        ``image / 255`` as float32, same shape.
+
     Example:
         >>> import numpy as np
         >>> normalise(np.array([[[0, 51, 255]]], np.uint8)).tolist()
@@ -79,6 +85,14 @@ def standardise(
     std: Float32[np.ndarray, " c"],
 ) -> Float32[np.ndarray, "h w c"]:
     """``(image - mean) / std`` per channel, as float32 (bind ``mean``/``std`` with ``partial``).
+
+    Args:
+        image: one image ``(h, w, c)`` of any real dtype.
+        mean: per-channel means ``(c,)`` (``channel_stats(ds).mean``).
+        std: per-channel standard deviations ``(c,)``.
+
+    Returns:
+        The standardised image, float32, same shape.
 
     Example:
         >>> import numpy as np
