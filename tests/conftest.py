@@ -19,6 +19,20 @@ import pytest
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
+# The public modules: the docs' API pages and the docstring checks cover each of them.
+PUBLIC_MODULES = [
+    "shapesafe",
+    "shapesafe.layers",
+    "shapesafe.data",
+    "shapesafe.losses",
+    "shapesafe.metrics",
+    "shapesafe.callbacks",
+    "shapesafe.encoders",
+    "shapesafe.decoders",
+    "shapesafe.monitor",
+    "shapesafe.typing",
+]
+
 
 class Batches:
     """Re-iterable ``(x, y)`` batches over arrays, in a fixed order (the last one may be short)."""

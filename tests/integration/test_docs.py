@@ -31,21 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import PUBLIC_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-PUBLIC_MODULES = [
-    "shapesafe",
-    "shapesafe.layers",
-    "shapesafe.data",
-    "shapesafe.losses",
-    "shapesafe.metrics",
-    "shapesafe.callbacks",
-    "shapesafe.encoders",
-    "shapesafe.decoders",
-    "shapesafe.monitor",
-    "shapesafe.typing",
-]
 DIRECTIVE = re.compile(r"^:::\s+([\w.]+)\s*$", re.MULTILINE)
 FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 MARK = re.compile(r"<!--\s*(skip|raises|output)\s*(?::\s*(.*?))?\s*-->\s*$")

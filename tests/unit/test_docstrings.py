@@ -5,19 +5,7 @@ import importlib
 import inspect
 
 import pytest
-
-PUBLIC = [
-    "shapesafe",
-    "shapesafe.layers",
-    "shapesafe.data",
-    "shapesafe.losses",
-    "shapesafe.metrics",
-    "shapesafe.callbacks",
-    "shapesafe.encoders",
-    "shapesafe.decoders",
-    "shapesafe.monitor",
-    "shapesafe.typing",
-]
+from conftest import PUBLIC_MODULES
 
 
 def _public(module_name: str) -> list[tuple[str, object]]:
@@ -29,7 +17,7 @@ def _public(module_name: str) -> list[tuple[str, object]]:
     ]
 
 
-@pytest.mark.parametrize("module_name", PUBLIC)
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
 def test_public_names_are_documented(module_name: str) -> None:
     missing = []
     for name, obj in _public(module_name):
