@@ -9,25 +9,26 @@ import math
 from typing import Any
 
 from .._errors import ShapesafeError
+from ._run import Run, resume, snapshot
 
 
 class Callback:
     """Base class: every moment is a no-op. Override the ones you need."""
 
-    def on_train_begin(self, run: Any) -> None:
+    def on_train_begin(self, run: Run) -> None:
         """Before the first step (a resumed run: after its state was restored)."""
 
-    def on_epoch_begin(self, run: Any, epoch: int) -> None:
+    def on_epoch_begin(self, run: Run, epoch: int) -> None:
         """Before the first step of ``epoch`` (counted from 1)."""
 
-    def on_step_end(self, run: Any, step: int, loss: float | None) -> None:
+    def on_step_end(self, run: Run, step: int, loss: float | None) -> None:
         """After step ``step``; ``loss`` is its value when some callback sets
         ``wants_step_loss = True`` (reading it back costs a device sync), else ``None``."""
 
-    def on_epoch_end(self, run: Any, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, Any]) -> None:
         """After ``epoch``'s evaluation; ``logs`` holds its figures (``loss``, metrics, ``eval_*``)."""
 
-    def on_train_end(self, run: Any) -> None:
+    def on_train_end(self, run: Run) -> None:
         """After the last step, or once a callback stopped the run (``run.stop(reason)``)."""
 
 
@@ -66,7 +67,7 @@ class EarlyStopping(Callback):
         self._best_weights: Any = None
         self._wait = 0
 
-    def on_epoch_end(self, run: Any, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, Any]) -> None:
         if self.monitor not in logs:
             raise ShapesafeError(
                 f"EarlyStopping monitors {self.monitor!r}, but the epoch logs have {sorted(logs)}. "
@@ -86,7 +87,7 @@ class EarlyStopping(Callback):
                     f"(best {self.best:.4g} at epoch {self.best_epoch})"
                 )
 
-    def on_train_end(self, run: Any) -> None:
+    def on_train_end(self, run: Run) -> None:
         if self.restore_best and self._best_weights is not None:
             run.restore(self._best_weights)
 
@@ -105,7 +106,7 @@ class StopOnNaN(Callback):
     def __init__(self) -> None:
         self.bad_step: int | None = None
 
-    def on_step_end(self, run: Any, step: int, loss: float | None) -> None:
+    def on_step_end(self, run: Run, step: int, loss: float | None) -> None:
         if loss is not None and not math.isfinite(loss):
             self.bad_step = step
             run.stop(
@@ -143,30 +144,29 @@ class Checkpoint(Callback):
         )
         self.resumed_from: int | None = None
 
-    def on_train_begin(self, run: Any) -> None:
+    def on_train_begin(self, run: Run) -> None:
         if not self.resume:
             return
         from .._persist import load_latest
 
-        found = load_latest(self.directory, like=run.trees())
+        found = load_latest(self.directory, like=snapshot(run)[0])
         if found is not None:
             trees, meta = found
-            run.load(trees, meta)
+            resume(run, trees, meta)
             self.resumed_from = run.step
             run.note(
                 f"resumed from {self.directory} at step {run.step} (epoch {run.epoch}, batch {run.position})"
             )
 
-    def _save(self, run: Any) -> None:
+    def _save(self, run: Run) -> None:
         from .._persist import save_checkpoint
 
-        save_checkpoint(
-            self.directory, step=run.step, trees=run.trees(), meta=run.meta(), keep=self.keep
-        )
+        trees, meta = snapshot(run)
+        save_checkpoint(self.directory, step=run.step, trees=trees, meta=meta, keep=self.keep)
 
-    def on_step_end(self, run: Any, step: int, loss: float | None) -> None:
+    def on_step_end(self, run: Run, step: int, loss: float | None) -> None:
         if self.every_steps and step % self.every_steps == 0 and run.consistent:
             self._save(run)
 
-    def on_epoch_end(self, run: Any, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, run: Run, epoch: int, logs: dict[str, Any]) -> None:
         self._save(run)

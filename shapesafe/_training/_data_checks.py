@@ -19,17 +19,33 @@ from .._specs import (
 
 def check_batch(model: Any, x: Any, where: str) -> None:
     """A batch's input against the model's ``input_spec``; NaN or inf in float inputs."""
+    check_input_spec(model, tuple(np.shape(x)), _dtype(x), x, where)
+    check_finite(x, where)
+
+
+def _dtype(x: Any) -> np.dtype[Any]:
+    return np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
+
+
+def check_input_spec(
+    model: Any, shape: tuple[int, ...], dtype: np.dtype[Any], x: Any, where: str
+) -> None:
+    """An input of ``shape`` and ``dtype`` (the array ``x``, shown in the error) against the
+    model's ``input_spec``. The answer depends on the shape and dtype only."""
     spec = getattr(model, "input_spec", None)
-    if spec is not None:
-        dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
-        m = compare(spec, _Abstract(tuple(np.shape(x)), dtype))
-        if m:
-            raise ShapeError(
-                f"{where} does not fit the model: {_clause(m)}.\n"
-                f"  model input  {format_annotation(spec, array='Array')}\n  batch input  {format_value(np.asarray(x))}"
-            )
-    dtype = getattr(x, "dtype", np.asarray(x).dtype)
-    if np.issubdtype(np.dtype(dtype), np.floating) and not np.all(np.isfinite(np.asarray(x))):
+    if spec is None:
+        return
+    m = compare(spec, _Abstract(shape, dtype))
+    if m:
+        raise ShapeError(
+            f"{where} does not fit the model: {_clause(m)}.\n"
+            f"  model input  {format_annotation(spec, array='Array')}\n  batch input  {format_value(np.asarray(x))}"
+        )
+
+
+def check_finite(x: Any, where: str) -> None:
+    """NaN or inf in a float input."""
+    if np.issubdtype(_dtype(x), np.floating) and not np.all(np.isfinite(np.asarray(x))):
         raise ShapesafeError(
             f"{where} has NaN or infinite values in its inputs; clean the data (nothing was "
             "trained on this batch)."
@@ -55,17 +71,27 @@ def check_labels(model: Any, y: Any, mask: Any, where: str) -> None:
     Done on the host for every batch, since inside a jitted step an out-of-range label
     cannot raise (it silently gives NaN or wraps around).
     """
+    check_label_range(y, mask, label_classes(model), where)
+
+
+def label_classes(model: Any) -> int | None:
+    """The number of classes of a ``(batch, classes)`` output with a fixed class count."""
     out = getattr(model, "output_spec", None)
+    if out is None:
+        return None
+    dims = parse(out).dims
+    classes = dims[-1].size if len(dims) == 2 else None
+    return classes if isinstance(classes, int) else None
+
+
+def check_label_range(y: Any, mask: Any, classes: int | None, where: str) -> None:
+    """Integer labels ``y`` (the real ones, by ``mask``) each in ``0..classes-1``."""
     y = np.asarray(y)
-    dims = parse(out).dims if out is not None else ()
-    if out is None or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(dims) != 2:
-        return
-    classes = dims[-1].size
-    if not isinstance(classes, int):
+    if classes is None or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         return
     real = y[np.asarray(mask, bool)] if mask is not None else y
-    bad = real[(real < 0) | (real >= classes)]
-    if bad.size:
+    if real.size and (int(real.min()) < 0 or int(real.max()) >= classes):
+        bad = real[(real < 0) | (real >= classes)]
         raise ShapesafeError(
             f"{where}: label {int(bad[0])} is out of range for the model's {classes} classes "
             f"(labels must be 0..{classes - 1}; {bad.size} of {real.size} are outside). "

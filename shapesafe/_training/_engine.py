@@ -7,6 +7,7 @@ dispatch, not a walk over the module tree (``nnx.jit``'s ~1 ms of Python per cal
 Several steps per call run under ``lax.scan`` where dispatch dominates.
 """
 
+import collections
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -45,43 +46,58 @@ def _state_field(name: str) -> Any:
     def put(self: "Engine", tree: Any) -> None:
         leaves, treedef = jax.tree.flatten(tree)
         self.state = self.state._replace(**{name: leaves})
-        self.defs = self.defs._replace(**{name: treedef})
+        if treedef != getattr(self.defs, name):  # another structure: other programs
+            self.defs = self.defs._replace(**{name: treedef})
+            self.programs = self._programs()
 
     return property(get, put)
 
 
-class Engine:
-    """Jitted train/eval/predict steps for one model, loss, optimizer and metric set."""
+class _Id:
+    """A key part compared by identity: losses, optimizers and metrics are the user's objects,
+    often unhashable, and two equal-looking ones may still compile differently."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Id) and other.obj is self.obj
+
+
+class Programs:
+    """The jitted train/eval/predict steps of one model structure, loss, optimizer and metric
+    set. ``programs()`` shares one per key, so a second ``fit`` (or ``evaluate``, ``predict``)
+    on the same model with the same objects reuses the compiled steps; what changes the program
+    (another loss or optimizer object, freezing, a new batch shape) compiles anew, and only that.
+    """
 
     def __init__(
         self,
-        model: nnx.Module,
-        *,
+        train_graph: Any,
+        eval_graph: Any,
+        defs: TrainState,
         loss: Callable[..., Any] | None,
         optimizer: optax.GradientTransformation | None,
-        metrics: Sequence[Metric],
+        metrics: tuple[Metric, ...],
     ):
-        self.loss, self.optimizer, self.metrics = loss, optimizer, tuple(metrics)
-        model.eval()
-        self.eval_graph = nnx.split(model, nnx.Param, ...)[0]
-        model.train()
-        split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
-        self.train_graph: Any = split[0]
-        opt_state = optimizer.init(split[1]) if optimizer is not None else None
-        self.state, self.defs = TrainState.of(TrainState(split[1], split[2], opt_state))
-        self._train = jax.jit(self._flat(self._train_step, 3), donate_argnums=(0,))
-        self._train_many = jax.jit(self._flat(self._train_scan, 3), donate_argnums=(0,))
-        self._eval = jax.jit(self._flat(self._eval_step, 0))
-        self._predict = jax.jit(self._flat(self._predict_step, 0))
+        self.train_graph, self.eval_graph, self.defs = train_graph, eval_graph, defs
+        self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
+        self.train = jax.jit(self._flat(self._train_step, 3, "train_step"), donate_argnums=(0,))
+        self.train_many = jax.jit(
+            self._flat(self._train_scan, 3, "train_steps"), donate_argnums=(0,)
+        )
+        self.eval = jax.jit(self._flat(self._eval_step, 0, "eval_step"))
+        self.predict = jax.jit(self._flat(self._predict_step, 0, "predict_step"))
 
-    # -- the state: trees outside, flat leaves (``self.state``) for the jitted calls -----------
-    params = _state_field("params")
-    rest = _state_field("rest")
-    opt_state = _state_field("opt_state")
-
-    def _flat(self, fn: Callable[..., Any], returns: int) -> Callable[..., Any]:
+    def _flat(self, fn: Callable[..., Any], returns: int, name: str) -> Callable[..., Any]:
         """``fn(params, rest[, opt_state], *args)`` as a function of flat leaves; when it returns
-        updated state (``returns`` trees first), those come back as a flat ``TrainState``."""
+        updated state (``returns`` trees first), those come back as a flat ``TrainState``.
+        ``name`` is what JAX's logs and profiles call the program."""
 
         def flat(state: tuple[Any, ...], *args: Any) -> Any:
             trees = [jax.tree.unflatten(t, lv) for t, lv in zip(self.defs, state, strict=False)]
@@ -98,6 +114,7 @@ class Engine:
                 new.append(lv)
             return (TrainState(*new), *out[returns:])
 
+        flat.__name__ = flat.__qualname__ = name
         return flat
 
     # -- pure functions ---------------------------------------------------------------------
@@ -185,6 +202,62 @@ class Engine:
     def _predict_step(self, params: Any, rest: Any, x: Any) -> Any:
         return nnx.merge(self.eval_graph, params, rest)(x)
 
+
+_PROGRAMS: "collections.OrderedDict[tuple[Any, ...], Programs]" = collections.OrderedDict()
+_KEEP = 16  # programs kept for reuse, least recently used dropped (each holds its executables)
+
+
+def programs(
+    train_graph: Any,
+    eval_graph: Any,
+    defs: TrainState,
+    loss: Callable[..., Any] | None,
+    optimizer: optax.GradientTransformation | None,
+    metrics: tuple[Metric, ...],
+) -> Programs:
+    """The shared ``Programs`` for this model structure and these objects."""
+    key = (train_graph, eval_graph, defs, _Id(loss), _Id(optimizer), tuple(map(_Id, metrics)))
+    found = _PROGRAMS.get(key)
+    if found is None:
+        found = _PROGRAMS[key] = Programs(train_graph, eval_graph, defs, loss, optimizer, metrics)
+        while len(_PROGRAMS) > _KEEP:
+            _PROGRAMS.popitem(last=False)
+    else:
+        _PROGRAMS.move_to_end(key)
+    return found
+
+
+class Engine:
+    """One model's training state and the shared ``Programs`` that step it."""
+
+    def __init__(
+        self,
+        model: nnx.Module,
+        *,
+        loss: Callable[..., Any] | None,
+        optimizer: optax.GradientTransformation | None,
+        metrics: Sequence[Metric],
+    ):
+        self.loss, self.optimizer, self.metrics = loss, optimizer, tuple(metrics)
+        model.eval()
+        self._eval_graph = nnx.split(model, nnx.Param, ...)[0]
+        model.train()
+        split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
+        self._train_graph: Any = split[0]
+        opt_state = optimizer.init(split[1]) if optimizer is not None else None
+        self.state, self.defs = TrainState.of(TrainState(split[1], split[2], opt_state))
+        self.programs = self._programs()
+
+    def _programs(self) -> Programs:
+        return programs(
+            self._train_graph, self._eval_graph, self.defs, self.loss, self.optimizer, self.metrics
+        )
+
+    # -- the state: trees outside, flat leaves (``self.state``) for the jitted calls -----------
+    params = _state_field("params")
+    rest = _state_field("rest")
+    opt_state = _state_field("opt_state")
+
     # -- host side ----------------------------------------------------------------------------
     def init_metrics(self) -> tuple[Any, ...]:
         return tuple(m.init() for m in self.metrics)
@@ -200,17 +273,18 @@ class Engine:
     def train(
         self, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any
     ) -> tuple[tuple[Any, ...], Any]:
-        step = self._train_many if jnp.ndim(mask) == 2 else self._train
+        p = self.programs
+        step = p.train_many if jnp.ndim(mask) == 2 else p.train
         self.state, mstates, value = step(self.state, mstates, x, y, mask)
         return mstates, value
 
     def evaluate(
         self, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any
     ) -> tuple[tuple[Any, ...], Any, Any]:
-        return self._eval((self.state.params, self.state.rest), mstates, x, y, mask)
+        return self.programs.eval((self.state.params, self.state.rest), mstates, x, y, mask)
 
     def predict(self, x: Any) -> Any:
-        return self._predict((self.state.params, self.state.rest), x)
+        return self.programs.predict((self.state.params, self.state.rest), x)
 
     def write_back(self, model: nnx.Module) -> None:
         """Copy the trained state into ``model`` (the one place a module is mutated)."""

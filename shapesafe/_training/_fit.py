@@ -15,103 +15,13 @@ import optax
 from flax import nnx
 
 from .._errors import ShapesafeError
-from ._batches import pick_keys, split_batch
 from ._callbacks import Callback
-from ._data_checks import check_batch, check_data_spec, check_labels
+from ._data_checks import check_data_spec
 from ._engine import Engine
+from ._feed import Batcher
 from ._history import History
 from ._progress import Progress
-
-
-class Run:
-    """What callbacks see of a training run in progress.
-
-    Attributes:
-        step: optimizer steps done so far. epoch: the current epoch (from 1).
-        position: batches of the current epoch consumed so far.
-        history: the ``History`` so far. model: the model being trained (its weights are
-            written back at the end of ``fit``; use ``weights()`` for the live state).
-    """
-
-    def __init__(self, engine: Engine, model: nnx.Module, history: History, bar: Progress):
-        self.engine, self.model, self.history, self._bar = engine, model, history, bar
-        self.step = 0
-        self.epoch = 1
-        self.position = 0
-        self.epoch_done = False
-        self.consistent = True  # the engine state matches `step` (false inside a multi-step call)
-        self.stop_reason: str | None = None
-        self.mstates: Any = engine.init_metrics()
-        self.epoch_losses: list[float] = []
-        self.epoch_counts: list[float] = []
-        self.pending_losses: list[Any] = []  # device arrays, read back lazily (no sync per step)
-
-    def flush(self) -> None:
-        """Read the pending step losses back from the device."""
-        for v in self.pending_losses:
-            self.epoch_losses.extend(float(x) for x in np.ravel(np.asarray(v)))
-        self.pending_losses = []
-
-    def stop(self, reason: str = "stopped by a callback") -> None:
-        """Ask ``fit`` to stop after the current step."""
-        self.stop_reason = reason
-
-    def note(self, text: str) -> None:
-        self._bar.note(text)
-
-    def weights(self) -> Any:
-        """A copy of the trained state (parameters and other variables), safe from donation."""
-        return jax.tree.map(jnp.copy, (self.engine.params, self.engine.rest))
-
-    def restore(self, weights: Any) -> None:
-        """Put a copy made by ``weights()`` back."""
-        self.engine.params, self.engine.rest = jax.tree.map(jnp.copy, weights)
-
-    def trees(self) -> dict[str, Any]:
-        """Every array of the training state, for checkpoints."""
-        e = self.engine
-        return {
-            "params": e.params,
-            "rest": e.rest,
-            "opt_state": e.opt_state,
-            "metrics": self.mstates,
-        }
-
-    def meta(self) -> dict[str, Any]:
-        """Everything else of the training state, JSON-serialisable."""
-        self.flush()
-        return {
-            "step": self.step,
-            "epoch": self.epoch,
-            "position": self.position,
-            "epoch_done": self.epoch_done,
-            "epoch_losses": self.epoch_losses,
-            "epoch_counts": self.epoch_counts,
-            "history": self.history.to_dict(),
-        }
-
-    def load(self, trees: dict[str, Any], meta: dict[str, Any]) -> None:
-        """Restore a state saved by ``trees()`` and ``meta()``."""
-        e = self.engine
-        e.params, e.rest, e.opt_state, self.mstates = (
-            trees["params"],
-            trees["rest"],
-            trees["opt_state"],
-            trees["metrics"],
-        )
-        self.step, self.epoch, self.position = (
-            int(meta["step"]),
-            int(meta["epoch"]),
-            int(meta["position"]),
-        )
-        self.epoch_losses, self.pending_losses = [float(v) for v in meta["epoch_losses"]], []
-        self.epoch_counts = [float(v) for v in meta["epoch_counts"]]
-        h = History.from_dict(meta["history"])
-        self.history.epochs, self.history.steps = h.epochs, h.steps
-        if meta["epoch_done"]:
-            self.epoch, self.position = self.epoch + 1, 0
-            self.epoch_losses, self.epoch_counts = [], []
-            self.mstates = e.init_metrics()
+from ._run import Run
 
 
 def _epoch_iter(data: Any, epoch: int, start: int) -> Iterator[Any]:
@@ -132,77 +42,6 @@ def _epoch_iter(data: Any, epoch: int, start: int) -> Iterator[Any]:
     for _ in range(start):  # resume: skip what the checkpoint already trained on
         next(it, None)
     return it
-
-
-def _pad(x: Any, n: int) -> Any:
-    """Pad the leading axis to ``n`` by repeating the first row (valid values, masked out)."""
-    x = np.asarray(x)
-    short = n - x.shape[0]
-    if short <= 0:
-        return x
-    return np.concatenate([x, np.repeat(x[:1], short, axis=0)], axis=0)
-
-
-class _Batcher:
-    """Turns a dataset's batches into padded ``(x, y, mask)`` of one fixed size (host arrays);
-    ``place`` puts one batch, or several stacked for ``lax.scan``, on the device(s)."""
-
-    def __init__(self, model: Any, inputs: str | None, targets: str | None, sharding: Any):
-        self.model, self.inputs, self.targets, self.sharding = model, inputs, targets, sharding
-        self.keys: tuple[Any, Any] | None = None
-        self.size: int | None = None
-
-    def __call__(self, batch: Any, where: str) -> tuple[Any, Any, Any]:
-        if self.keys is None:
-            self.keys = pick_keys(batch, self.inputs, self.targets)
-        x, y, mask = split_batch(batch, self.keys)
-        n = int(np.shape(x)[0])
-        if self.size is None:
-            self.size = n
-            if self.sharding is not None:
-                # each process feeds its own part of the global batch to its own devices
-                devices = max(1, self.sharding.mesh.shape["data"] // jax.process_count())
-                if n % devices:
-                    raise ShapesafeError(
-                        f"a batch of {n} cannot be split over {devices} devices; use a batch size that is a multiple "
-                        f"of {devices} (e.g. {devices * max(1, round(n / devices))})."
-                    )
-        if n > self.size:
-            raise ShapesafeError(
-                f"{where} has {n} examples, more than the first batch's {self.size}; "
-                "batches must not grow."
-            )
-        check_batch(self.model, x, where)
-        check_labels(self.model, y, mask, where)
-        if n < self.size:
-            x, y, mask = (
-                _pad(x, self.size),
-                _pad(y, self.size),
-                np.concatenate([mask, np.zeros(self.size - n, bool)]),
-            )
-        return x, y, mask
-
-    def place(self, group: list[tuple[Any, Any, Any]]) -> tuple[Any, Any, Any]:
-        """One batch as is, or ``len(group) > 1`` batches stacked on a new leading (step) axis;
-        with a mesh, sharded along the batch axis over the mesh's ``data`` axis."""
-        x, y, mask = (
-            group[0]
-            if len(group) == 1
-            else (np.stack([np.asarray(g[k]) for g in group]) for k in range(3))
-        )
-        if self.sharding is None:
-            return x, y, mask
-        from jax.sharding import NamedSharding, PartitionSpec
-
-        spec = PartitionSpec("data") if len(group) == 1 else PartitionSpec(None, "data")
-        sharding = NamedSharding(self.sharding.mesh, spec)
-
-        def put(
-            a: Any,
-        ) -> Any:  # this process's examples; with several processes, its part of the global batch
-            return jax.make_array_from_process_local_data(sharding, np.asarray(a))
-
-        return put(x), put(y), put(mask)
 
 
 def fit(
@@ -283,82 +122,132 @@ def fit(
     check_data_spec(model, data, inputs, targets, loss, what="data")
     if eval_data is not None:
         check_data_spec(model, eval_data, inputs, targets, loss, what="eval_data")
-    engine = Engine(model, loss=loss, optimizer=optimizer, metrics=metrics)
-    sharding = _data_sharding(mesh, engine)
-    history = History()
-    bar = Progress(enabled=progress, every=log_every)
-    run = Run(engine, model, history, bar)
     callbacks = list(callbacks)
     if checkpoint_dir is not None:
         from ._callbacks import Checkpoint
 
         callbacks.append(Checkpoint(checkpoint_dir, every_steps=checkpoint_every))
-    step_losses = any(getattr(c, "wants_step_loss", False) for c in callbacks)
-    batcher = _Batcher(model, inputs, targets, sharding)
-    eval_batcher = _Batcher(model, inputs, targets, sharding)
+    engine = Engine(model, loss=loss, optimizer=optimizer, metrics=metrics)
+    sharding = _data_sharding(mesh, engine)
+    loop = _Loop(
+        engine,
+        model,
+        Batcher(model, inputs, targets, sharding),
+        Batcher(model, inputs, targets, sharding),
+        callbacks,
+        Progress(enabled=progress, every=log_every),
+        eval_data=eval_data,
+        eval_every=eval_every,
+    )
     log = open(log_file, "a") if log_file is not None else None
     try:
         for c in callbacks:
-            c.on_train_begin(run)
-        while run.epoch <= epochs and not run.stop_reason:
-            epoch = run.epoch
-            run.epoch_done = False
-            for c in callbacks:
-                c.on_epoch_begin(run, epoch)
-            t0 = time.perf_counter()
-            bar.start(epoch, epochs, _len(data))
-            pending: list[tuple[Any, Any, Any]] = []
-            for batch in _epoch_iter(data, epoch, run.position):
-                pending.append(
-                    batcher(batch, f"batch {run.position + len(pending)} of epoch {epoch}")
-                )
-                if len(pending) == steps_per_call:
-                    _train(
-                        run,
-                        pending,
-                        callbacks,
-                        step_losses,
-                        bar,
-                        eval_data,
-                        eval_every,
-                        eval_batcher,
-                    )
-                    pending = []
-                    if run.stop_reason:
-                        break
-            for p in pending:  # a last group shorter than steps_per_call, one step at a time
-                if run.stop_reason:
-                    break
-                _train(run, [p], callbacks, step_losses, bar, eval_data, eval_every, eval_batcher)
-            if not run.pending_losses and not run.epoch_losses and not history.steps:
-                raise ShapesafeError(
-                    "fit: the training data yielded no batches. Check the dataset is not empty "
-                    "(and that batch(..., drop_remainder=True) left at least one batch)."
-                )
-            logs = _epoch_logs(run, epoch)
-            if eval_data is not None:
-                logs |= _evaluate(engine, eval_data, eval_batcher, prefix="eval_")
-            logs["time"] = time.perf_counter() - t0
-            history.epochs.append(logs)
-            bar.end(logs)
+            c.on_train_begin(loop.run)
+        while loop.run.epoch <= epochs and not loop.run.stop_reason:
+            logs = loop.epoch(data, epochs, steps_per_call)
             if log is not None:
                 log.write(json.dumps(logs) + "\n")
                 log.flush()
-            run.epoch_done = True
-            for c in callbacks:
-                c.on_epoch_end(run, epoch, logs)
-            run.epoch, run.position, run.epoch_done = epoch + 1, 0, False
-            run.epoch_losses, run.epoch_counts, run.mstates = [], [], engine.init_metrics()
+            loop.end_epoch(logs)
     finally:
         for c in callbacks:
-            c.on_train_end(run)
+            c.on_train_end(loop.run)
         engine.write_back(model)
         if log is not None:
             log.close()
-        bar.close()
-    if run.stop_reason:
-        bar.note(f"stopped: {run.stop_reason}")
-    return history
+        loop.bar.close()
+    if loop.run.stop_reason:
+        loop.bar.note(f"stopped: {loop.run.stop_reason}")
+    return loop.run.history
+
+
+class _Loop:
+    """The training loop's moving parts: the engine, the ``Run`` callbacks see, the batchers
+    for training and evaluation data, and the progress bar."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        model: nnx.Module,
+        batcher: Batcher,
+        eval_batcher: Batcher,
+        callbacks: Sequence[Callback],
+        bar: Progress,
+        *,
+        eval_data: Iterable[Any] | None,
+        eval_every: int | None,
+    ):
+        self.engine, self.batcher, self.eval_batcher = engine, batcher, eval_batcher
+        self.callbacks, self.bar = callbacks, bar
+        self.eval_data, self.eval_every = eval_data, eval_every
+        self.run = Run(engine, model, History(), bar)
+        self.step_losses = any(getattr(c, "wants_step_loss", False) for c in callbacks)
+
+    def epoch(self, data: Iterable[Any], epochs: int, steps_per_call: int) -> dict[str, Any]:
+        """Train one epoch (the rest of it, when resumed) and return its logs."""
+        run = self.run
+        epoch = run.epoch
+        run.epoch_done = False
+        for c in self.callbacks:
+            c.on_epoch_begin(run, epoch)
+        t0 = time.perf_counter()
+        self.bar.start(epoch, epochs, _len(data))
+        pending: list[tuple[Any, Any, Any]] = []
+        for batch in _epoch_iter(data, epoch, run.position):
+            where = f"batch {run.position + len(pending)} of epoch {epoch}"
+            pending.append(self.batcher(batch, where))
+            if len(pending) == steps_per_call:
+                self.train(pending)
+                pending = []
+                if run.stop_reason:
+                    break
+        for p in pending:  # a last group shorter than steps_per_call, one step at a time
+            if run.stop_reason:
+                break
+            self.train([p])
+        if not run.pending_losses and not run.epoch_losses and not run.history.steps:
+            raise ShapesafeError(
+                "fit: the training data yielded no batches. Check the dataset is not empty "
+                "(and that batch(..., drop_remainder=True) left at least one batch)."
+            )
+        logs = _epoch_logs(run, epoch)
+        if self.eval_data is not None:
+            logs |= _evaluate(self.engine, self.eval_data, self.eval_batcher, prefix="eval_")
+        logs["time"] = time.perf_counter() - t0
+        return logs
+
+    def end_epoch(self, logs: dict[str, Any]) -> None:
+        """Record the epoch's logs, tell the callbacks, and move on to the next epoch."""
+        run = self.run
+        run.history.epochs.append(logs)
+        self.bar.end(logs)
+        run.epoch_done = True
+        for c in self.callbacks:
+            c.on_epoch_end(run, run.epoch, logs)
+        run.next_epoch()
+
+    def train(self, group: list[tuple[Any, Any, Any]]) -> None:
+        """One jitted call: one step, or ``len(group)`` steps under ``lax.scan``."""
+        run = self.run
+        x, y, mask = self.batcher.place(group)
+        run.mstates, value = run.engine.train(run.mstates, x, y, mask)
+        values = [float(v) for v in np.ravel(np.asarray(value))] if self.step_losses else None
+        run.pending_losses.append(value)  # before the callbacks: a checkpoint here includes it
+        run.epoch_counts.extend(float(np.count_nonzero(g[2])) for g in group)
+        for k in range(len(group)):
+            run.step += 1
+            run.position += 1
+            run.consistent = k == len(group) - 1
+            loss = values[k] if values is not None else None
+            self.bar.update(run.step, loss)
+            for c in self.callbacks:
+                c.on_step_end(run, run.step, loss)
+            every = self.eval_every
+            if every and run.step % every == 0 and self.eval_data is not None and run.consistent:
+                scores = _evaluate(run.engine, self.eval_data, self.eval_batcher, prefix="eval_")
+                self.bar.note(
+                    f"step {run.step}: " + ", ".join(f"{n}={v:.4g}" for n, v in scores.items())
+                )
 
 
 def _epoch_logs(run: Run, epoch: int) -> dict[str, Any]:
@@ -387,38 +276,8 @@ def _epoch_logs(run: Run, epoch: int) -> dict[str, Any]:
     return logs
 
 
-def _train(
-    run: Run,
-    group: list[tuple[Any, Any, Any]],
-    callbacks: Sequence[Callback],
-    step_losses: bool,
-    bar: Progress,
-    eval_data: Any,
-    eval_every: int | None,
-    batcher: _Batcher,
-) -> None:
-    """One jitted call: one step, or ``len(group)`` steps under ``lax.scan``."""
-    x, y, mask = batcher.place(group)
-    run.mstates, value = run.engine.train(run.mstates, x, y, mask)
-    values = [float(v) for v in np.ravel(np.asarray(value))] if step_losses else None
-    counts = [float(np.sum(np.asarray(g[2]))) for g in group]
-    run.pending_losses.append(value)  # before the callbacks: a checkpoint at this step includes it
-    run.epoch_counts.extend(counts)
-    for k in range(len(group)):
-        run.step += 1
-        run.position += 1
-        run.consistent = k == len(group) - 1
-        loss = values[k] if values is not None else None
-        bar.update(run.step, loss)
-        for c in callbacks:
-            c.on_step_end(run, run.step, loss)
-        if eval_every and run.step % eval_every == 0 and eval_data is not None and run.consistent:
-            scores = _evaluate(run.engine, eval_data, batcher, prefix="eval_")
-            bar.note(f"step {run.step}: " + ", ".join(f"{n}={v:.4g}" for n, v in scores.items()))
-
-
 def _evaluate(
-    engine: Engine, data: Iterable[Any], batcher: _Batcher, prefix: str = ""
+    engine: Engine, data: Iterable[Any], batcher: Batcher, prefix: str = ""
 ) -> dict[str, Any]:
     mstates = engine.init_metrics()
     total, count = jnp.zeros(()), jnp.zeros(())
@@ -475,7 +334,7 @@ def evaluate(
     """
     check_data_spec(model, data, inputs, targets, loss, what="data")
     engine = Engine(model, loss=loss, optimizer=None, metrics=metrics)
-    return _evaluate(engine, data, _Batcher(model, inputs, targets, None))
+    return _evaluate(engine, data, Batcher(model, inputs, targets, None))
 
 
 def predict(model: nnx.Module, data: Iterable[Any], *, inputs: str | None = None) -> np.ndarray:
@@ -504,21 +363,12 @@ def predict(model: nnx.Module, data: Iterable[Any], *, inputs: str | None = None
         (5, 2)
     """
     engine = Engine(model, loss=None, optimizer=None, metrics=())
+    batcher = Batcher(model, inputs, None, None)
     outs: list[np.ndarray] = []
-    size: int | None = None
     for i, batch in enumerate(iter(data)):
-        if isinstance(batch, dict):
-            key = inputs if inputs is not None else pick_keys(batch, None, None)[0]
-            x, mask = batch[key], batch.get("mask")
-        elif isinstance(batch, tuple | list):
-            x, mask = batch[0], None
-        else:
-            x, mask = batch, None
-        n = int(np.shape(x)[0])
-        size = n if size is None else size
-        check_batch(model, x, f"batch {i}")
-        y = np.asarray(engine.predict(_pad(x, size)))[:n]
-        outs.append(y if mask is None else y[np.asarray(mask, bool)])
+        x, mask, n = batcher.inputs_of(batch, f"batch {i}")
+        y = np.asarray(engine.predict(x))[:n]
+        outs.append(y if mask is None else y[np.asarray(mask, bool)[:n]])
     if not outs:
         raise ShapesafeError("predict: the data yielded no batches.")
     return np.concatenate(outs)

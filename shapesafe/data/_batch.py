@@ -72,6 +72,8 @@ class Batch(Dataset):
         parent = self._parents[0]
         n = parent._length() or 0
         lo, hi = index * self.size, min((index + 1) * self.size, n)
+        if parent._gathers:
+            return self.gathered(parent._gather(epoch, np.arange(lo, hi)), lo, hi)
         items = [parent._get(epoch, j) for j in range(lo, hi)]
         real = [it for it in items if it is not None]
         if not real:
@@ -101,10 +103,47 @@ class Batch(Dataset):
             value = (stacked, mask)
         return value, tuple(o for _, o in items)
 
+    def gathered(self, stacked: Any, lo: int, hi: int) -> Item:
+        """A batch from ``_gather``'s stacked leaves: padded with zeros to ``size``, masked.
+
+        Not checked again: a node gathers only rows of arrays whose spec was read off them."""
+        k = hi - lo
+        mask = np.zeros((self.size,), bool)
+        mask[:k] = True
+        if k < self.size:
+
+            def pad(x: np.ndarray) -> np.ndarray:
+                out = np.zeros((self.size, *x.shape[1:]), x.dtype)
+                out[:k] = x
+                return out
+
+            import jax.tree_util as jtu
+
+            stacked = jtu.tree_map(pad, stacked)
+        if self.form == "dict":
+            value: Any = {**stacked, MASK: mask}
+        elif self.form == "tuple":
+            value = (*stacked, mask)
+        else:
+            value = (stacked, mask)
+        return value, _Rows(self._parents[0], lo, hi)
+
     def _open(self, epoch: int, state: State | None) -> Iter:
+        if self._random_access and self._parents[0]._gathers:
+            return IndexIter(self, epoch, int(state["index"]) if state else 0)
         if self._random_access:  # the parent's pool works per element; batches are stacked here
             return _IndexBatchIter(self, epoch, int(state["index"]) if state else 0)
         return _BatchIter(self, epoch, state)
+
+
+class _Rows:
+    """The origin of a gathered batch, described only when an error needs it."""
+
+    def __init__(self, parent: Dataset, lo: int, hi: int):
+        self.parent, self.lo, self.hi = parent, lo, hi
+
+    def __str__(self) -> str:
+        return f"a batch of elements {self.lo}..{self.hi - 1} of {self.parent.where()}"
 
 
 class _IndexBatchIter(Iter):

@@ -11,6 +11,10 @@ Every dataset is a node with an ``ElementSpec`` and its parents. Nodes come in t
 - streams: everything else (generators, ``filter``, ``flat_map``, infinite ``repeat``,
   ``prefetch``), iterated through ``_open(e, state)``; their state nests their parent's.
 
+Random-access nodes over NumPy arrays also ``_gather`` many indices at once (one fancy index
+per leaf), which ``batch`` uses; nodes that run Python per element (``map``, file readers)
+do not, and keep the element-wise path.
+
 Internally an item is ``(value, origin)``: origin says where it came from (a file path, an
 index) so a run-time mismatch names it. ``_get`` returns ``None`` for an element a source
 skipped (a bad file under ``on_error="skip"``).
@@ -48,6 +52,16 @@ class Dataset:
         return None
 
     def _get(self, epoch: int, index: int) -> Item | None:
+        raise NotImplementedError
+
+    #: ``_gather`` works: elements are rows of arrays (``from_arrays``, and ``shuffle``,
+    #: ``take``, ``skip`` and ``split`` parts over it), so ``batch`` takes a batch in one fancy
+    #: index per leaf instead of stacking elements one by one.
+    _gathers: bool = False
+
+    def _gather(self, epoch: int, indices: Any) -> Any:
+        """The elements at ``indices`` (an int array) of epoch ``epoch``, stacked on a new
+        leading axis: the element's tree with every leaf indexed by ``indices``."""
         raise NotImplementedError
 
     def _open(self, epoch: int, state: State | None) -> "Iter":

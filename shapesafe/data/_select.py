@@ -75,6 +75,7 @@ class Take(Dataset):
         self._stage = f"take({count})"
         self.spec = parent.spec
         self._random_access, self._workers = parent._random_access, parent._workers
+        self._gathers = parent._gathers
 
     def _length(self) -> int | None:
         n = self._parents[0]._length()
@@ -82,6 +83,9 @@ class Take(Dataset):
 
     def _get(self, epoch: int, index: int) -> Item | None:
         return self._parents[0]._get(epoch, index)
+
+    def _gather(self, epoch: int, indices: Any) -> Any:
+        return self._parents[0]._gather(epoch, indices)
 
     def _open(self, epoch: int, state: State | None) -> Iter:
         if self._random_access:
@@ -113,6 +117,7 @@ class Skip(Dataset):
         self._stage = f"skip({count})"
         self.spec = parent.spec
         self._random_access, self._workers = parent._random_access, parent._workers
+        self._gathers = parent._gathers
 
     def _length(self) -> int | None:
         n = self._parents[0]._length()
@@ -120,6 +125,9 @@ class Skip(Dataset):
 
     def _get(self, epoch: int, index: int) -> Item | None:
         return self._parents[0]._get(epoch, index + self.count)
+
+    def _gather(self, epoch: int, indices: Any) -> Any:
+        return self._parents[0]._gather(epoch, indices + self.count)
 
     def _open(self, epoch: int, state: State | None) -> Iter:
         if self._random_access:
@@ -147,12 +155,16 @@ class Subset(Dataset):
         self.indices = indices
         self.spec = parent.spec
         self._random_access, self._workers = True, parent._workers
+        self._gathers = parent._gathers
 
     def _length(self) -> int | None:
         return len(self.indices)
 
     def _get(self, epoch: int, index: int) -> Item | None:
         return self._parents[0]._get(epoch, int(self.indices[index]))
+
+    def _gather(self, epoch: int, indices: Any) -> Any:
+        return self._parents[0]._gather(epoch, self.indices[indices])
 
     def _labels(self) -> Any:
         labels = self._parents[0]._labels()

@@ -29,13 +29,16 @@ class ArraySource(Dataset):
         self.n = int(next(iter(sizes.values())))  # type: ignore[arg-type]
         self.spec = ElementSpec(_ordered_map(lambda x: annotation_of(x[0]), arrays))
         self._stage = "from_arrays"
-        self._random_access = True
+        self._random_access = self._gathers = True
 
     def _length(self) -> int | None:
         return self.n
 
     def _get(self, epoch: int, index: int) -> Item | None:
         return jtu.tree_map(lambda x: np.array(x[index]), self.arrays), f"example {index}"
+
+    def _gather(self, epoch: int, indices: Any) -> Any:
+        return jtu.tree_map(lambda x: x[indices], self.arrays)  # fancy indexing copies
 
     def _labels(self) -> Any:
         if isinstance(self.arrays, Mapping) and "label" in self.arrays:

@@ -271,6 +271,7 @@ class Shuffle(Dataset):
         self._stage = f"shuffle(seed={seed})"
         self.seed, self.spec = seed, parent.spec
         self._random_access, self._workers = True, parent._workers
+        self._gathers = parent._gathers
         self._perms: dict[int, np.ndarray] = {}
 
     def _length(self) -> int | None:
@@ -288,6 +289,9 @@ class Shuffle(Dataset):
 
     def _get(self, epoch: int, index: int) -> Item | None:
         return self._parents[0]._get(epoch, int(self.permutation(epoch)[index]))
+
+    def _gather(self, epoch: int, indices: Any) -> Any:
+        return self._parents[0]._gather(epoch, self.permutation(epoch)[indices])
 
 
 class BufferShuffle(Dataset):

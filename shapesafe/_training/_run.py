@@ -1,0 +1,109 @@
+"""``Run``: what callbacks see of a training run, and its checkpoint form.
+
+``fit`` owns the loop; a ``Run`` is the few facts and actions a callback needs (the step, the
+epoch, the history, ``stop``, ``weights``/``restore``). ``snapshot`` and ``resume`` turn the
+run's whole state into a checkpoint's arrays and JSON and back, so that nothing else knows
+which fields a checkpoint holds.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ._engine import Engine
+from ._history import History
+from ._progress import Progress
+
+
+class Run:
+    """What callbacks see of a training run in progress.
+
+    Attributes:
+        step: optimizer steps done so far.
+        epoch: the current epoch (from 1).
+        position: batches of the current epoch consumed so far.
+        history: the ``History`` so far.
+        model: the model being trained (its weights are written back at the end of ``fit``;
+            use ``weights()`` for the live state).
+        consistent: the state matches ``step`` (false between the steps of one
+            ``steps_per_call`` group, where a checkpoint would not be exact).
+        stop_reason: why the run stops, once a callback (or ``fit``) asked it to.
+    """
+
+    def __init__(self, engine: Engine, model: nnx.Module, history: History, bar: Progress):
+        self.engine, self.model, self.history, self._bar = engine, model, history, bar
+        self.step, self.epoch, self.position = 0, 1, 0
+        self.epoch_done = False
+        self.consistent = True
+        self.stop_reason: str | None = None
+        self.mstates: Any = engine.init_metrics()
+        self.epoch_losses: list[float] = []
+        self.epoch_counts: list[float] = []
+        self.pending_losses: list[Any] = []  # device arrays, read back lazily (no sync per step)
+
+    def flush(self) -> None:
+        """Read the pending step losses back from the device."""
+        for v in self.pending_losses:
+            self.epoch_losses.extend(float(x) for x in np.ravel(np.asarray(v)))
+        self.pending_losses = []
+
+    def stop(self, reason: str = "stopped by a callback") -> None:
+        """Ask ``fit`` to stop after the current step."""
+        self.stop_reason = reason
+
+    def note(self, text: str) -> None:
+        """Print ``text`` above the progress bar (or as a line where there is none)."""
+        self._bar.note(text)
+
+    def weights(self) -> Any:
+        """A copy of the trained state (parameters and other variables), safe from donation."""
+        return jax.tree.map(jnp.copy, (self.engine.params, self.engine.rest))
+
+    def restore(self, weights: Any) -> None:
+        """Put a copy made by ``weights()`` back."""
+        self.engine.params, self.engine.rest = jax.tree.map(jnp.copy, weights)
+
+    def next_epoch(self) -> None:
+        """Move on to the first batch of the next epoch, with fresh epoch figures."""
+        self.epoch, self.position, self.epoch_done = self.epoch + 1, 0, False
+        self.epoch_losses, self.epoch_counts = [], []
+        self.mstates = self.engine.init_metrics()
+
+
+def snapshot(run: Run) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's state as a checkpoint holds it: every array (``trees``) and the rest as JSON.
+
+    Returns:
+        ``(trees, meta)``: trees ``{"params", "rest", "opt_state", "metrics"}``; meta the step,
+        epoch, position in the data, the epoch's losses so far and the history.
+    """
+    run.flush()
+    e = run.engine
+    trees = {"params": e.params, "rest": e.rest, "opt_state": e.opt_state, "metrics": run.mstates}
+    meta = {
+        "step": run.step,
+        "epoch": run.epoch,
+        "position": run.position,
+        "epoch_done": run.epoch_done,
+        "epoch_losses": run.epoch_losses,
+        "epoch_counts": run.epoch_counts,
+        "history": run.history.to_dict(),
+    }
+    return trees, meta
+
+
+def resume(run: Run, trees: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Put a state made by ``snapshot`` (and read back from a checkpoint) into ``run``."""
+    e = run.engine
+    e.params, e.rest, e.opt_state = trees["params"], trees["rest"], trees["opt_state"]
+    run.mstates = trees["metrics"]
+    run.step, run.epoch, run.position = int(meta["step"]), int(meta["epoch"]), int(meta["position"])
+    run.epoch_losses, run.pending_losses = [float(v) for v in meta["epoch_losses"]], []
+    run.epoch_counts = [float(v) for v in meta["epoch_counts"]]
+    h = History.from_dict(meta["history"])
+    run.history.epochs, run.history.steps = h.epochs, h.steps
+    if meta["epoch_done"]:
+        run.next_epoch()
