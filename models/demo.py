@@ -114,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
     from . import logo, talk
 
+    if args.compilation_cache is not None:
+        ss.compilation_cache(args.compilation_cache or None)
     if args.quick:
         args.n, args.epochs, args.batch = args.n or 40, args.epochs or 2, 8
         args.size = args.size or (DEFAULT_SIZE if args.transfer else 32)  # the backbone saw 64 px
@@ -292,6 +294,15 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
         help="a tiny run to check the installation: 40 photos at 32x32, 2 epochs",
     )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument(
+        "--compilation-cache",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DIR",
+        help="keep compiled programs on disk (ss.compilation_cache), so the next run starts "
+        "at once (default folder ~/.cache/shapesafe/xla)",
+    )
     demo.add_argument(
         "--transfer",
         action="store_true",

@@ -24,7 +24,7 @@ from ._errors import ShapeError as ShapeError
 from ._errors import ShapesafeError as ShapesafeError
 from ._serving._decoders import Prediction as Prediction
 from ._serving._predictor import Predictor as Predictor
-from ._training._fit import Run as Run
+from ._training._compile_cache import compilation_cache as compilation_cache
 from ._training._fit import evaluate as evaluate
 from ._training._fit import fit as fit
 from ._training._fit import predict as predict
@@ -32,6 +32,7 @@ from ._training._freeze import Frozen as Frozen
 from ._training._freeze import freeze as freeze
 from ._training._freeze import unfreeze as unfreeze
 from ._training._history import History as History
+from ._training._run import Run as Run
 from ._training._summary import summary as summary
 from ._training._torch_weights import load_state_dict as load_state_dict
 from ._training._transfer import copy_weights as copy_weights

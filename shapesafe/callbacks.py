@@ -4,4 +4,3 @@ from ._training._callbacks import Callback as Callback
 from ._training._callbacks import Checkpoint as Checkpoint
 from ._training._callbacks import EarlyStopping as EarlyStopping
 from ._training._callbacks import StopOnNaN as StopOnNaN
-from ._training._run import Run as Run

@@ -127,6 +127,8 @@ class Programs:
         x: Any,
         y: Any,
         mask: Any,
+        *,
+        guard: str = "cond",
     ) -> tuple[Any, ...]:
         loss, optimizer = self.loss, self.optimizer
         if loss is None or optimizer is None:
@@ -143,9 +145,11 @@ class Programs:
 
         (value, (out, new_rest)), grads = jax.value_and_grad(objective, has_aux=True)(params)
 
-        # A non-finite loss applies no update: the state stays that of the last good step. The
-        # update runs under `lax.cond`; a `jnp.where` over every leaf afterwards made XLA copy
-        # the optimizer state (about 30 us a step for a small MLP on CPU).
+        # A non-finite loss applies no update: the state stays that of the last good step. One
+        # step per call runs the update under `lax.cond`: a `jnp.where` over every leaf made XLA
+        # copy the optimizer state (about 30 us a step for a small MLP on CPU). Inside
+        # `lax.scan` it is the other way round: a cond in the loop body cost about 2x the step
+        # and `jnp.where` nothing measurable (benchmarks/README.md, "steps_per_call").
         def update(grads: Any, opt_state: Any, params: Any, new_rest: Any) -> tuple[Any, Any, Any]:
             with jax.numpy_dtype_promotion(
                 "standard"
@@ -156,9 +160,17 @@ class Programs:
         def skip(grads: Any, opt_state: Any, params: Any, new_rest: Any) -> tuple[Any, Any, Any]:
             return params, rest, opt_state
 
-        new_params, new_rest, new_opt_state = jax.lax.cond(
-            jnp.isfinite(value), update, skip, grads, opt_state, params, new_rest
-        )
+        ok = jnp.isfinite(value)
+        if guard == "cond":
+            new_params, new_rest, new_opt_state = jax.lax.cond(
+                ok, update, skip, grads, opt_state, params, new_rest
+            )
+        else:
+            new_params, new_rest, new_opt_state = jax.tree.map(
+                lambda a, b: jnp.where(ok, a, b),
+                update(grads, opt_state, params, new_rest),
+                skip(grads, opt_state, params, new_rest),
+            )
         mstates = tuple(
             m.update(s, out, y, mask) for m, s in zip(self.metrics, mstates, strict=True)
         )
@@ -178,7 +190,7 @@ class Programs:
             carry: tuple[Any, ...], batch: tuple[Any, Any, Any]
         ) -> tuple[tuple[Any, ...], Any]:
             p, r, o, m = carry
-            *new, value = self._train_step(p, r, o, m, *batch)
+            *new, value = self._train_step(p, r, o, m, *batch, guard="where")
             return tuple(new), value
 
         (params, rest, opt_state, mstates), values = jax.lax.scan(

@@ -45,9 +45,9 @@ class Run:
         self.pending_losses: list[Any] = []  # device arrays, read back lazily (no sync per step)
 
     def flush(self) -> None:
-        """Read the pending step losses back from the device."""
-        for v in self.pending_losses:
-            self.epoch_losses.extend(float(x) for x in np.ravel(np.asarray(v)))
+        """Read the pending step losses back from the device (one transfer for all of them)."""
+        for v in jax.device_get(self.pending_losses):
+            self.epoch_losses.extend(float(x) for x in np.ravel(v))
         self.pending_losses = []
 
     def stop(self, reason: str = "stopped by a callback") -> None:
