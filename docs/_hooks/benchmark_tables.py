@@ -361,6 +361,91 @@ def data_wait(r: dict[str, Any]) -> Rows:
     return rows
 
 
+def fit_overhead(r: dict[str, Any]) -> Rows:
+    a, b, c = r["a_repeat_fit_s"], r["b_fit_10_epochs_s"], r["c_pipeline_us_per_batch"]
+    d, dr = r["d_per_step_us"], r["d_ratio_vs_pure_jax"]
+    rows: Rows = [("figure", "shapesafe", "peer (same run)", "shapesafe / peer")]
+    rows.append(
+        (
+            "(a) a repeated `fit` call, 1 epoch, s",
+            num(a["shapesafe"]),
+            f"pure JAX {num(a['pure_jax'])}"
+            + (f"; Keras {num(a['keras'])}" if "keras" in a else ""),
+            ratio(a["ratio_vs_pure_jax"]),
+        )
+    )
+    rows.append(
+        (
+            "(b) 10 epochs of `fit` on `from_arrays(...).shuffle().batch(32)`, s",
+            num(b["shapesafe"]),
+            f"pure JAX {num(b['pure_jax'])}",
+            ratio(b["ratio"]),
+        )
+    )
+    rows.append(
+        (
+            "(c) iterating that pipeline, µs per batch",
+            num(c["shapesafe"]),
+            f"permutation slicing {num(c['permutation_slicing'])}",
+            f"{num(c['fraction_of_pure_jax_step'])} of a pure JAX step",
+        )
+    )
+    for k in ("shapesafe_spc1", "shapesafe_spc10", "shapesafe_spc200"):
+        if k in d:
+            rows.append(
+                (
+                    f"(d) `fit` over 200 NumPy batches, steps_per_call={k.split('spc')[1]}, µs per step",
+                    num(d[k]),
+                    f"pure JAX {num(d['pure_jax'])}",
+                    ratio(dr[k]),
+                )
+            )
+    for k in ("keras_spe1", "keras_spe32"):
+        if k in d:
+            rows.append(
+                (
+                    f"(d) Keras, steps_per_execution={k.split('spe')[1]}, µs per step",
+                    "—",
+                    num(d[k]),
+                    f"Keras / pure JAX {ratio(dr[k])}",
+                )
+            )
+    return rows
+
+
+def first_step(r: dict[str, Any]) -> Rows:
+    rows: Rows = [
+        (
+            "size",
+            "contender",
+            "build, s",
+            "first step, s",
+            "build + first step, s",
+            "a step, s",
+            "overhead, s",
+            "vs pure JAX",
+        )
+    ]
+    for size, block in r["results"].items():
+        base = block["pure_jax"]["overhead_s"]
+        for name in ("shapesafe", "shapesafe_cached", "pure_jax", "pytorch"):
+            if name in block:
+                f = block[name]
+                rows.append(
+                    (
+                        size,
+                        f"**{name}**" if name.startswith("shapesafe") else name,
+                        num(f["build_s"]),
+                        num(f["first_step_s"]),
+                        num(f.get("to_first_step_s")),
+                        num(f["step_s"]),
+                        num(f["overhead_s"]),
+                        ratio(f["overhead_s"] / base) if base else "—",
+                    )
+                )
+    return rows
+
+
 def generic(r: dict[str, Any]) -> Rows:
     rows: Rows = [("figure", "value")]
     for key, value in r.items():
@@ -380,9 +465,13 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], Rows]] = {
     "train_resnet": train_throughput,
     "data_pipeline": data_pipeline,
     "data_wait": data_wait,
+    "fit_overhead": fit_overhead,
+    "first_step": first_step,
 }
 
 ARGS = {  # the command-line options of each script, in the names its JSON uses
+    "fit_overhead": ("rounds", "steps"),
+    "first_step": ("sizes",),
     "core_forward": ("size", "batch", "rounds", "repeats", "warmup", "seed", "peer_pool"),
     "build_cost": ("size", "batch", "repeats", "seed"),
     "artifact_memory": ("size", "repeats", "seed"),

@@ -74,6 +74,8 @@ Bad image files: see ``image_folder``. Typed transforms: ``normalise``, ``standa
 ``channel_stats``, ``random_crop``, ``random_flip``, ``jitter``.
 """
 
+# the stage modules register the chaining methods' stages (Dataset.map, .batch, ...)
+from . import _batch, _cache, _combine, _prefetch, _select, _stages  # noqa: F401
 from ._dataset import Dataset as Dataset
 from ._dataset import DatasetIterator as DatasetIterator
 from ._element_spec import ElementSpec as ElementSpec

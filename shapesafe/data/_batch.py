@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ShapeError
-from ._dataset import Dataset, IndexIter, Item, Iter, State
+from ._dataset import Dataset, IndexIter, Item, Iter, State, stage
 from ._element_spec import ElementSpec, format_annotation, is_annotation, make, with_leading
 from ._stages import ParentIter, positive
 
@@ -52,6 +52,7 @@ def _tree_map(f: Callable[[Any], Any], tree: Any) -> Any:
     return type(tree)(_tree_map(f, v) for v in tree)
 
 
+@stage("batch")
 class Batch(Dataset):
     def __init__(self, parent: Dataset, size: int, *, drop_remainder: bool):
         self._parents = (parent,)

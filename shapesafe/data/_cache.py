@@ -31,13 +31,14 @@ import numpy as np
 
 from .._errors import ShapeError
 from .._specs import parse
-from ._dataset import Dataset, Item, Iter, State, describe_origin
+from ._dataset import Dataset, Item, Iter, State, describe_origin, stage
 from ._stages import ParentIter
 
 FORMAT = 1
 PREFIX = "cache-"
 
 
+@stage("cache")
 class Cache(Dataset):
     def __init__(self, parent: Dataset):
         self._parents = (parent,)
@@ -101,6 +102,7 @@ class _CacheIter(ParentIter):
 # ------------------------------------------------------------------------------ on disk
 
 
+@stage("disk_cache")
 class DiskCache(Dataset):
     """``cache(path)``: the first pass writes, later passes (and processes) read the files."""
 

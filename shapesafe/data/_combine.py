@@ -1,10 +1,11 @@
 """``zip`` and ``concatenate``: datasets side by side, or one after another."""
 
 from .._errors import ShapeError
-from ._dataset import Dataset, Item, Iter, State
+from ._dataset import Dataset, Item, Iter, State, stage
 from ._element_spec import ElementSpec
 
 
+@stage("zip")
 class Zip(Dataset):
     def __init__(self, parents: tuple[Dataset, ...]):
         self._parents = parents
@@ -47,6 +48,7 @@ class _ZipIter(Iter):
             it.close()
 
 
+@stage("concatenate")
 class Concatenate(Dataset):
     def __init__(self, parents: tuple[Dataset, ...]):
         self._parents = parents

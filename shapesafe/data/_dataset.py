@@ -33,6 +33,21 @@ from ._element_spec import ElementSpec, element_mismatch
 Item = tuple[Any, Any]
 State = dict[str, Any]
 
+# The chaining methods (``map``, ``batch``, ...) build their stage through this table, which
+# each stage module fills when the package is imported (``@stage("map") class Map(Dataset)``):
+# the stages import this module, and this module imports none of them.
+_STAGES: dict[str, Callable[..., Any]] = {}
+
+
+def stage(name: str) -> Callable[[Any], Any]:
+    """Register a stage class (or a function making stages) for the chaining method ``name``."""
+
+    def register(maker: Any) -> Any:
+        _STAGES[name] = maker
+        return maker
+
+    return register
+
 
 class Dataset:
     """A typed, deterministic, resumable sequence of elements; see the package docstring."""
@@ -154,7 +169,7 @@ class Dataset:
         """Integer labels per index without decoding (for stratified splits), or ``None``."""
         return None
 
-    # -- combinators (in _stages, _batch, _select, _combine, _cache and _prefetch) ----------
+    # -- combinators (registered by _stages, _batch, _select, _combine, _cache, _prefetch) ---
     def map(
         self,
         fn: Callable[..., Any],
@@ -187,35 +202,27 @@ class Dataset:
             ValueError: ``processes=True`` and ``fn`` cannot be pickled (a lambda, a local
                 function), or ``workers`` is 0.
         """
-        from ._stages import Map
-
-        return Map(self, fn, workers=workers, seed=seed, spec=spec, processes=processes)
+        return _STAGES["map"](self, fn, workers=workers, seed=seed, spec=spec, processes=processes)
 
     def filter(self, predicate: Callable[..., Any]) -> "Dataset":
         """Keep the elements for which ``predicate`` (called like ``map``'s ``fn``) is true."""
-        from ._stages import Filter
-
-        return Filter(self, predicate)
+        return _STAGES["filter"](self, predicate)
 
     def flat_map(self, fn: Callable[..., Any], *, spec: Any = None) -> "Dataset":
         """Replace every element by the elements of the iterable ``fn`` returns.
 
         The spec comes from ``fn``'s return annotation (``Iterator[Float32[...]]``) or ``spec``.
         """
-        from ._stages import FlatMap
-
-        return FlatMap(self, fn, spec=spec)
+        return _STAGES["flat_map"](self, fn, spec=spec)
 
     def shuffle(self, *, seed: int, buffer_size: int | None = None) -> "Dataset":
         """A new order every epoch, seeded by ``(seed, epoch)``.
 
         Random-access datasets are permuted exactly; streams need a ``buffer_size``.
         """
-        from ._stages import BufferShuffle, Shuffle
-
         if self._random_access and buffer_size is None:
-            return Shuffle(self, seed=seed)
-        return BufferShuffle(self, seed=seed, buffer_size=buffer_size)
+            return _STAGES["shuffle"](self, seed=seed)
+        return _STAGES["buffer_shuffle"](self, seed=seed, buffer_size=buffer_size)
 
     def batch(self, size: int, *, drop_remainder: bool = False) -> "Dataset":
         """Stack ``size`` elements; every leaf gains a leading ``batch`` dimension.
@@ -224,9 +231,7 @@ class Dataset:
         key ``"mask"`` (``Bool[np.ndarray, " batch"]``, a last part for tuple elements) marks
         the real examples. A bad file skipped inside a batch is a masked slot too.
         """
-        from ._batch import Batch
-
-        return Batch(self, size, drop_remainder=drop_remainder)
+        return _STAGES["batch"](self, size, drop_remainder=drop_remainder)
 
     def prefetch(self, size: int = 2, *, sharding: Any = None) -> "Dataset":
         """Compute up to ``size`` elements ahead in a background thread.
@@ -236,27 +241,19 @@ class Dataset:
         At the end of an epoch the thread goes on with the first ``size`` elements of the next
         one, which ``epoch(e + 1)`` takes over (not for a consumer that reopens one epoch).
         """
-        from ._prefetch import Prefetch
-
-        return Prefetch(self, size, sharding=sharding)
+        return _STAGES["prefetch"](self, size, sharding=sharding)
 
     def repeat(self, count: int | None = None) -> "Dataset":
         """``count`` epochs of this dataset back to back (forever when ``None``)."""
-        from ._select import Repeat
-
-        return Repeat(self, count)
+        return _STAGES["repeat"](self, count)
 
     def take(self, count: int) -> "Dataset":
         """The first ``count`` elements."""
-        from ._select import Take
-
-        return Take(self, count)
+        return _STAGES["take"](self, count)
 
     def skip(self, count: int) -> "Dataset":
         """All but the first ``count`` elements."""
-        from ._select import Skip
-
-        return Skip(self, count)
+        return _STAGES["skip"](self, count)
 
     def cache(self, path: "str | os.PathLike[str] | None" = None) -> "Dataset":
         """Keep the elements of the first pass; later epochs replay them (epoch 0's elements).
@@ -275,12 +272,8 @@ class Dataset:
             ShapeError: with ``path``, the elements have a leaf of no fixed size or dtype.
         """
         if path is None:
-            from ._cache import Cache
-
-            return Cache(self)
-        from ._cache import DiskCache
-
-        return DiskCache(self, path)
+            return _STAGES["cache"](self)
+        return _STAGES["disk_cache"](self, path)
 
     def split(
         self, fractions: float | tuple[float, ...], *, seed: int = 0, stratify: bool = True
@@ -289,21 +282,15 @@ class Dataset:
 
         With ``stratify`` and a ``"label"`` key, every class is split in the same proportions.
         """
-        from ._select import split
-
-        return split(self, fractions, seed=seed, stratify=stratify)
+        return _STAGES["split"](self, fractions, seed=seed, stratify=stratify)
 
     def zip(self, *others: "Dataset") -> "Dataset":
         """Tuples ``(a, b, ...)`` of corresponding elements; as long as the shortest."""
-        from ._combine import Zip
-
-        return Zip((self, *others))
+        return _STAGES["zip"]((self, *others))
 
     def concatenate(self, *others: "Dataset") -> "Dataset":
         """This dataset's elements, then the others'; all must have the same spec."""
-        from ._combine import Concatenate
-
-        return Concatenate((self, *others))
+        return _STAGES["concatenate"]((self, *others))
 
 
 _END = object()

@@ -15,10 +15,11 @@ from typing import Any
 import jax
 import jax.tree_util as jtu
 
-from ._dataset import Dataset, Item, Iter, State
+from ._dataset import Dataset, Item, Iter, State, stage
 from ._element_spec import ElementSpec, retype
 
 
+@stage("prefetch")
 class Prefetch(Dataset):
     def __init__(self, parent: Dataset, size: int, *, sharding: Any):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:

@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from ._dataset import Dataset, Item, Iter, State
+from ._dataset import Dataset, Item, Iter, State, stage
 from ._stages import ParentIter, positive
 
 
+@stage("repeat")
 class Repeat(Dataset):
     def __init__(self, parent: Dataset, count: int | None):
         self._parents = (parent,)
@@ -68,6 +69,7 @@ class _RepeatIter(Iter):
         self.inner.close()
 
 
+@stage("take")
 class Take(Dataset):
     def __init__(self, parent: Dataset, count: int):
         self._parents = (parent,)
@@ -110,6 +112,7 @@ class _TakeIter(ParentIter):
         return {"parent": self.parent.state(), "taken": self.ds.count - self.left}
 
 
+@stage("skip")
 class Skip(Dataset):
     def __init__(self, parent: Dataset, count: int):
         self._parents = (parent,)
@@ -171,6 +174,7 @@ class Subset(Dataset):
         return None if labels is None else np.asarray(labels)[self.indices]
 
 
+@stage("split")
 def split(
     ds: Dataset, fractions: float | tuple[float, ...], *, seed: int, stratify: bool
 ) -> tuple[Dataset, ...]:

@@ -17,7 +17,7 @@ import numpy as np
 from .._errors import ShapeError
 from .._specs import is_annotation
 from ._calls import Call, fn_name
-from ._dataset import Dataset, Item, Iter, State
+from ._dataset import Dataset, Item, Iter, State, stage
 from ._element_spec import ElementSpec, retype, tree_from_annotation
 
 
@@ -59,6 +59,7 @@ def _on_host(tree: Any) -> tuple[Any, bool]:
     return jax.tree.unflatten(treedef, moved), changed
 
 
+@stage("map")
 class Map(Dataset):
     def __init__(
         self,
@@ -177,6 +178,7 @@ class _MapIter(ParentIter):
 # ------------------------------------------------------------------------- filter, flat_map
 
 
+@stage("filter")
 class Filter(Dataset):
     def __init__(self, parent: Dataset, predicate: Callable[..., Any]):
         self._parents = (parent,)
@@ -200,6 +202,7 @@ class _FilterIter(ParentIter):
                 return value, origin
 
 
+@stage("flat_map")
 class FlatMap(Dataset):
     def __init__(self, parent: Dataset, fn: Callable[..., Any], *, spec: Any):
         self._parents = (parent,)
@@ -265,6 +268,7 @@ class _FlatMapIter(ParentIter):
 # ----------------------------------------------------------------------------------- shuffle
 
 
+@stage("shuffle")
 class Shuffle(Dataset):
     def __init__(self, parent: Dataset, *, seed: int):
         self._parents = (parent,)
@@ -294,6 +298,7 @@ class Shuffle(Dataset):
         return self._parents[0]._gather(epoch, self.permutation(epoch)[indices])
 
 
+@stage("buffer_shuffle")
 class BufferShuffle(Dataset):
     def __init__(self, parent: Dataset, *, seed: int, buffer_size: int | None):
         self._parents = (parent,)
