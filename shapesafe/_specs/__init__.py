@@ -7,6 +7,8 @@ Layout (each module imports only those above it):
 - ``_format``: the one formatter (annotation as written, the short ``UInt8[batch, 3]`` form).
 - ``_compare``: ``compare(annotation, value)`` and ``compare_specs(actual, expected)`` give a
   structured ``Mismatch`` (leaf, axis, expected, got, bindings), rendered by its methods.
+- ``_bind``: dimension names bound across annotations (a loss's output pattern to the
+  model's output, then substituted into its target annotation).
 - ``_json``: specs as the JSON that artifacts, exports and predictors store.
 - ``_symbolic``: ``TensorSpec``, the ``jax.export`` symbolic form ``build`` propagates.
 - ``_trace``: the trace-time decorators (``checked``, ``checked_function``); jaxtyping and
@@ -15,6 +17,11 @@ Layout (each module imports only those above it):
 Build-time, trace-time and data checks all render their messages from ``Mismatch``.
 """
 
+from ._bind import bind as bind
+from ._bind import show as show
+from ._bind import substitute as substitute
+from ._bind import token_fits as token_fits
+from ._bind import tokens as tokens
 from ._compare import Mismatch as Mismatch
 from ._compare import Problem as Problem
 from ._compare import compare as compare

@@ -20,7 +20,6 @@ part; an unannotated one is simply not checked.
 """
 
 import inspect
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -32,14 +31,14 @@ from jaxtyping import Array, Bool, Float, Integer, Real
 
 from .._errors import ShapeError
 from .._specs import (
+    bind,
     checked_function,
-    dim_string,
     dtype_words,
     format_shape,
-    format_short,
-    format_spec,
-    is_annotation,
-    parse,
+    show,
+    substitute,
+    token_fits,
+    tokens,
 )
 
 Mask = Bool[Array, " batch"] | None
@@ -330,25 +329,6 @@ def mean_squared_error(
 
 # -- target specs ---------------------------------------------------------------------------
 
-_VARIADIC = re.compile(r"^\*(\w+)$")
-
-
-def _tokens(spec: Any) -> tuple[Any, list[str]] | None:
-    """``(dtype names, dimension tokens)`` of an annotation or of anything with shape/dtype."""
-    if is_annotation(spec):
-        return tuple(spec.dtypes), [d.token for d in parse(spec).dims]
-    shape, dtype = getattr(spec, "shape", None), getattr(spec, "dtype", None)
-    if shape is None or dtype is None:
-        return None
-    return (np.dtype(dtype).name,), dim_string(tuple(shape)).split()
-
-
-def _show(spec: Any) -> str:
-    """``Int32[batch]``: the short form of an annotation or of anything with shape/dtype."""
-    if is_annotation(spec):
-        return format_short(spec)
-    return format_spec(tuple(spec.shape), spec.dtype)
-
 
 def _loss_name(loss: Any) -> str:
     fn = getattr(loss, "func", loss)  # functools.partial
@@ -370,35 +350,9 @@ def _annotations(loss: Any) -> tuple[Any, Any] | None:
     return anns[0], anns[1]
 
 
-def _bind(loss: Any, pattern: list[str], dims: list[str], out_spec: Any) -> dict[str, list[str]]:
-    """Bind ``pattern`` (a loss's dimension tokens) to the output's ``dims``; refuse a misfit."""
-    variadic = [i for i, t in enumerate(pattern) if _VARIADIC.match(t) or t == "..."]
-    n_fixed = len(pattern) - len(variadic)
-    if len(variadic) > 1 or len(dims) < n_fixed or (not variadic and len(dims) != n_fixed):
-        raise _output_misfit(loss, pattern, out_spec)
-    cut = variadic[0] if variadic else len(pattern)
-    tail = len(pattern) - cut - (1 if variadic else 0)
-    pairs = list(zip(pattern[:cut], dims[:cut], strict=True))
-    pairs += list(zip(pattern[len(pattern) - tail :], dims[len(dims) - tail :], strict=True))
-    binding: dict[str, list[str]] = {}
-    for token, dim in pairs:
-        name = token.lstrip("#")
-        if token.isdigit() and dim != token:
-            raise _output_misfit(loss, pattern, out_spec)
-        if name.isidentifier() and name != "_":
-            if binding.setdefault(name, [dim]) != [dim]:
-                raise _output_misfit(loss, pattern, out_spec)
-    if variadic:
-        token = pattern[cut]
-        m = _VARIADIC.match(token)
-        if m:
-            binding[m.group(1)] = dims[cut : len(dims) - tail]
-    return binding
-
-
 def _output_misfit(loss: Any, pattern: list[str], out_spec: Any) -> ShapeError:
     return ShapeError(
-        f"the model's output {_show(out_spec)} does not fit {_loss_name(loss)}, which takes "
+        f"the model's output {show(out_spec)} does not fit {_loss_name(loss)}, which takes "
         f'outputs "{" ".join(pattern)}". Choose a loss for this output, or change the model\'s last layer.'
     )
 
@@ -432,25 +386,21 @@ def target_spec(loss: Callable[..., Any], output_spec: Any) -> Any:
         'batch 10'
     """
     anns = _annotations(loss)
-    out = _tokens(output_spec)
+    out = tokens(output_spec)
     if anns is None or out is None:
         return None
     out_ann, target_ann = anns
     dtypes, dims = out
     if not set(dtypes) <= set(out_ann.dtypes):
         raise ShapeError(
-            f"the model's output {_show(output_spec)} does not fit {_loss_name(loss)}: "
+            f"the model's output {show(output_spec)} does not fit {_loss_name(loss)}: "
             f"it takes {out_ann.dtype.__name__} outputs. Insert L.Cast(jnp.float32) at the end of the model."
         )
-    binding = _bind(loss, out_ann.dim_str.split(), dims, output_spec)
-    rendered: list[str] = []
-    for token in target_ann.dim_str.split():
-        m = _VARIADIC.match(token)
-        if m:
-            rendered += binding.get(m.group(1), [token])
-        else:
-            rendered += binding.get(token.lstrip("#"), [token])
-    return target_ann.dtype[Array, " ".join(rendered)]
+    pattern = out_ann.dim_str.split()
+    binding = bind(pattern, dims)
+    if binding is None:
+        raise _output_misfit(loss, pattern, output_spec)
+    return substitute(target_ann, binding)
 
 
 def check_targets(
@@ -481,7 +431,7 @@ def check_targets(
         ...                         Int32[Array, "batch"])  # fits: no error
     """
     expected = target_spec(loss, output_spec)
-    got = _tokens(targets_spec)
+    got = tokens(targets_spec)
     if expected is None or got is None:
         return
     dtypes, dims = got
@@ -489,7 +439,9 @@ def check_targets(
     reasons: list[str] = []
     if not set(dtypes) <= set(expected.dtypes):
         reasons.append(f"{'/'.join(dtypes)} is not {dtype_words(expected.dtype.__name__)}.")
-    if len(dims) != len(want) or not all(_fits(w, d) for w, d in zip(want, dims, strict=False)):
+    if len(dims) != len(want) or not all(
+        token_fits(w, d) for w, d in zip(want, dims, strict=False)
+    ):
         reasons.append(
             f"the shapes differ: expected {format_shape(tuple(want))}, got {format_shape(tuple(dims))}."
         )
@@ -499,16 +451,12 @@ def check_targets(
     fixes = _target_fixes(name, want, dims, dtypes)
     lines = [
         f"{where} does not fit the loss {name}.",
-        f"  expected  {_show(expected)}   (for the model's output {_show(output_spec)})",
-        f"  got       {_show(targets_spec)}",
+        f"  expected  {show(expected)}   (for the model's output {show(output_spec)})",
+        f"  got       {show(targets_spec)}",
         *[f"  {r}" for r in reasons],
         *[f"  {f}" for f in fixes],
     ]
     raise ShapeError("\n".join(lines))
-
-
-def _fits(want: str, got: str) -> bool:
-    return want == got or want == "_" or not (want.isdigit() or want.isidentifier())
 
 
 def _target_fixes(
