@@ -239,6 +239,22 @@ def programs(
     return found
 
 
+_EVAL_GRAPHS: "collections.OrderedDict[Any, Any]" = collections.OrderedDict()
+
+
+def _eval_graph(model: nnx.Module, train_graph: Any) -> Any:
+    """The graph of ``model`` in eval mode (Dropout off, BatchNorm on running statistics),
+    from a cache keyed by its train-mode graph: switching modes walks the whole module tree."""
+    found = _EVAL_GRAPHS.get(train_graph)
+    if found is None:
+        model.eval()
+        found = _EVAL_GRAPHS[train_graph] = nnx.split(model, nnx.Param, ...)[0]
+        model.train()
+        while len(_EVAL_GRAPHS) > _KEEP:
+            _EVAL_GRAPHS.popitem(last=False)
+    return found
+
+
 class Engine:
     """One model's training state and the shared ``Programs`` that step it."""
 
@@ -251,11 +267,10 @@ class Engine:
         metrics: Sequence[Metric],
     ):
         self.loss, self.optimizer, self.metrics = loss, optimizer, tuple(metrics)
-        model.eval()
-        self._eval_graph = nnx.split(model, nnx.Param, ...)[0]
         model.train()
         split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
         self._train_graph: Any = split[0]
+        self._eval_graph = _eval_graph(model, split[0])
         opt_state = optimizer.init(split[1]) if optimizer is not None else None
         self.state, self.defs = TrainState.of(TrainState(split[1], split[2], opt_state))
         self.programs = self._programs()
