@@ -23,6 +23,7 @@ from ._compare import compare_specs as compare_specs
 from ._compare import compare_tree as compare_tree
 from ._compare import format_bindings as format_bindings
 from ._compare import leaves_with_paths as leaves_with_paths
+from ._format import describe_object as describe_object
 from ._format import dim_string as dim_string
 from ._format import format_annotation as format_annotation
 from ._format import format_shape as format_shape

@@ -14,7 +14,7 @@ import jaxtyping
 import numpy as np
 
 from .._errors import ShapeError
-from ._format import dim_string, format_spec
+from ._format import dim_string, format_annotation, format_spec
 from ._parse import DTYPE_TO_JAXTYPING, is_annotation, parse
 
 Dim = Any  # int, or a jax.export symbolic dimension expression
@@ -67,7 +67,7 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
             f"names {len(dtypes)} dtypes" if len(dtypes) > 1 else "names no concrete array dtype"
         )
         raise ShapeError(
-            f"{what} {annotation.__name__} {names}; a model's input "
+            f"{what} {format_annotation(annotation)} {names}; a model's input "
             f"must have exactly one. Use a concrete dtype such as Float32 or UInt8 instead of {spec.category}."
         )
     dims: list[str] = []
@@ -78,7 +78,7 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
             dims.append(d.name)
         else:
             raise ShapeError(
-                f"{what} {annotation.__name__}: dimension {_source(d.token)!r} is not allowed here; "
+                f"{what} {format_annotation(annotation)}: dimension {_source(d.token)!r} is not allowed here; "
                 "a model's input spec has a fixed rank, so each dimension is a name (e.g. 'batch') "
                 "or a size (e.g. 250). Write 'batch' instead of '*batch', '...', '_' or '#batch'."
             )

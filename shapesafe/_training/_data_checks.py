@@ -18,7 +18,14 @@ from .._specs import (
 
 
 def check_batch(model: Any, x: Any, where: str) -> None:
-    """A batch's input against the model's ``input_spec``; NaN or inf in float inputs."""
+    """A batch's input against the model's ``input_spec``; no examples; NaN or inf in float inputs."""
+    shape = tuple(np.shape(x))
+    if shape and shape[0] == 0:
+        raise ShapesafeError(
+            f"{where} holds no examples (its inputs are {format_value(np.asarray(x))}); an empty "
+            "batch has nothing to train on. Drop empty batches from the data (a dataset's "
+            "batch(n) never makes one)."
+        )
     spec = getattr(model, "input_spec", None)
     if spec is not None:
         dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
@@ -50,13 +57,22 @@ def _clause(m: Mismatch) -> str:
 
 
 def check_labels(model: Any, y: Any, mask: Any, where: str) -> None:
-    """Integer class labels against a ``(batch, classes)`` output: each in ``0..classes-1``.
+    """A batch's targets: NaN or inf in float targets; integer class labels against a
+    ``(batch, classes)`` output, each in ``0..classes-1``.
 
     Done on the host for every batch, since inside a jitted step an out-of-range label
-    cannot raise (it silently gives NaN or wraps around).
+    cannot raise (it silently gives NaN or wraps around) and a NaN target only shows as a
+    NaN loss.
     """
     out = getattr(model, "output_spec", None)
     y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.floating):
+        real_y = y[np.asarray(mask, bool)] if mask is not None and y.ndim >= 1 else y
+        if not np.all(np.isfinite(real_y)):
+            raise ShapesafeError(
+                f"{where} has NaN or infinite values in its targets; clean the data (nothing "
+                "was trained on this batch)."
+            )
     dims = parse(out).dims if out is not None else ()
     if out is None or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(dims) != 2:
         return
