@@ -46,6 +46,7 @@ from ._parse import is_annotation as is_annotation
 from ._parse import make as make
 from ._parse import parse as parse
 from ._symbolic import TensorSpec as TensorSpec
+from ._symbolic import needs_x64 as needs_x64
 from ._symbolic import spec_from_annotation as spec_from_annotation
 from ._symbolic import trace_origins as trace_origins
 from ._trace import array_annotation as array_annotation

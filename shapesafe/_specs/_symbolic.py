@@ -70,6 +70,10 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
             f"{what} {format_annotation(annotation)} {names}; a model's input "
             f"must have exactly one. Use a concrete dtype such as Float32 or UInt8 instead of {spec.category}."
         )
+    dtype = distinct.pop()
+    x64 = needs_x64(dtype)
+    if x64:
+        raise ShapeError(f"{what} {format_annotation(annotation)}: {x64}")
     dims: list[str] = []
     for d in spec.dims:
         if d.kind == "fixed" and not d.broadcastable:
@@ -83,7 +87,22 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
                 "or a size (e.g. 250). Write 'batch' instead of '*batch', '...', '_' or '#batch'."
             )
     shape = jax.export.symbolic_shape(", ".join(dims)) if dims else ()
-    return TensorSpec(tuple(shape), distinct.pop(), ("the input",) * len(shape))
+    return TensorSpec(tuple(shape), dtype, ("the input",) * len(shape))
+
+
+_X64 = {"float64": "float32", "int64": "int32", "uint64": "uint32", "complex128": "complex64"}
+
+
+def needs_x64(dtype: Any) -> str | None:
+    """Why ``dtype`` cannot be computed in (a 64-bit dtype while JAX's 64-bit mode is off), or None."""
+    name = np.dtype(dtype).name
+    if name not in _X64 or jax.config.read("jax_enable_x64"):
+        return None
+    return (
+        f"{name} needs JAX's 64-bit mode, which is off, so JAX would compute in {_X64[name]}. "
+        f"Use {_X64[name]} instead, or turn 64-bit mode on first: "
+        'jax.config.update("jax_enable_x64", True).'
+    )
 
 
 def _source(token: str) -> str:

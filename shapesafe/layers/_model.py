@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import jaxtyping
 import numpy as np
 from flax import nnx
+from flax.errors import TraceContextError
 from jaxtyping import Array, Shaped
 
-from .._errors import LayerShapeError
+from .._errors import LayerShapeError, ShapesafeError
 from .._specs import TensorSpec, format_annotation, format_spec, format_value, parse
 from ._blueprint import GiveDType_co, GiveRank_co, NeedDType_contra, NeedRank_contra
 
@@ -68,6 +69,13 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
                     y = layer(y)
                 except LayerShapeError as e:
                     raise e.within(f"layer {i} of {n}, {bp!r}") from e.__cause__
+                except TraceContextError as e:
+                    raise ShapesafeError(
+                        f"layer {i} of {n}, {bp!r}, updates its own state while training (a "
+                        "random stream, batch statistics), which a plain jax.jit of the model "
+                        "cannot carry out.\n  For inference call model.eval() first; to train, "
+                        "use ss.fit, nnx.jit, or nnx.split/nnx.merge returning the new state."
+                    ) from e
             if not isinstance(y, self.output_spec):
                 raise _boundary_error(self, "output", self.output_spec, y)
         return y
