@@ -256,6 +256,8 @@ def _read_weights(file: Path, blob: bytes, entries: list[dict[str, Any]]) -> lis
                         f"{list(array.shape)}, but {EXPORT} records {d['dtype']}{d['shape']}."
                     )
                 weights.append(array)
+    except ArtifactError:
+        raise
     except (OSError, ValueError) as e:
         raise ArtifactError(f"{file} is not a readable .npz file: {e}") from None
     return weights

@@ -142,8 +142,9 @@ def _value_from_json(value: Any, file: str, where: str, depth: int) -> Any:
     if isinstance(value, list):
         if depth > MAX_DEPTH:
             raise ArtifactError(f"{file}: {where} nests lists more than {MAX_DEPTH} deep.")
-        return tuple(
-            _value_from_json(v, file, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)
+        return tuple(  # a list of layers is as deep as its container; a list in a list deeper
+            _value_from_json(v, file, f"{where}[{i}]", depth + isinstance(v, list))
+            for i, v in enumerate(value)
         )
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
         raise ArtifactError(

@@ -147,7 +147,7 @@ def check_pipeline(src: dict[str, Any], chain: list[tuple[str, Any]]) -> str:
     return "read"
 
 
-@settings(max_examples=40 * hypothesis_scale())
+@settings(max_examples=100 * hypothesis_scale())
 @given(src=sources(), chain=st.lists(stages, max_size=5))
 def test_random_pipelines_raise_only_shape_errors(
     src: dict[str, Any], chain: list[tuple[str, Any]]

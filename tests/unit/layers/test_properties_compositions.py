@@ -226,7 +226,7 @@ def check_composition(recipes: list[Recipe], spec: tuple[str, list[Any]], how: i
     return "built and called"
 
 
-@settings(max_examples=25 * hypothesis_scale())
+@settings(max_examples=60 * hypothesis_scale())
 @given(
     recipes=st.lists(_recipes(), min_size=1, max_size=6),
     spec=specs(),
@@ -247,7 +247,7 @@ def test_compositions_that_fit_build_and_run() -> None:
                 ("ReLU", (), {}),
                 ("GlobalAvgPool", (), {}),
             ],
-            ("float32", ["batch", 7, 7, 3]),
+            ("float32", ["batch", 4, 4, 2]),
         ),
         (
             [("Embedding", (5, 3), {}), ("GRU", (2,), {"return_sequences": False})],
