@@ -81,7 +81,6 @@ class Batch(Dataset):
     def stack(self, items: list[Item]) -> Item:
         values = [v for v, _ in items]
         k = len(values)
-        self._check_one_shape(items)
         mask = np.zeros((self.size,), bool)
         mask[:k] = True
 
@@ -93,7 +92,11 @@ class Batch(Dataset):
 
         import jax.tree_util as jtu
 
-        stacked = jtu.tree_map(stack, *values)
+        try:
+            stacked = jtu.tree_map(stack, *values)
+        except ValueError:  # explained only when it fails: the stacking itself is the check
+            self._check_one_shape(items)
+            raise
         if self.form == "dict":
             value: Any = {**stacked, MASK: mask}
         elif self.form == "tuple":
