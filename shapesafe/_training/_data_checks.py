@@ -19,13 +19,7 @@ from .._specs import (
 
 def check_batch(model: Any, x: Any, where: str) -> None:
     """A batch's input against the model's ``input_spec``; no examples; NaN or inf in float inputs."""
-    shape = tuple(np.shape(x))
-    if shape and shape[0] == 0:
-        raise ShapesafeError(
-            f"{where} holds no examples (its inputs are {format_value(np.asarray(x))}); an empty "
-            "batch has nothing to train on. Drop empty batches from the data (a dataset's "
-            "batch(n) never makes one)."
-        )
+    check_not_empty(x, where)
     spec = getattr(model, "input_spec", None)
     if spec is not None:
         dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
@@ -40,6 +34,30 @@ def check_batch(model: Any, x: Any, where: str) -> None:
         raise ShapesafeError(
             f"{where} has NaN or infinite values in its inputs; clean the data (nothing was "
             "trained on this batch)."
+        )
+
+
+def check_not_empty(x: Any, where: str) -> None:
+    """A batch with no examples (a leading axis of 0) is refused: there is nothing to train on."""
+    shape = tuple(np.shape(x))
+    if shape and shape[0] == 0:
+        raise ShapesafeError(
+            f"{where} holds no examples (its inputs are {format_value(np.asarray(x))}); an empty "
+            "batch has nothing to train on. Drop empty batches from the data (a dataset's "
+            "batch(n) never makes one)."
+        )
+
+
+def check_finite_targets(y: Any, mask: Any, where: str) -> None:
+    """NaN or inf in float targets (the real ones, by ``mask``): the message of NaN inputs."""
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.floating):
+        return
+    real = y[np.asarray(mask, bool)] if mask is not None and y.ndim >= 1 else y
+    if not np.all(np.isfinite(real)):
+        raise ShapesafeError(
+            f"{where} has NaN or infinite values in its targets; clean the data (nothing "
+            "was trained on this batch)."
         )
 
 
@@ -65,14 +83,8 @@ def check_labels(model: Any, y: Any, mask: Any, where: str) -> None:
     NaN loss.
     """
     out = getattr(model, "output_spec", None)
+    check_finite_targets(y, mask, where)
     y = np.asarray(y)
-    if np.issubdtype(y.dtype, np.floating):
-        real_y = y[np.asarray(mask, bool)] if mask is not None and y.ndim >= 1 else y
-        if not np.all(np.isfinite(real_y)):
-            raise ShapesafeError(
-                f"{where} has NaN or infinite values in its targets; clean the data (nothing "
-                "was trained on this batch)."
-            )
     dims = parse(out).dims if out is not None else ()
     if out is None or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(dims) != 2:
         return
