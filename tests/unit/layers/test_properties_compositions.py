@@ -1,7 +1,10 @@
 """Random compositions of 1-6 layers from the whole layer set, on random specs (ranks 0-5, sizes
 0-64 with 0 and 1, every dtype with float64 and bool): building them, then calling them on a
 matching and on a mismatched input, eagerly and under ``jax.jit``, raises nothing but
-``ss.ShapeError`` (and ``ValueError``/``TypeError`` while a blueprint is constructed).
+``ss.ShapeError`` (and ``ValueError``/``TypeError`` while a blueprint is constructed). The one
+other refusal is not about shapes: a layer that updates its state in training mode (Dropout,
+BatchNorm) under a plain ``jax.jit`` raises ``ss.ShapesafeError`` saying to call
+``model.eval()`` or train with ``ss.fit``.
 
 ``test_properties.py`` checks the output *values and sizes* of single layers against hand
 formulas; this file checks the *promise about errors* over compositions nobody wrote by hand.
@@ -136,6 +139,14 @@ def specs(draw: st.DrawFn) -> tuple[str, list[Any]]:
     return draw(st.one_of(st.just("float32"), dtype_names)), dims  # float32 half the time
 
 
+# most random specs are refused at once; these (a batch and small sizes) mostly build, so the
+# calls, eager and under jit, get their share of the examples
+buildable_specs = st.tuples(
+    st.sampled_from(["float32", "float32", "float16", "int32"]),
+    st.lists(st.integers(1, 6), min_size=1, max_size=3).map(lambda d: ["batch", *d]),
+)
+
+
 def _make(recipe: Recipe) -> Any:
     name, args, kwargs = recipe
     if name in ("Residual",):
@@ -226,10 +237,10 @@ def check_composition(recipes: list[Recipe], spec: tuple[str, list[Any]], how: i
     return "built and called"
 
 
-@settings(max_examples=60 * hypothesis_scale())
+@settings(max_examples=40 * hypothesis_scale())
 @given(
     recipes=st.lists(_recipes(), min_size=1, max_size=6),
-    spec=specs(),
+    spec=st.one_of(specs(), buildable_specs),
     how=st.integers(0, 2),
 )
 def test_random_compositions_raise_only_shape_errors(
