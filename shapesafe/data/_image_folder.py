@@ -53,7 +53,7 @@ class ImageFileError(DataError):
 class Report:
     """What an image folder left out: ``skipped`` (bad image files) and ``ignored`` (hidden or
     non-image files), each a list of ``(path, reason)``; and ``followed``, the symlinked
-    folders it read through, each ``(link, target)``."""
+    folders and files it read through, each ``(link, target)``."""
 
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     ignored: list[tuple[str, str]] = dataclasses.field(default_factory=list)
@@ -373,6 +373,18 @@ class _Links:
         self.seen[target] = folder
         self.report.followed.append((str(folder), str(target)))
 
+    def enter_file(self, path: Path) -> None:
+        """A symlinked image file: one inside the root would count an image twice."""
+        target = path.resolve()
+        if self.real in target.parents:
+            inside = target.relative_to(self.real).parts[0]
+            raise DataError(
+                f"image_folder: {path} is a symlink to {target}, inside the image folder (in "
+                f"class {inside!r}), so that image would be counted twice. Remove the link, or "
+                "copy the file."
+            )
+        self.report.followed.append((str(path), str(target)))
+
 
 def _walk(folder: Path, report: Report, links: "_Links | None" = None) -> list[Path]:
     out: list[Path] = []
@@ -392,6 +404,8 @@ def _walk(folder: Path, report: Report, links: "_Links | None" = None) -> list[P
                     (str(path), f"not an image extension ({', '.join(EXTENSIONS)})")
                 )
             else:
+                if links is not None and path.is_symlink():
+                    links.enter_file(path)
                 out.append(path)
     return out
 

@@ -132,3 +132,26 @@ def test_a_float_tiff_with_nan_is_reported_not_dropped(tmp_path: Path) -> None:
     assert ds.report.skipped == [
         (str(root / "dog" / "nan.tif"), "ValueError: the float image has NaN or infinite pixels")
     ]
+
+
+def test_a_file_link_into_another_class_is_refused_and_one_from_outside_reported(
+    tmp_path: Path,
+) -> None:
+    root, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    _images(root / "cat", 1, (255, 0, 0))
+    _images(root / "dog", 1, (0, 255, 0))
+    _images(elsewhere, 1, (0, 0, 255))
+    os.symlink(elsewhere / "0.png", root / "dog" / "outside.png")
+    ds = image_folder(root, size=(4, 4))
+    assert len(ds) == 3
+    assert ds.report.followed == [
+        (str(root / "dog" / "outside.png"), str((elsewhere / "0.png").resolve()))
+    ]
+    os.symlink(root / "cat" / "0.png", root / "dog" / "cat.png")
+    with pytest.raises(
+        DataError,
+        match=rf"^image_folder: {root / 'dog' / 'cat.png'} is a symlink to "
+        rf"{(root / 'cat' / '0.png').resolve()}, inside the image folder \(in class 'cat'\), so "
+        r"that image would be counted twice\. Remove the link, or copy the file\.$",
+    ):
+        image_folder(root, size=(4, 4))
