@@ -19,6 +19,34 @@ import pytest
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
+# Property tests: ``ci`` (the default) keeps the whole property suite small enough for every
+# run; ``pytest --hypothesis-profile=long`` draws many more examples for an occasional deep run.
+# Tests that set ``max_examples`` themselves scale it by ``hypothesis_scale()``.
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile(
+    "ci",
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+_hypothesis_settings.register_profile(
+    "long",
+    max_examples=1000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+_hypothesis_settings.load_profile("ci")
+
+
+def hypothesis_scale() -> int:
+    """How many times the examples a property test asks for: 1 under ``ci``, 20 under ``long``."""
+    return 20 if _hypothesis_settings.get_current_profile_name() == "long" else 1
+
+
 # The public modules: the docs' API pages and the docstring checks cover each of them.
 PUBLIC_MODULES = [
     "shapesafe",

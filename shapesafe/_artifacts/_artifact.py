@@ -348,6 +348,26 @@ def _parse(name: str, data: bytes) -> Any:
         return json.loads(data)
     except ValueError as e:
         raise ArtifactError(f"{name} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ArtifactError(
+            f"{name} nests too deeply to read, which shapesafe never writes; the file was "
+            "edited or is damaged."
+        ) from None
+
+
+def _predictor_config(data: Any, file: str) -> dict[str, Any]:
+    """``predictor.json``: an object whose ``batch_size`` is a positive int (checked before use)."""
+    if not isinstance(data, dict):
+        raise ArtifactError(
+            f"{file} is not a JSON object (it holds a {type(data).__name__}); a predictor "
+            'records {"encoder": ..., "decoder": ..., "batch_size": ...}.'
+        )
+    size = data.get("batch_size", 32)
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 2**20:
+        raise ArtifactError(
+            f"{file}: batch_size is {size!r:.40}; it must be an integer in 1..{2**20}."
+        )
+    return data
 
 
 def _rebuild(root: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> Model:
@@ -355,7 +375,7 @@ def _rebuild(root: Path, manifest: dict[str, Any], files: dict[str, bytes]) -> M
     from .._specs import spec_from_annotation
     from ..layers._sequential import Sequential
 
-    arch = _parse(ARCHITECTURE, files[ARCHITECTURE])
+    arch = _parse(str(root / ARCHITECTURE), files[ARCHITECTURE])
     if not isinstance(arch, dict):
         raise ArtifactError(f"{root / ARCHITECTURE} is not a JSON object.")
     where = str(root / ARCHITECTURE)
@@ -499,19 +519,20 @@ def load(path: str | os.PathLike[str]) -> Any:
         raise ArtifactError(
             f"{root / MANIFEST} says it holds a predictor, but does not list {PREDICTOR}."
         )
-    config = _parse(PREDICTOR, files[PREDICTOR])
     file = str(root / PREDICTOR)
+    config = _predictor_config(_parse(str(root / PREDICTOR), files[PREDICTOR]), file)
     encoder = encoder_from_config(config.get("encoder"), file)
     decoder = decoder_from_config(config.get("decoder"), file)
     try:
         predictor: Predictor[Any, Any] = Predictor(
-            model, encoder, decoder, batch_size=int(config.get("batch_size", 32))
+            model, encoder, decoder, batch_size=config.get("batch_size", 32)
         )
     except Exception as e:
         raise ArtifactError(f"{file}: the encoder or decoder does not fit the model: {e}") from None
-    metrics = _parse(METRICS, files[METRICS]) if METRICS in files else {}
+    metrics = _parse(str(root / METRICS), files[METRICS]) if METRICS in files else {}
     predictor.metrics = metrics if isinstance(metrics, dict) else {}
-    predictor.version = manifest.get("version")
+    version = manifest.get("version")
+    predictor.version = version if isinstance(version, str) else None
     return predictor
 
 
@@ -520,7 +541,9 @@ def info(path: str | os.PathLike[str]) -> dict[str, Any]:
     preprocessing and metrics."""
     root = Path(path)
     manifest, files = read_verified(root)
-    arch = _parse(ARCHITECTURE, files[ARCHITECTURE])
+    arch = _parse(str(root / ARCHITECTURE), files[ARCHITECTURE])
+    if not isinstance(arch, dict):
+        raise ArtifactError(f"{root / ARCHITECTURE} is not a JSON object.")
     out: dict[str, Any] = {
         "path": str(root),
         **{
@@ -531,9 +554,11 @@ def info(path: str | os.PathLike[str]) -> dict[str, Any]:
     out["input_spec"] = spec_text(arch.get("input_spec") or {})
     out["output_spec"] = spec_text(arch.get("output_spec") or {})
     if PREDICTOR in files:
-        config = _parse(PREDICTOR, files[PREDICTOR])
+        config = _predictor_config(
+            _parse(str(root / PREDICTOR), files[PREDICTOR]), str(root / PREDICTOR)
+        )
         out["class_names"] = config.get("class_names")
         out["preprocessing"] = config.get("encoder")
         out["decoder"] = config.get("decoder")
-    out["metrics"] = _parse(METRICS, files[METRICS]) if METRICS in files else {}
+    out["metrics"] = _parse(str(root / METRICS), files[METRICS]) if METRICS in files else {}
     return out

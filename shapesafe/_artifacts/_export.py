@@ -40,7 +40,7 @@ from .._persist import NATIVE, RecordError, is_key, read_record, recover, write_
 from .._serving._decoders import decoder_from_config
 from .._serving._encoders import encoder_from_config
 from .._serving._predictor import Predictor
-from .._specs import spec_from_json, spec_text, spec_to_json
+from .._specs import DTYPE_TO_JAXTYPING, spec_from_json, spec_text, spec_to_json
 from ..layers import Model
 from ._artifact import check_links, replace_artifact, to_json, versions
 
@@ -203,6 +203,90 @@ class ExportedModel:
         return self._call(self._weights, x)
 
 
+def _check_record(record: dict[str, Any], file: str) -> None:
+    """Every field ``load_exported`` uses has its type and bounds before it is used."""
+
+    def bad(field: str, want: str, got: Any) -> ArtifactError:
+        return ArtifactError(f"{file}: {field} must be {want}, got {got!r:.60}.")
+
+    files = record.get("files")
+    if not isinstance(files, dict):
+        raise bad("files", "an object of file entries", files)
+    for name in (STABLEHLO, WEIGHTS):
+        entry = files.get(name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise bad(f"files[{name!r}]", 'an object with a "sha256" string', entry)
+    weights = record.get("weights")
+    if not isinstance(weights, list):
+        raise bad("weights", "a list of weight entries", weights)
+    for i, d in enumerate(weights):
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+            raise bad(f"weights[{i}]", 'an object with a "name" string', d)
+        if not isinstance(d.get("dtype"), str) or d["dtype"] not in DTYPE_TO_JAXTYPING:
+            raise bad(f"weights[{i}].dtype", "a dtype name", d.get("dtype"))
+        shape = d.get("shape")
+        if not isinstance(shape, list) or not all(type(n) is int and 0 <= n < 2**31 for n in shape):
+            raise bad(f"weights[{i}].shape", "a list of sizes", shape)
+    platforms = record.get("platforms")
+    if not isinstance(platforms, list) or not all(isinstance(p, str) for p in platforms):
+        raise bad("platforms", "a list of platform names", platforms)
+    versions = record.get("versions", {})
+    if not isinstance(versions, dict):
+        raise bad("versions", "an object of version strings", versions)
+    spec_from_json(record.get("input_spec"), file, "input_spec")
+    spec_from_json(record.get("output_spec"), file, "output_spec")
+
+
+def _read_weights(file: Path, blob: bytes, entries: list[dict[str, Any]]) -> list[np.ndarray]:
+    """The weights ``entries`` name, each of its recorded dtype and shape."""
+    weights = []
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            for i, d in enumerate(entries):
+                if d["name"] not in npz.files:
+                    raise ArtifactError(
+                        f"{file} has no array {d['name']!r} (weights[{i}] in {EXPORT})."
+                    )
+                array = npz[d["name"]]
+                if d["dtype"] not in NATIVE:
+                    array = array.view(jnp.dtype(d["dtype"]))
+                if array.shape != tuple(d["shape"]) or np.dtype(array.dtype).name != d["dtype"]:
+                    raise ArtifactError(
+                        f"{file}: array {d['name']!r} is {np.dtype(array.dtype).name}"
+                        f"{list(array.shape)}, but {EXPORT} records {d['dtype']}{d['shape']}."
+                    )
+                weights.append(array)
+    except ArtifactError:
+        raise
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"{file} is not a readable .npz file: {e}") from None
+    return weights
+
+
+def _check_signature(
+    exported: Any, weights: list[np.ndarray], record: dict[str, Any], file: str
+) -> None:
+    """The StableHLO takes exactly these weights (and one input of the recorded rank)."""
+    avals = list(getattr(exported, "in_avals", ()))
+    if len(avals) != len(weights) + 1:
+        raise ArtifactError(
+            f"{file}: weights lists {len(weights)} arrays, but the StableHLO takes "
+            f"{max(0, len(avals) - 1)} weights and an input."
+        )
+    for i, (aval, w) in enumerate(zip(avals, weights, strict=False)):
+        if tuple(aval.shape) != w.shape or np.dtype(aval.dtype) != w.dtype:
+            raise ArtifactError(
+                f"{file}: weights[{i}] is {np.dtype(w.dtype).name}{list(w.shape)}, but the "
+                f"StableHLO takes {np.dtype(aval.dtype).name}{list(aval.shape)} there."
+            )
+    dims = str(record["input_spec"]["dims"]).split()
+    if len(avals[-1].shape) != len(dims):
+        raise ArtifactError(
+            f"{file}: input_spec has {len(dims)} dimensions, but the StableHLO takes "
+            f"{len(avals[-1].shape)}."
+        )
+
+
 def load_exported(path: str | os.PathLike[str]) -> Any:
     """Load a directory written by ``ss.export``: an ``ExportedModel``, or a ``Predictor`` over one.
 
@@ -228,6 +312,7 @@ def load_exported(path: str | os.PathLike[str]) -> Any:
     except RecordError as e:
         raise ArtifactError(f"{e} Upgrade shapesafe." if e.newer else str(e)) from None
     check_links(root)
+    _check_record(record, str(file))
     data: dict[str, bytes] = {}
     for name in (STABLEHLO, WEIGHTS):
         try:
@@ -247,13 +332,8 @@ def load_exported(path: str | os.PathLike[str]) -> Any:
             f"{root / STABLEHLO} cannot be read by this JAX ({jax.__version__}); it was written "
             f"with jaxlib {written}: {type(e).__name__}: {e}"
         ) from None
-    with np.load(io.BytesIO(data[WEIGHTS]), allow_pickle=False) as npz:
-        weights = []
-        for d in record["weights"]:
-            array = npz[d["name"]]
-            if d["dtype"] not in NATIVE:
-                array = array.view(jnp.dtype(d["dtype"]))
-            weights.append(array)
+    weights = _read_weights(root / WEIGHTS, data[WEIGHTS], record["weights"])
+    _check_signature(exported, weights, record, str(file))
     model = ExportedModel(exported, weights, record, str(file))
     encoder = encoder_from_config(record.get("encoder"), str(file))
     decoder = decoder_from_config(record.get("decoder"), str(file))

@@ -85,8 +85,12 @@ def _value_to_json(value: Any, where: str) -> Any:
     )
 
 
+MAX_DEPTH = 64  # containers within containers; a real architecture is a few deep
+_MAX_INT = 2**31
+
+
 def blueprint_from_json(
-    data: Any, file: str = "architecture.json", where: str = "architecture"
+    data: Any, file: str = "architecture.json", where: str = "architecture", depth: int = 0
 ) -> Blueprint:
     """Rebuild a blueprint from ``blueprint_to_json``'s output, calling only registered constructors.
 
@@ -104,6 +108,11 @@ def blueprint_from_json(
         raise ArtifactError(
             f'{file}: {where} is not a layer (an object with a "layer" name): {_short(data)}.'
         )
+    if depth > MAX_DEPTH:
+        raise ArtifactError(
+            f"{file}: {where} nests layers more than {MAX_DEPTH} deep, which shapesafe never "
+            "writes; the file was edited or is damaged."
+        )
     known = registry()
     name = data["layer"]
     cls = known.get(name)
@@ -120,19 +129,31 @@ def blueprint_from_json(
         raise ArtifactError(
             f"{file}: {where} ({name}) has unknown fields {unknown}; {name} has {sorted(fields)}."
         )
-    kwargs = {k: _value_from_json(v, file, f"{where}.{k}") for k, v in data.items() if k != "layer"}
+    kwargs = {
+        k: _value_from_json(v, file, f"{where}.{k}", depth) for k, v in data.items() if k != "layer"
+    }
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ArtifactError(f"{file}: {where} ({name}) cannot be rebuilt: {e}") from None
 
 
-def _value_from_json(value: Any, file: str, where: str) -> Any:
+def _value_from_json(value: Any, file: str, where: str, depth: int) -> Any:
     if isinstance(value, list):
-        return tuple(_value_from_json(v, file, f"{where}[{i}]") for i, v in enumerate(value))
+        if depth > MAX_DEPTH:
+            raise ArtifactError(f"{file}: {where} nests lists more than {MAX_DEPTH} deep.")
+        return tuple(  # a list of layers is as deep as its container; a list in a list deeper
+            _value_from_json(v, file, f"{where}[{i}]", depth + isinstance(v, list))
+            for i, v in enumerate(value)
+        )
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
+        raise ArtifactError(
+            f"{file}: {where} is {_short(value)}, outside the sizes a layer takes "
+            f"(|value| <= 2**31)."
+        )
     if isinstance(value, dict):
         if "layer" in value:
-            return blueprint_from_json(value, file, where)
+            return blueprint_from_json(value, file, where, depth + 1)
         if set(value) == {"dtype"}:
             return dtype_from_name(value["dtype"], file, where)
         raise ArtifactError(

@@ -34,6 +34,7 @@ def write_file(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    _at("writing")
 
 
 def fresh_dir(directory: Path, stem: str) -> Path:
@@ -79,8 +80,9 @@ def replace_dir(target: Path, fill: Callable[[Path], None]) -> None:
 
     Each rename is atomic; a failure (or ``KeyboardInterrupt``) puts the previous version back,
     and a kill between the renames is undone by ``recover`` on the next read or write.
-    With ``SHAPESAFE_PAUSE_AT`` set to a boundary (``written``, ``aside``, ``swapped``) the
-    process pauses there: the fault-injection tests kill it at that exact point.
+    With ``SHAPESAFE_PAUSE_AT`` set to a boundary (``writing``: the first file written into
+    the fresh directory, ``written``, ``aside``, ``swapped``) the process pauses there: the
+    fault-injection tests kill it at that exact point.
     """
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)

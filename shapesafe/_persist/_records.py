@@ -43,6 +43,8 @@ def read_record(
         ) from None
     except (OSError, ValueError) as e:
         raise RecordError(f"{file} is unreadable: {e}") from None
+    except RecursionError:
+        raise RecordError(f"{file} is unreadable: it nests too deeply.") from None
     if not isinstance(record, dict) or record.get("format") != fmt:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise RecordError(

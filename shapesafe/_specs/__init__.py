@@ -30,6 +30,7 @@ from ._compare import compare_specs as compare_specs
 from ._compare import compare_tree as compare_tree
 from ._compare import format_bindings as format_bindings
 from ._compare import leaves_with_paths as leaves_with_paths
+from ._format import describe_object as describe_object
 from ._format import dim_string as dim_string
 from ._format import format_annotation as format_annotation
 from ._format import format_shape as format_shape
@@ -52,6 +53,7 @@ from ._parse import is_annotation as is_annotation
 from ._parse import make as make
 from ._parse import parse as parse
 from ._symbolic import TensorSpec as TensorSpec
+from ._symbolic import needs_x64 as needs_x64
 from ._symbolic import spec_from_annotation as spec_from_annotation
 from ._symbolic import trace_origins as trace_origins
 from ._trace import array_annotation as array_annotation

@@ -15,7 +15,7 @@ import jax
 import jax.tree_util as jtu
 import numpy as np
 
-from ._format import format_annotation, format_shape, format_value
+from ._format import describe_object, format_annotation, format_shape, format_value
 from ._parse import ArraySpec, Dim, dtype_words, is_annotation, parse
 
 Kind = Literal["structure", "type", "dtype", "rank", "size", "binding"]
@@ -59,7 +59,7 @@ class Problem:
         if self.kind == "binding":
             return f"dimension {self.axis} is {self.have}, but {self.name} is {self.earlier} elsewhere."
         if self.kind == "type":
-            return f"it is a {self.have}{self.hint}, not a {self.want}."
+            return f"it is {_a(self.have)} {self.have}{self.hint}, not {_a(self.want)} {self.want}."
         return "the structure differs (keys or parts)."
 
     def clause(self) -> str:
@@ -299,6 +299,10 @@ def _frozen(bindings: Bindings) -> tuple[tuple[str, Any], ...]:
     return tuple(bindings.items())
 
 
+def _a(word: object) -> str:
+    return "an" if str(word)[:1] in "aeiou" else "a"
+
+
 def format_bindings(bindings: tuple[tuple[str, Any], ...] | Mapping[str, Any]) -> str:
     """``batch=4, rest=(1,)``."""
     items = bindings.items() if isinstance(bindings, Mapping) else bindings
@@ -310,7 +314,7 @@ def _describe(x: Any) -> str:
 
     if isinstance(x, np.ndarray | jax.Array):
         return format_annotation(annotation_of(x))
-    return f"{type(x).__name__} {x!r:.40}"
+    return describe_object(x)
 
 
 # -- trees ----------------------------------------------------------------------------------

@@ -57,6 +57,16 @@ def format_value(x: Any) -> str:
     return format_spec(tuple(shape), dtype)
 
 
+def describe_object(x: Any) -> str:
+    """A value that is not an array, shown by type (and by value where it is plain data):
+    ``int 3``, ``str 'cat'``, ``object (not an array)``; never an object address."""
+    if isinstance(x, bool | int | float | complex | str | bytes | type(None)):
+        return f"{type(x).__name__} {x!r:.40}"
+    if isinstance(x, tuple | list | dict):
+        return f"{type(x).__name__} of {len(x)} (not an array)"
+    return f"{type(x).__name__} (not an array)"
+
+
 def dim_string(shape: tuple[Any, ...]) -> str:
     """Space-separated jaxtyping dimension string: ``(batch, 3) -> "batch 3"``.
 

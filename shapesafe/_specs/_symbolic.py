@@ -14,7 +14,7 @@ import jaxtyping
 import numpy as np
 
 from .._errors import ShapeError
-from ._format import dim_string, format_spec
+from ._format import dim_string, format_annotation, format_spec
 from ._parse import DTYPE_TO_JAXTYPING, is_annotation, parse
 
 Dim = Any  # int, or a jax.export symbolic dimension expression
@@ -67,9 +67,13 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
             f"names {len(dtypes)} dtypes" if len(dtypes) > 1 else "names no concrete array dtype"
         )
         raise ShapeError(
-            f"{what} {annotation.__name__} {names}; a model's input "
+            f"{what} {format_annotation(annotation)} {names}; a model's input "
             f"must have exactly one. Use a concrete dtype such as Float32 or UInt8 instead of {spec.category}."
         )
+    dtype = distinct.pop()
+    x64 = needs_x64(dtype)
+    if x64:
+        raise ShapeError(f"{what} {format_annotation(annotation)}: {x64}")
     dims: list[str] = []
     for d in spec.dims:
         if d.kind == "fixed" and not d.broadcastable:
@@ -78,12 +82,27 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
             dims.append(d.name)
         else:
             raise ShapeError(
-                f"{what} {annotation.__name__}: dimension {_source(d.token)!r} is not allowed here; "
+                f"{what} {format_annotation(annotation)}: dimension {_source(d.token)!r} is not allowed here; "
                 "a model's input spec has a fixed rank, so each dimension is a name (e.g. 'batch') "
                 "or a size (e.g. 250). Write 'batch' instead of '*batch', '...', '_' or '#batch'."
             )
     shape = jax.export.symbolic_shape(", ".join(dims)) if dims else ()
-    return TensorSpec(tuple(shape), distinct.pop(), ("the input",) * len(shape))
+    return TensorSpec(tuple(shape), dtype, ("the input",) * len(shape))
+
+
+_X64 = {"float64": "float32", "int64": "int32", "uint64": "uint32", "complex128": "complex64"}
+
+
+def needs_x64(dtype: Any) -> str | None:
+    """Why ``dtype`` cannot be computed in (a 64-bit dtype while JAX's 64-bit mode is off), or None."""
+    name = np.dtype(dtype).name
+    if name not in _X64 or jax.config.read("jax_enable_x64"):
+        return None
+    return (
+        f"{name} needs JAX's 64-bit mode, which is off, so JAX would compute in {_X64[name]}. "
+        f"Use {_X64[name]} instead, or turn 64-bit mode on first: "
+        'jax.config.update("jax_enable_x64", True).'
+    )
 
 
 def _source(token: str) -> str:

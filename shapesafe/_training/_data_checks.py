@@ -18,7 +18,8 @@ from .._specs import (
 
 
 def check_batch(model: Any, x: Any, where: str) -> None:
-    """A batch's input against the model's ``input_spec``; NaN or inf in float inputs."""
+    """A batch's input against the model's ``input_spec``; no examples; NaN or inf in float inputs."""
+    check_not_empty(x, where)
     check_input_spec(model, tuple(np.shape(x)), _dtype(x), x, where)
     check_finite(x, where)
 
@@ -52,6 +53,30 @@ def check_finite(x: Any, where: str) -> None:
         )
 
 
+def check_not_empty(x: Any, where: str) -> None:
+    """A batch with no examples (a leading axis of 0) is refused: there is nothing to train on."""
+    shape = tuple(np.shape(x))
+    if shape and shape[0] == 0:
+        raise ShapesafeError(
+            f"{where} holds no examples (its inputs are {format_value(np.asarray(x))}); an empty "
+            "batch has nothing to train on. Drop empty batches from the data (a dataset's "
+            "batch(n) never makes one)."
+        )
+
+
+def check_finite_targets(y: Any, mask: Any, where: str) -> None:
+    """NaN or inf in float targets (the real ones, by ``mask``): the message of NaN inputs."""
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.floating):
+        return
+    real = y[np.asarray(mask, bool)] if mask is not None and y.ndim >= 1 else y
+    if not np.all(np.isfinite(real)):
+        raise ShapesafeError(
+            f"{where} has NaN or infinite values in its targets; clean the data (nothing "
+            "was trained on this batch)."
+        )
+
+
 class _Abstract:
     """A shape and a dtype, compared like an array."""
 
@@ -66,11 +91,14 @@ def _clause(m: Mismatch) -> str:
 
 
 def check_labels(model: Any, y: Any, mask: Any, where: str) -> None:
-    """Integer class labels against a ``(batch, classes)`` output: each in ``0..classes-1``.
+    """A batch's targets: NaN or inf in float targets; integer class labels against a
+    ``(batch, classes)`` output, each in ``0..classes-1``.
 
     Done on the host for every batch, since inside a jitted step an out-of-range label
-    cannot raise (it silently gives NaN or wraps around).
+    cannot raise (it silently gives NaN or wraps around) and a NaN target only shows as a
+    NaN loss.
     """
+    check_finite_targets(y, mask, where)
     check_label_range(y, mask, label_classes(model), where)
 
 

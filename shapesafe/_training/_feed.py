@@ -13,7 +13,14 @@ import numpy as np
 
 from .._errors import ShapesafeError
 from ._batches import MASK_KEY, pick_keys, split_batch
-from ._data_checks import check_finite, check_input_spec, check_label_range, label_classes
+from ._data_checks import (
+    check_finite,
+    check_finite_targets,
+    check_input_spec,
+    check_label_range,
+    check_not_empty,
+    label_classes,
+)
 
 
 def pad(x: Any, n: int) -> Any:
@@ -39,6 +46,7 @@ class Batcher:
     def check(self, x: Any, where: str, *, fixed: bool = True) -> int:
         """Check one batch's inputs; the first fixes the batch size, which later batches must
         not exceed where ``fixed``. Returns its length."""
+        check_not_empty(x, where)
         shape = tuple(np.shape(x))
         dtype = np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
         if (shape, dtype) not in self.seen:
@@ -68,6 +76,7 @@ class Batcher:
             self.keys = pick_keys(batch, self.inputs, self.targets)
         x, y, mask = split_batch(batch, self.keys)
         n = self.check(x, where)
+        check_finite_targets(y, mask, where)
         check_label_range(y, mask, self.classes, where)
         size = self.size or n
         if n < size:

@@ -190,8 +190,10 @@ def cross_entropy(
         ShapeError: the shapes or dtypes do not fit, e.g. labels ``(batch, 1)`` (use
             ``labels[:, 0]``) or one-hot labels (use ``soft_cross_entropy``).
         ValueError: called with concrete values, a label is outside ``0..classes-1``. Under
-            ``jax.jit`` labels cannot be checked here (an out-of-range label gives NaN, a
-            negative one wraps around); ``ss.fit`` checks them on the host.
+            ``jax.jit`` nothing can raise: there a real (unmasked) label outside
+            ``0..classes-1`` makes the loss NaN (never a finite, wrong value; a negative
+            label does not wrap around), and ``ss.fit`` checks every batch's labels on the
+            host and stops naming the label.
 
     Example:
         >>> import jax.numpy as jnp
@@ -206,13 +208,16 @@ def cross_entropy(
         )
     classes = logits.shape[-1]
     _check_labels(labels, classes, mask)
+    valid = (labels >= 0) & (labels < classes)
+    safe = jnp.where(valid, labels, jnp.zeros_like(labels))
     if label_smoothing == 0.0:
-        per = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        per = optax.softmax_cross_entropy_with_integer_labels(logits, safe)
     else:
         targets = optax.smooth_labels(
-            jax.nn.one_hot(labels, classes, dtype=logits.dtype), label_smoothing
+            jax.nn.one_hot(safe, classes, dtype=logits.dtype), label_smoothing
         )
         per = optax.softmax_cross_entropy(logits, targets)
+    per = jnp.where(valid, per, jnp.full_like(per, jnp.nan))  # under jit: NaN, not a wrong value
     return _masked_mean(per, mask)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ShapeError
-from ._dataset import Dataset, IndexIter, Item, Iter, State, stage
+from ._dataset import Dataset, IndexIter, Item, Iter, State, describe_origin, stage
 from ._element_spec import ElementSpec, format_annotation, is_annotation, make, with_leading
 from ._stages import ParentIter, positive
 
@@ -95,7 +95,11 @@ class Batch(Dataset):
 
         import jax.tree_util as jtu
 
-        stacked = jtu.tree_map(stack, *values)
+        try:
+            stacked = jtu.tree_map(stack, *values)
+        except ValueError:  # explained only when it fails: the stacking itself is the check
+            self._check_one_shape(items)
+            raise
         if self.form == "dict":
             value: Any = {**stacked, MASK: mask}
         elif self.form == "tuple":
@@ -128,6 +132,29 @@ class Batch(Dataset):
         else:
             value = (stacked, mask)
         return value, _Rows(self._parents[0], lo, hi)
+
+    def _check_one_shape(self, items: list[Item]) -> None:
+        """Every element of a batch has the first one's shape in every leaf, or a ShapeError
+        names the stage, both elements (where each came from) and both shapes."""
+        import jax.tree_util as jtu
+
+        first = jtu.tree_flatten_with_path(items[0][0])[0]
+        shapes = [np.shape(leaf) for _, leaf in first]
+        for j, (value, origin) in enumerate(items[1:], start=1):
+            leaves = jtu.tree_leaves(value)
+            for (path, _), want, leaf in zip(first, shapes, leaves, strict=False):
+                if np.shape(leaf) == want:
+                    continue
+                part = jtu.keystr(path) or "the element"
+                raise ShapeError(
+                    f"{self.where()}: element {j} of the batch (from {describe_origin(origin)}) "
+                    f"has {part} of shape {np.shape(leaf)}, but element 0 (from "
+                    f"{describe_origin(items[0][1])}) has {want}; a batch stacks elements of one "
+                    "shape.\n  Make them one shape before batching: pad or resize each element "
+                    "in a map (e.g. ds.map(pad_to_64) returning a fixed-size spec, or "
+                    "image_folder(size=...)), or declare fixed sizes in the spec so the source "
+                    "refuses the odd element."
+                )
 
     def _open(self, epoch: int, state: State | None) -> Iter:
         if self._random_access and self._parents[0]._gathers:

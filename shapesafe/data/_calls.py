@@ -115,6 +115,17 @@ class Call:
                     + "\n".join(f"  {r}" for r in reasons)
                     + _fix(want, got)
                 )
+        elif is_annotation(want) and not is_annotation(got):  # one array, but a tuple or dict
+            parts = (
+                f"a dict with keys {sorted(got)}"
+                if isinstance(got, Mapping)
+                else f"a tuple of {len(got)} parts"
+            )
+            raise ShapeError(
+                f"{self.stage}: parameter {p.name!r} takes one array ({format_annotation(want)}), "
+                f"but {what} are {parts}.\n  Take each part as its own parameter "
+                f"(def {fn_name(self.fn)}(x, mask): ...), or name the key it takes."
+            )
         elif isinstance(want, Mapping) and isinstance(got, Mapping):
             missing = sorted(set(want) - set(got))
             if missing:

@@ -22,6 +22,7 @@ from .._specs import (
     annotation_of,
     compare_spec_trees,
     compare_tree,
+    describe_object,
     format_annotation,
     is_annotation,
     leaves_with_paths,
@@ -240,7 +241,7 @@ def _describe_tree(value: Any) -> str:
 def _describe(x: Any) -> str:
     if isinstance(x, np.ndarray | jax.Array):
         return format_annotation(annotation_of(x))
-    return f"{type(x).__name__} {x!r:.40}"
+    return describe_object(x)
 
 
 class _Shown:

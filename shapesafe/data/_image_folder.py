@@ -52,10 +52,12 @@ class ImageFileError(DataError):
 @dataclasses.dataclass
 class Report:
     """What an image folder left out: ``skipped`` (bad image files) and ``ignored`` (hidden or
-    non-image files), each a list of ``(path, reason)``."""
+    non-image files), each a list of ``(path, reason)``; and ``followed``, the symlinked
+    folders and files it read through, each ``(link, target)``."""
 
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     ignored: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    followed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -69,6 +71,9 @@ class Report:
         lines = [f"Report: {len(self.skipped)} skipped, {len(self.ignored)} ignored"]
         lines += [f"  skipped {p}: {r}" for p, r in self.skipped]
         lines += [f"  ignored {p}: {r}" for p, r in self.ignored]
+        if self.followed:
+            lines[0] += f", {len(self.followed)} followed"
+            lines += [f"  followed {p} -> {t}" for p, t in self.followed]
         return "\n".join(lines)
 
 
@@ -84,7 +89,9 @@ def load_image(
 
     EXIF orientation is applied; JPEGs are decoded at a reduced scale (draft mode) when the
     requested size allows; every Pillow mode is converted to ``mode`` (16-bit images are
-    scaled to 8 bits; transparency is composited over ``background``).
+    scaled to 8 bits; float images by their range: values in 0..1 times 255, in 0..255 as they
+    are, any other range stretched from its minimum to its maximum; transparency is composited
+    over ``background``).
 
     Args:
         path: the image file.
@@ -98,7 +105,8 @@ def load_image(
         A uint8 array ``(height, width, channels)``.
 
     Raises:
-        OSError, ValueError, Image.DecompressionBombError: Pillow's, for a file it cannot read.
+        OSError, ValueError, Image.DecompressionBombError: Pillow's, for a file it cannot read;
+            ``ValueError`` for a float image with NaN or infinite pixels.
     """
     with Image.open(path) as im:  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
         return prepare_image(im, size, mode=mode, resize=resize, background=background)
@@ -170,8 +178,7 @@ def _needed(shown: tuple[int, int], target: tuple[int, int], resize: str) -> tup
 def _to_mode(im: Image.Image, mode: str, background: tuple[int, int, int]) -> Image.Image:
     if im.mode in _SIXTEEN_BIT or im.mode == "F":
         a = np.asarray(im).astype(np.float64)
-        if im.mode != "F":
-            a = a / 257.0
+        a = _float_to_8_bits(a) if im.mode == "F" else a / 257.0
         im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
     transparent = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
     if transparent and mode != "RGBA":
@@ -180,6 +187,19 @@ def _to_mode(im: Image.Image, mode: str, background: tuple[int, int, int]) -> Im
         under.alpha_composite(rgba)
         im = under
     return im if im.mode == mode else im.convert(mode)
+
+
+def _float_to_8_bits(a: np.ndarray) -> np.ndarray:
+    """A float image's values on 0..255, by their range: 0..1 is scaled by 255, 0..255 is kept,
+    any other range is stretched from its minimum to its maximum."""
+    if not np.all(np.isfinite(a)):
+        raise ValueError("the float image has NaN or infinite pixels")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if lo >= 0.0 and hi <= 1.0:
+        return a * 255.0
+    if lo >= 0.0 and hi <= 255.0:
+        return a
+    return (a - lo) * (255.0 / (hi - lo))
 
 
 def _fit(
@@ -267,9 +287,11 @@ class ImageFolder(Dataset):
                 )
             )
         files: list[tuple[str, int]] = []
+        links = _Links(root, self._report)
         for label, name in enumerate(classes):
             found = 0
-            for path in _walk(root / name, self._report):
+            links.enter(root / name)
+            for path in _walk(root / name, self._report, links):
                 problem = _header_problem(path)
                 if problem is None:
                     files.append((str(path), label))
@@ -317,12 +339,61 @@ def _reason(e: Exception) -> str:
     return f"{type(e).__name__}: {text}"
 
 
-def _walk(folder: Path, report: Report) -> list[Path]:
+class _Links:
+    """The symlinks an image folder reads through: each must lead outside the root (or its
+    images would be counted again, under another class or twice) and must not lead where an
+    earlier one did (a loop); a sane one is followed and listed in ``report.followed``."""
+
+    def __init__(self, root: Path, report: Report):
+        self.root, self.real, self.report = root, root.resolve(), report
+        self.seen: dict[Path, Path] = {}
+
+    def enter(self, folder: Path) -> None:
+        if not folder.is_symlink():
+            return
+        target = folder.resolve()
+        why = None
+        if target == self.real or target in self.real.parents:
+            why = "which contains the image folder itself (a loop)"
+        elif self.real in target.parents:
+            inside = target.relative_to(self.real).parts[0]
+            why = (
+                f"inside the image folder (in class {inside!r}), so its images would be "
+                "counted again"
+            )
+        elif target in self.seen or any(p in self.seen for p in target.parents):
+            why = f"which {self.seen.get(target) or 'another link'} already leads to (a loop or a re-count)"
+        elif any(target in p.parents for p in self.seen):
+            why = "which holds a folder another link already leads to (a re-count)"
+        if why is not None:
+            raise DataError(
+                f"image_folder: {folder} is a symlink to {target}, {why}. Remove the link, or "
+                f"point it at a folder outside {self.root} that no other link reaches."
+            )
+        self.seen[target] = folder
+        self.report.followed.append((str(folder), str(target)))
+
+    def enter_file(self, path: Path) -> None:
+        """A symlinked image file: one inside the root would count an image twice."""
+        target = path.resolve()
+        if self.real in target.parents:
+            inside = target.relative_to(self.real).parts[0]
+            raise DataError(
+                f"image_folder: {path} is a symlink to {target}, inside the image folder (in "
+                f"class {inside!r}), so that image would be counted twice. Remove the link, or "
+                "copy the file."
+            )
+        self.report.followed.append((str(path), str(target)))
+
+
+def _walk(folder: Path, report: Report, links: "_Links | None" = None) -> list[Path]:
     out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         for d in sorted(dirnames):
             if d.startswith("."):
                 report.ignored.append((str(Path(dirpath) / d), "hidden folder"))
+            elif links is not None:
+                links.enter(Path(dirpath) / d)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for f in sorted(filenames):
             path = Path(dirpath) / f
@@ -333,6 +404,8 @@ def _walk(folder: Path, report: Report) -> list[Path]:
                     (str(path), f"not an image extension ({', '.join(EXTENSIONS)})")
                 )
             else:
+                if links is not None and path.is_symlink():
+                    links.enter_file(path)
                 out.append(path)
     return out
 
@@ -352,7 +425,11 @@ def image_folder(
     Labels number the class folders in sorted order (``ds.class_names``). Elements are
     ``{"image": UInt8[np.ndarray, "h w c"], "label": Int32[np.ndarray, ""]}`` with ``c`` 3 for
     RGB, 1 for L, 4 for RGBA. JPEG, PNG, GIF (first frame), BMP, WebP and TIFF are read; hidden
-    files and other extensions are ignored and listed in ``ds.report.ignored``.
+    files and other extensions are ignored and listed in ``ds.report.ignored``. A symlinked
+    folder (a class or a sub-folder) is followed and listed in ``ds.report.followed`` when it
+    leads outside ``path``; one that leads back into ``path`` (its images would count again,
+    under another class) or somewhere a link already led (a loop) is refused with
+    ``DataError``.
 
     Args:
         path: the root folder.
@@ -369,7 +446,8 @@ def image_folder(
 
     Raises:
         FileNotFoundError: ``path`` is not a directory.
-        DataError: no class folders, or a class folder without images.
+        DataError: no class folders, a class folder without images, or a symlinked folder
+            that loops or leads back into ``path``.
         ImageFileError: a bad file under ``on_error="raise"``.
 
     Example:

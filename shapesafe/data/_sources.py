@@ -6,8 +6,9 @@ from typing import Any
 import jax.tree_util as jtu
 import numpy as np
 
+from .._specs import annotation_for
 from ._dataset import Dataset, Item, Iter, State
-from ._element_spec import ElementSpec, annotation_of, leaves_with_paths
+from ._element_spec import ElementSpec, leaves_with_paths
 
 
 class ArraySource(Dataset):
@@ -27,7 +28,7 @@ class ArraySource(Dataset):
             )
         self.arrays = arrays
         self.n = int(next(iter(sizes.values())))  # type: ignore[arg-type]
-        self.spec = ElementSpec(_ordered_map(lambda x: annotation_of(x[0]), arrays))
+        self.spec = ElementSpec(_ordered_map(_row_annotation, arrays))
         self._stage = "from_arrays"
         self._random_access = self._gathers = True
 
@@ -44,6 +45,11 @@ class ArraySource(Dataset):
         if isinstance(self.arrays, Mapping) and "label" in self.arrays:
             return np.asarray(self.arrays["label"])
         return None
+
+
+def _row_annotation(x: np.ndarray) -> Any:
+    """The annotation of one row of ``x`` (also of an array with no rows)."""
+    return annotation_for(x.dtype, np.ndarray, " ".join(str(int(d)) for d in x.shape[1:]))
 
 
 def _ordered_map(f: Callable[[Any], Any], tree: Any) -> Any:

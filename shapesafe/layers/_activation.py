@@ -10,7 +10,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from .._specs import TensorSpec, checked
-from ._blueprint import Blueprint
+from ._blueprint import Blueprint, Refusal
 from ._typing import AnyRank, AsInput, Floating, FloatingKeep
 
 
@@ -97,6 +97,16 @@ class Softmax(_Activation):
     def __post_init__(self) -> None:
         if isinstance(self.axis, bool) or not isinstance(self.axis, int):
             raise ValueError(f"Softmax: axis must be an int, got {self.axis!r}.")
+
+    def _build(self, spec: TensorSpec, rngs: nnx.Rngs) -> nnx.Module:
+        if not -spec.rank <= self.axis < spec.rank:
+            need = self.axis + 1 if self.axis >= 0 else -self.axis
+            raise Refusal(
+                f"at least {need} dimension{'s' * (need != 1)} (for axis={self.axis})",
+                f"it has {spec.rank}, so axis {self.axis} does not exist.",
+                "Pick an axis the input has (axis=-1 is the last).",
+            )
+        return ActivationLayer(self)
 
     def apply(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         return jax.nn.softmax(x, axis=self.axis)

@@ -133,6 +133,21 @@ def infer(
     blueprint: Blueprint, spec: TensorSpec, rngs: nnx.Rngs, where: str
 ) -> tuple[nnx.Module, TensorSpec]:
     """Build one blueprint for ``spec`` and trace it abstractly to get its output spec."""
+    empty = [i for i, d in enumerate(spec.shape) if isinstance(d, int) and d == 0]
+    if empty:  # nothing to compute, no fan-in to initialise by: refuse before any layer code
+        axes = ", ".join(str(i) for i in empty)
+        raise LayerShapeError(
+            (where,),
+            "\n".join(
+                [
+                    "  expected  every dimension at least 1",
+                    f"  got       {got_with_origins(spec)}",
+                    f"  dimension {axes} is 0: an empty axis leaves the layer nothing to compute.",
+                    "  Give it a size of at least 1 in the input spec (or in the layer before).",
+                ]
+            ),
+            subject=repr(blueprint),
+        )
     try:
         module = blueprint._build(spec, rngs)
     except Refusal as r:
@@ -145,7 +160,7 @@ def infer(
             lines.append(f"  {r.fix}")
         raise LayerShapeError((where,), "\n".join(lines), subject=repr(blueprint)) from None
     except LayerShapeError as e:  # from a nested container
-        raise e.within(where) from None
+        raise e.within(where) from e.__cause__
     graphdef, state = nnx.split(module)
 
     def forward(state: Any, x: Any) -> Any:
@@ -154,6 +169,7 @@ def infer(
     try:
         out = jax.eval_shape(forward, state, spec.abstract())
     except LayerShapeError as e:
+        cause = e.__cause__  # a user module's own failure stays the cause
         if not e.path and e.boundary == ", cannot take its input":  # show where each dim came from
             e = LayerShapeError(
                 (),
@@ -165,7 +181,7 @@ def infer(
                 boundary=e.boundary,
                 subject=e.subject,
             )
-        raise e.within(where) from None
+        raise e.within(where) from cause
     if not isinstance(out, jax.ShapeDtypeStruct):
         raise LayerShapeError(
             (where,),

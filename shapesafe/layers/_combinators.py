@@ -48,7 +48,7 @@ def _run(model: Model, x: Any, where: str) -> Any:
     try:
         return model(x)
     except LayerShapeError as e:
-        raise e.within(where if e.path else f"{where}: {e.subject}") from None
+        raise e.within(where if e.path else f"{where}: {e.subject}") from e.__cause__
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

@@ -14,7 +14,8 @@ from beartype import beartype
 from flax import nnx
 from jaxtyping import Array, Shaped
 
-from .._specs import TensorSpec, call_checked, is_annotation
+from .._errors import LayerShapeError, ShapesafeError
+from .._specs import TensorSpec, call_checked, describe, format_value, is_annotation
 from ._blueprint import Blueprint
 
 
@@ -97,11 +98,31 @@ class CustomLayer(nnx.Module):
 
 
 def _call_checked(layer: nnx.Module, fn: Callable[..., Any], *args: Any) -> Any:
-    """Call ``fn`` with its annotations checked by beartype; failures name ``layer``."""
+    """Call ``fn`` with its annotations checked by beartype; failures name ``layer``.
+
+    A failure inside the user's own code (a weight of the wrong shape: JAX's ``TypeError``
+    or ``ValueError``) becomes a ``ShapeError`` naming the layer, with the original as its
+    ``__cause__``.
+    """
     wrapped = _CHECKED.get(fn)
     if wrapped is None:
         wrapped = _CHECKED[fn] = jaxtyping.jaxtyped(typechecker=beartype)(fn)
-    return call_checked(layer, wrapped, fn, args, {})
+    try:
+        return call_checked(layer, wrapped, fn, args, {})
+    except ShapesafeError:
+        raise
+    except (TypeError, ValueError) as e:
+        x = args[-1]
+        kind = "module's __call__" if isinstance(layer, CustomLayer) else "function"
+        raise LayerShapeError(
+            (),
+            f"  its input {format_value(x)} fits its annotations, but its own code raised:\n"
+            f"  {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
+            f"  The bug is inside the {kind} (the original error is the cause above): check "
+            "the shapes of its weights and operations against its annotations.",
+            subject=describe(layer),
+            boundary=", failed inside its own code",
+        ) from e
 
 
 _CHECKED: dict[Callable[..., Any], Callable[..., Any]] = {}

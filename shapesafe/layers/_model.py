@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import jaxtyping
 import numpy as np
 from flax import nnx
+from flax.errors import TraceContextError
 from jaxtyping import Array, Shaped
 
-from .._errors import LayerShapeError
+from .._errors import LayerShapeError, ShapesafeError
 from .._specs import TensorSpec, format_annotation, format_spec, format_value, parse
 from ._blueprint import GiveDType_co, GiveRank_co, NeedDType_contra, NeedRank_contra
 
@@ -59,16 +60,41 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
         with jaxtyping.jaxtyped("context"):  # type: ignore[arg-type]
             if not isinstance(y, self.input_spec):
                 raise _boundary_error(self, "input", self.input_spec, y)
+            if 0 in tuple(y.shape):
+                raise _empty_error(y)
             for i, (bp, layer) in enumerate(
                 zip(self.blueprint.layers, self.layers, strict=True), start=1
             ):
                 try:
                     y = layer(y)
                 except LayerShapeError as e:
-                    raise e.within(f"layer {i} of {n}, {bp!r}") from None
+                    raise e.within(f"layer {i} of {n}, {bp!r}") from e.__cause__
+                except TraceContextError as e:
+                    raise ShapesafeError(
+                        f"layer {i} of {n}, {bp!r}, updates its own state while training (a "
+                        "random stream, batch statistics), which a plain jax.jit of the model "
+                        "cannot carry out.\n  For inference call model.eval() first; to train, "
+                        "use ss.fit, nnx.jit, or nnx.split/nnx.merge returning the new state."
+                    ) from e
             if not isinstance(y, self.output_spec):
                 raise _boundary_error(self, "output", self.output_spec, y)
         return y
+
+
+def _empty_error(x: Any) -> LayerShapeError:
+    axes = [i for i, d in enumerate(x.shape) if d == 0]
+    what = (
+        "the batch holds no examples"
+        if axes == [0]
+        else f"dimension {', '.join(map(str, axes))} is 0, an empty axis"
+    )
+    lines = [
+        "  expected  every dimension at least 1",
+        f"  got       {format_value(x)}",
+        f"  {what}: there is nothing to compute.",
+        "  Skip empty batches before calling the model (a dataset's batch(n) never makes one).",
+    ]
+    return LayerShapeError((), "\n".join(lines), subject="The model's input", boundary=" is empty")
 
 
 def _boundary_error(model: Model, side: str, spec: Any, x: Any) -> LayerShapeError:

@@ -10,7 +10,7 @@ from flax import nnx
 from jaxtyping import Array, Float, Num, Shaped
 
 from .._errors import LayerShapeError, ShapeError
-from .._specs import TensorSpec, checked, dtype_kind, format_value
+from .._specs import TensorSpec, checked, dtype_kind, format_value, needs_x64
 from ._blueprint import Blueprint, GiveDType_co, Refusal, set_field
 from ._typing import (
     AnyDType,
@@ -189,6 +189,9 @@ class Cast(CastTo[GiveDType_co], Blueprint[AnyDType, AnyRank, GiveDType_co, Any]
         set_field(self, "dtype", _dtype(f"Cast({self.dtype!r})", self.dtype))
 
     def _build(self, spec: TensorSpec, rngs: nnx.Rngs) -> nnx.Module:
+        x64 = needs_x64(self.dtype)
+        if x64:
+            raise Refusal(f"JAX's 64-bit mode on, to make {self.dtype.name}", x64)
         return CastLayer(self)
 
 
@@ -253,6 +256,9 @@ class Rescale(
         set_field(self, "dtype", dtype)
 
     def _build(self, spec: TensorSpec, rngs: nnx.Rngs) -> nnx.Module:
+        x64 = needs_x64(self.dtype)
+        if x64:
+            raise Refusal(f"JAX's 64-bit mode on, to make {self.dtype.name}", x64)
         return RescaleLayer(self)
 
 
