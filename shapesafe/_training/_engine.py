@@ -69,6 +69,7 @@ class Engine:
         self.train_graph: Any = split[0]
         opt_state = optimizer.init(split[1]) if optimizer is not None else None
         self.state, self.defs = TrainState.of(TrainState(split[1], split[2], opt_state))
+        self.shardings: TrainState | None = None  # flat NamedShardings, set by `shard`
         self._train = jax.jit(self._flat(self._train_step, 3), donate_argnums=(0,))
         self._train_many = jax.jit(self._flat(self._train_scan, 3), donate_argnums=(0,))
         self._eval = jax.jit(self._flat(self._eval_step, 0))
@@ -89,12 +90,14 @@ class Engine:
             if not returns:
                 return out
             new = []
-            for tree, want in zip(out[:returns], self.defs, strict=False):
+            for k, (tree, want) in enumerate(zip(out[:returns], self.defs, strict=False)):
                 lv, treedef = jax.tree.flatten(tree)
                 if treedef != want:
                     raise TypeError(
                         f"the training step changed the structure of its state: {treedef} != {want}"
                     )
+                if self.shardings is not None:  # the state stays where the plan put it
+                    lv = jax.lax.with_sharding_constraint(lv, self.shardings[k])
                 new.append(lv)
             return (TrainState(*new), *out[returns:])
 
@@ -125,6 +128,10 @@ class Engine:
             return value, (out, after[2])
 
         (value, (out, new_rest)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        if self.shardings is not None:  # gradients placed like their parameters (FSDP: scattered)
+            grads = jax.lax.with_sharding_constraint(
+                grads, jax.tree.unflatten(self.defs.params, self.shardings.params)
+            )
 
         # A non-finite loss applies no update: the state stays that of the last good step. The
         # update runs under `lax.cond`; a `jnp.where` over every leaf afterwards made XLA copy
@@ -186,6 +193,14 @@ class Engine:
         return nnx.merge(self.eval_graph, params, rest)(x)
 
     # -- host side ----------------------------------------------------------------------------
+    def shard(self, params: Any, rest: Any, opt_state: Any) -> None:
+        """Place the state by trees of ``NamedSharding``s shaped like ``params``, ``rest`` and
+        ``opt_state``; every step's new state (and the gradients) is constrained to them."""
+        self.shardings = TrainState(*(jax.tree.leaves(t) for t in (params, rest, opt_state)))
+        self.state = TrainState(
+            *(jax.device_put(lv, sh) for lv, sh in zip(self.state, self.shardings, strict=True))
+        )
+
     def init_metrics(self) -> tuple[Any, ...]:
         return tuple(m.init() for m in self.metrics)
 

@@ -4,7 +4,7 @@ import inspect
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import optax
 from flax import nnx
 
 from .._errors import ShapesafeError
+from .._sharding import ShardingPlan, auto_mesh, state_shardings
 from ._batches import pick_keys, split_batch
 from ._callbacks import Callback
 from ._data_checks import check_batch, check_data_spec, check_labels
@@ -225,6 +226,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
 ) -> History:
     """Train ``model`` in place on ``data`` and return the ``History``.
 
@@ -251,14 +253,18 @@ def fit(
         log_file: a JSONL file that receives each epoch's logs.
         checkpoint_dir: save checkpoints here (at each epoch's end, and every ``checkpoint_every``
             steps) and resume from the newest good one found there.
-        mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis: batches are split over it and
-            parameters replicated.
+        mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis: batches are split over it, and
+            parameters and optimizer state placed by ``sharding``.
+        sharding: the plan on ``mesh``: ``"replicate"`` (the default), ``"fsdp"``, rules
+            ``{path regex: layout}`` or a ``ShardingPlan``; checked against every parameter's
+            shape before anything compiles.
 
     Returns:
         The ``History`` of per-epoch logs and per-step losses.
 
     Raises:
         ShapeError: the data does not fit the model.
+        ShardingError: the sharding plan does not fit the parameters or the mesh.
         ShapesafeError: an empty dataset, an unusable batch, a non-finite input.
 
     Example:
@@ -284,7 +290,7 @@ def fit(
     if eval_data is not None:
         check_data_spec(model, eval_data, inputs, targets, loss, what="eval_data")
     engine = Engine(model, loss=loss, optimizer=optimizer, metrics=metrics)
-    sharding = _data_sharding(mesh, engine)
+    on_mesh = _data_sharding(mesh, engine, model, sharding)
     history = History()
     bar = Progress(enabled=progress, every=log_every)
     run = Run(engine, model, history, bar)
@@ -294,8 +300,8 @@ def fit(
 
         callbacks.append(Checkpoint(checkpoint_dir, every_steps=checkpoint_every))
     step_losses = any(getattr(c, "wants_step_loss", False) for c in callbacks)
-    batcher = _Batcher(model, inputs, targets, sharding)
-    eval_batcher = _Batcher(model, inputs, targets, sharding)
+    batcher = _Batcher(model, inputs, targets, on_mesh)
+    eval_batcher = _Batcher(model, inputs, targets, on_mesh)
     log = open(log_file, "a") if log_file is not None else None
     try:
         for c in callbacks:
@@ -531,15 +537,20 @@ def _len(data: Any) -> int | None:
         return None
 
 
-def _data_sharding(mesh: jax.sharding.Mesh | None, engine: Engine) -> Any:
+def _data_sharding(mesh: jax.sharding.Mesh | None, engine: Engine, model: Any, plan: Any) -> Any:
+    """Place the engine's state by the sharding plan; the batches' sharding (or ``None``)."""
     if mesh is None:
+        if plan is not None:
+            raise ValueError("fit: sharding= needs a mesh= to place the parameters on.")
         return None
     if "data" not in mesh.axis_names:
         raise ValueError(f"fit: the mesh needs an axis named 'data'; it has {mesh.axis_names}.")
     from jax.sharding import NamedSharding, PartitionSpec
 
-    replicated = NamedSharding(mesh, PartitionSpec())
-    engine.params, engine.rest, engine.opt_state = jax.device_put(
-        (engine.params, engine.rest, engine.opt_state), replicated
+    mesh = auto_mesh(mesh)
+    params, opt_state = state_shardings(
+        ShardingPlan.of(plan), mesh, model, engine.params, engine.opt_state
     )
+    replicated = NamedSharding(mesh, PartitionSpec())
+    engine.shard(params, jax.tree.map(lambda _: replicated, engine.rest), opt_state)
     return NamedSharding(mesh, PartitionSpec("data"))

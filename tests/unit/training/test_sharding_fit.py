@@ -1,0 +1,132 @@
+"""Parameter sharding on 8 simulated CPU devices: ``build``/``fit`` with ``mesh=`` and ``sharding=``.
+
+XLA reads ``--xla_force_host_platform_device_count`` once, when JAX starts, so the runs happen
+in a subprocess (``tests/unit/training/_sharding_script.py``) that prints JSON; this file reads
+it. The expected bytes per device are computed here by hand from the layer shapes.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).with_name("_sharding_script.py")
+DEVICES = 8
+F32 = 4
+
+# The script's MLP on digits: 64 -> Linear(512) -> Linear(512) -> Linear(16)
+MLP_KERNELS = 64 * 512 + 512 * 512 + 512 * 16
+MLP_BIASES = 512 + 512 + 16
+# The script's CNN on 8x8x1 digits: Conv2D(16, 3x3) -> MaxPool 2x2 (3x3x16 = 144) -> 64 -> 10
+CONV_KERNEL, CONV_BIAS = 3 * 3 * 1 * 16, 16
+CNN_KERNELS, CNN_BIASES = 144 * 64 + 64 * 10, 64 + 10
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Any]:
+    env = dict(
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
+        JAX_PLATFORMS="cpu",
+    )
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=SCRIPT.parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out: dict[str, Any] = json.loads(done.stdout)
+    assert out["devices"] == DEVICES
+    return out
+
+
+def _same_run(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert len(a["steps"]) == len(b["steps"]) == 6
+    np.testing.assert_allclose(a["steps"], b["steps"], rtol=1e-5, atol=1e-6)
+    for wa, wb in zip(a["weights"], b["weights"], strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-6)
+    assert a["steps"][-1] < a["steps"][0]  # it learned something
+
+
+@pytest.mark.parametrize("run", ["fsdp_mlp", "fsdp_mlp_fit_only", "grid_mlp", "grid_cnn"])
+def test_sharded_training_matches_one_device(runs: dict[str, Any], run: str) -> None:
+    single = runs["single_cnn" if "cnn" in run else "single_mlp"]
+    _same_run(runs[run], single)
+
+
+def test_fsdp_holds_an_eighth_of_parameters_and_optimizer_state(runs: dict[str, Any]) -> None:
+    whole = (MLP_KERNELS + MLP_BIASES) * F32
+    one = (MLP_KERNELS // DEVICES + MLP_BIASES) * F32  # kernels split, biases (< 4096) kept whole
+    fsdp, single = runs["fsdp_mlp"], runs["single_mlp"]
+    assert single["param_bytes"] == [whole]
+    assert fsdp["param_bytes"] == [one] * DEVICES
+    assert fsdp["opt_bytes"] == [2 * one + 4] * DEVICES  # Adam's mu and nu, and its int32 count
+    assert one / whole < 0.13
+    assert fsdp["specs"]["['layers'][0]['kernel'].value"] == [None, "data"]  # 512 > 64
+    assert fsdp["specs"]["['layers'][2]['kernel'].value"] == [
+        "data"
+    ]  # a tie: the first (JAX drops trailing Nones)
+    assert fsdp["specs"]["['layers'][0]['bias'].value"] == []
+
+
+def test_build_creates_parameters_already_sharded(runs: dict[str, Any]) -> None:
+    one = (MLP_KERNELS // DEVICES + MLP_BIASES) * F32
+    assert runs["fsdp_mlp"]["built"] == {
+        "param_bytes": [one] * DEVICES,
+        "first_kernel_spec": [None, "data"],
+    }
+    # built on one device, then placed by fit
+    assert runs["fsdp_mlp_fit_only"]["built"]["param_bytes"] == [(MLP_KERNELS + MLP_BIASES) * F32]
+    assert runs["fsdp_mlp_fit_only"]["param_bytes"] == [one] * DEVICES
+
+
+def test_model_axis_rules_on_a_4x2_mesh(runs: dict[str, Any]) -> None:
+    mlp = runs["grid_mlp"]
+    half = (MLP_KERNELS + MLP_BIASES) // 2 * F32  # every kernel and bias split over 'model'
+    assert mlp["param_bytes"] == [half] * DEVICES
+    assert mlp["opt_bytes"] == [2 * half + 4] * DEVICES
+    assert set(map(tuple, mlp["specs"].values())) == {(None, "model"), ("model",)}
+    cnn = runs["grid_cnn"]
+    assert cnn["specs"]["['layers'][0]['kernel'].value"] == [None, None, None, "model"]
+    assert cnn["specs"]["['layers'][4]['kernel'].value"] == ["model"]  # row-split
+    one = (CONV_KERNEL // 2 + CONV_BIAS + CNN_KERNELS // 2 + CNN_BIASES) * F32
+    assert cnn["param_bytes"] == [one] * DEVICES
+
+
+def test_refusals_name_parameter_shape_axis_and_fix_before_compiling(
+    runs: dict[str, Any],
+) -> None:
+    r = runs["refused"]
+    assert {e["type"] for e in r.values()} == {"ShardingError"}
+    assert [e["compiles"] for e in r.values()] == [0, 0, 0, 0]
+    assert r["indivisible_build"]["message"] == (
+        "parameter 2.Linear.kernel of shape (512, 10): the rule '2\\\\.Linear\\\\.kernel' -> "
+        "(None, 'data') splits axis 1 (10) over the mesh axis 'data' of size 8, which does not "
+        "divide 10. Use a mesh size that divides 10 (2, 5, 10), or keep axis 1 whole (None) in "
+        "the rule."
+    )
+    assert r["indivisible_fit"]["message"] == (
+        "parameter 2.Linear.kernel of shape (512, 10): the rule '.*kernel' -> (None, ('data', "
+        "'model')) splits axis 1 (10) over the mesh axes 'data' x 'model' of size 8 (4 x 2), "
+        "which does not divide 10. Use a mesh size that divides 10 (2, 5, 10), or keep axis 1 "
+        "whole (None) in the rule."
+    )
+    assert r["unknown_axis"]["message"] == (
+        "parameter 0.Linear.kernel of shape (64, 512): the rule '.*kernel' -> ('model', None) "
+        "names the mesh axis 'model', but the mesh has axes {'data': 8}. Use one of those, or "
+        "make the mesh with an axis named 'model'."
+    )
+    assert r["matches_nothing"]["message"] == (
+        "the sharding rule 'Dense.*kernel' -> (None, 'model') matches no parameter (the regex "
+        "must match a whole path). The parameters are: 0.Linear.bias, 0.Linear.kernel, "
+        "2.Linear.bias, 2.Linear.kernel. Fix the regex (e.g. start it with '.*') or remove the "
+        "rule."
+    )
