@@ -61,10 +61,11 @@ class Placement:
     spec: PartitionSpec
     reason: str
 
-    def shard_shape(self, mesh: Mesh | AbstractMesh) -> tuple[int, ...]:
-        """The shape of the piece each device holds on ``mesh``."""
+    def shard_shape(self, mesh: Mesh | AbstractMesh | Mapping[str, int]) -> tuple[int, ...]:
+        """The shape of the piece each device holds on ``mesh`` (or on axes ``{name: size}``)."""
+        sizes = mesh if isinstance(mesh, Mapping) else mesh.shape
         return tuple(
-            n // math.prod(mesh.shape[a] for a in _axes(e))
+            n // math.prod(sizes[a] for a in _axes(e))
             for n, e in zip(self.shape, _padded(self.spec, len(self.shape)), strict=True)
         )
 

@@ -155,6 +155,21 @@ def main() -> None:
     out["single_cnn"] = train(CNN, CNN_SPEC, cnn, None, None, at_build=False)
     out["grid_cnn"] = train(CNN, CNN_SPEC, cnn, grid, cnn_rules, at_build=True)
 
+    planned = ss.build(MLP, MLP_SPEC, seed=0)
+    example = (jax.ShapeDtypeStruct((64, 64), np.float32), jax.ShapeDtypeStruct((64,), np.int32))
+    out["summary"] = {}
+    for name, mesh, plan in [("fsdp", line, "fsdp"), ("grid", grid, mlp_rules)]:
+        memory = ss.summary(
+            planned,
+            mesh=mesh,
+            sharding=plan,
+            optimizer=optax.adam(1e-3),
+            loss=ss.losses.cross_entropy,
+            batch=example,
+        ).memory
+        assert memory is not None
+        out["summary"][name] = {"rows": memory.rows, "text": str(memory)}
+
     small = L.Linear(512) >> L.ReLU() >> L.Linear(10)
     unsharded = ss.build(small, MLP_SPEC)
     out["refused"] = {

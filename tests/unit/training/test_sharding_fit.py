@@ -130,3 +130,31 @@ def test_refusals_name_parameter_shape_axis_and_fix_before_compiling(
         "2.Linear.bias, 2.Linear.kernel. Fix the regex (e.g. start it with '.*') or remove the "
         "rule."
     )
+
+
+@pytest.mark.parametrize("run", ["fsdp", "grid"])
+def test_summary_predicts_the_bytes_fit_measured(runs: dict[str, Any], run: str) -> None:
+    rows = runs["summary"][run]["rows"]
+    trained = runs[f"{run}_mlp"]
+    whole = (MLP_KERNELS + MLP_BIASES) * F32
+    assert rows["parameters"] == [trained["param_bytes"][0], whole]
+    assert rows["gradients"] == rows["parameters"]
+    assert rows["optimizer state"] == [trained["opt_bytes"][0], 2 * whole + 4]
+    temp, _ = rows["temporaries"]
+    assert isinstance(temp, int) and temp > 0  # XLA's own figure for the compiled step
+
+
+def test_summary_shows_each_parameters_placement(runs: dict[str, Any]) -> None:
+    text = runs["summary"]["fsdp"]["text"]
+    assert text.splitlines()[0] == "mesh data=8"
+    assert "0.Linear.kernel  (64, 512)   (None, 'data')  (64, 64)    fsdp" in text
+    assert (
+        "0.Linear.bias    (512,)      replicated      (512,)      replicated (under min_size=4096)"
+        in text
+    )
+    grid = runs["summary"]["grid"]["text"]
+    assert grid.splitlines()[0] == "mesh data=4 x model=2"
+    assert (
+        "2.Linear.kernel  (512, 512)  (None, 'model')  (512, 256)  rule '.*Linear\\\\.kernel'"
+        in grid
+    )
