@@ -227,6 +227,7 @@ def fit(
     checkpoint_every: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
     sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
+    accumulate: int = 1,
 ) -> History:
     """Train ``model`` in place on ``data`` and return the ``History``.
 
@@ -258,6 +259,9 @@ def fit(
         sharding: the plan on ``mesh``: ``"replicate"`` (the default), ``"fsdp"``, rules
             ``{path regex: layout}`` or a ``ShardingPlan``; checked against every parameter's
             shape before anything compiles.
+        accumulate: average the gradients of this many consecutive batches before each
+            update (``optax.MultiSteps``): the update of one ``accumulate`` times larger batch
+            in the memory of one batch. Steps (``history.steps``, callbacks) count batches.
 
     Returns:
         The ``History`` of per-epoch logs and per-step losses.
@@ -286,6 +290,12 @@ def fit(
         raise ValueError(f"fit: epochs must be a positive integer, got {epochs!r}.")
     if steps_per_call < 1:
         raise ValueError(f"fit: steps_per_call must be >= 1, got {steps_per_call}.")
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ValueError(f"fit: accumulate must be a positive integer, got {accumulate!r}.")
+    if accumulate > 1:
+        optimizer = optax.MultiSteps(
+            optimizer, every_k_schedule=accumulate
+        ).gradient_transformation()
     check_data_spec(model, data, inputs, targets, loss, what="data")
     if eval_data is not None:
         check_data_spec(model, eval_data, inputs, targets, loss, what="eval_data")
