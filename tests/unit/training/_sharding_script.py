@@ -9,7 +9,10 @@ refused plans, the error's type and message and how many XLA compilations happen
 """
 
 import json
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -129,6 +132,58 @@ def train(
     }
 
 
+class Restored(ss.callbacks.Callback):
+    """Right after the checkpoint callback (listed before it) resumed: the state and its placement."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+    def on_train_begin(self, run: Any) -> None:
+        params = run.engine.params
+        self.seen = {
+            "step": run.step,
+            "weights": [np.asarray(w).ravel().tolist() for w in jax.tree.leaves(params)],
+            "param_bytes": per_device(params),
+            "opt_bytes": per_device(run.engine.opt_state),
+        }
+
+
+def resume(directory: str, mesh: Mesh | None, epochs: int) -> dict[str, Any]:
+    """FSDP training on ``mesh`` (one device when ``None``) that resumes from ``directory``."""
+    model = ss.build(MLP, MLP_SPEC, seed=0)
+    restored = Restored()
+    history = ss.fit(
+        model,
+        batches(),
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.adam(1e-3),
+        epochs=epochs,
+        progress=False,
+        mesh=mesh,
+        sharding="fsdp" if mesh is not None else None,
+        callbacks=[ss.callbacks.Checkpoint(directory), restored],
+    )
+    weights = [np.asarray(w).ravel().tolist() for w in jax.tree.leaves(nnx.state(model, nnx.Param))]
+    return {"restored": restored.seen, "steps": history.steps, "weights": weights}
+
+
+def checkpoints(line: Mesh) -> dict[str, Any]:
+    """Save under FSDP on 8 devices; resume on 4 and on 1; and back from 4 onto 8."""
+    four = Mesh(np.array(jax.devices()[:4]), ("data",))
+    root = Path(tempfile.mkdtemp())
+    try:
+        out = {"straight": resume(str(root / "straight"), line, 2)}
+        out["saved"] = resume(str(root / "eight"), line, 1)
+        for name in ("four", "one"):
+            shutil.copytree(root / "eight", root / name)
+        out["four"] = resume(str(root / "four"), four, 2)
+        out["one"] = resume(str(root / "one"), None, 2)
+        out["back"] = resume(str(root / "four"), line, 2)  # the epoch-2 checkpoint of 4 devices
+        return out
+    finally:
+        shutil.rmtree(root)
+
+
 def refused(fn: Any) -> dict[str, Any]:
     before = len(COMPILES)
     try:
@@ -155,6 +210,7 @@ def main() -> None:
     out["single_cnn"] = train(CNN, CNN_SPEC, cnn, None, None, at_build=False)
     out["grid_cnn"] = train(CNN, CNN_SPEC, cnn, grid, cnn_rules, at_build=True)
 
+    out["checkpoints"] = checkpoints(line)
     planned = ss.build(MLP, MLP_SPEC, seed=0)
     example = (jax.ShapeDtypeStruct((64, 64), np.float32), jax.ShapeDtypeStruct((64,), np.int32))
     out["summary"] = {}

@@ -158,3 +158,28 @@ def test_summary_shows_each_parameters_placement(runs: dict[str, Any]) -> None:
         "2.Linear.kernel  (512, 512)  (None, 'model')  (512, 256)  rule '.*Linear\\\\.kernel'"
         in grid
     )
+
+
+def test_sharded_checkpoints_restore_bitwise_onto_fewer_devices_and_back(
+    runs: dict[str, Any],
+) -> None:
+    c = runs["checkpoints"]
+    one = (MLP_KERNELS // DEVICES + MLP_BIASES) * F32
+    assert c["saved"]["restored"]["step"] == 0 and len(c["saved"]["steps"]) == 6
+    for name, devices in (("four", 4), ("one", 1)):
+        r = c[name]["restored"]
+        assert r["step"] == 6, name  # resumed after epoch 1
+        assert r["weights"] == c["saved"]["weights"], name  # bitwise
+        assert len(r["param_bytes"]) == devices, name
+        if devices == 4:
+            assert r["param_bytes"] == [(MLP_KERNELS // 4 + MLP_BIASES) * F32] * 4
+        # epoch 2 on fewer devices continues the 8-device run
+        np.testing.assert_allclose(
+            c[name]["weights"][1], c["straight"]["weights"][1], rtol=1e-4, atol=1e-6
+        )
+        # the history came back with the checkpoint: 6 steps of epoch 1, then 6 of epoch 2
+        np.testing.assert_allclose(c[name]["steps"], c["straight"]["steps"], rtol=1e-5, atol=1e-6)
+    back = c["back"]["restored"]
+    assert back["step"] == 12 and back["weights"] == c["four"]["weights"]
+    assert back["param_bytes"] == [one] * DEVICES
+    assert c["back"]["steps"] == c["four"]["steps"]  # nothing left to train: the history as saved
