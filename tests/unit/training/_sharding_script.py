@@ -205,7 +205,6 @@ def main() -> None:
     out: dict[str, Any] = {"devices": jax.device_count()}
     out["single_mlp"] = train(MLP, MLP_SPEC, mlp, None, None, at_build=False)
     out["fsdp_mlp"] = train(MLP, MLP_SPEC, mlp, line, "fsdp", at_build=True)
-    out["fsdp_mlp_fit_only"] = train(MLP, MLP_SPEC, mlp, line, "fsdp", at_build=False)
     out["grid_mlp"] = train(MLP, MLP_SPEC, mlp, grid, mlp_rules, at_build=True)
     out["single_cnn"] = train(CNN, CNN_SPEC, cnn, None, None, at_build=False)
     out["grid_cnn"] = train(CNN, CNN_SPEC, cnn, grid, cnn_rules, at_build=True)

@@ -56,7 +56,7 @@ def _same_run(a: dict[str, Any], b: dict[str, Any]) -> None:
     assert a["steps"][-1] < a["steps"][0]  # it learned something
 
 
-@pytest.mark.parametrize("run", ["fsdp_mlp", "fsdp_mlp_fit_only", "grid_mlp", "grid_cnn"])
+@pytest.mark.parametrize("run", ["fsdp_mlp", "grid_mlp", "grid_cnn"])
 def test_sharded_training_matches_one_device(runs: dict[str, Any], run: str) -> None:
     single = runs["single_cnn" if "cnn" in run else "single_mlp"]
     _same_run(runs[run], single)
@@ -83,9 +83,9 @@ def test_build_creates_parameters_already_sharded(runs: dict[str, Any]) -> None:
         "param_bytes": [one] * DEVICES,
         "first_kernel_spec": [None, "data"],
     }
-    # built on one device, then placed by fit
-    assert runs["fsdp_mlp_fit_only"]["built"]["param_bytes"] == [(MLP_KERNELS + MLP_BIASES) * F32]
-    assert runs["fsdp_mlp_fit_only"]["param_bytes"] == [one] * DEVICES
+    # the checkpoint runs build on one device, and fit places the model by the plan
+    assert runs["checkpoints"]["saved"]["restored"]["param_bytes"] == [one] * DEVICES
+    assert runs["checkpoints"]["saved"]["restored"]["opt_bytes"] == [2 * one + 4] * DEVICES
 
 
 def test_model_axis_rules_on_a_4x2_mesh(runs: dict[str, Any]) -> None:
