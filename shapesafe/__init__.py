@@ -22,8 +22,10 @@ from ._errors import ArtifactError as ArtifactError
 from ._errors import InputError as InputError
 from ._errors import ShapeError as ShapeError
 from ._errors import ShapesafeError as ShapesafeError
+from ._errors import ShardingError as ShardingError
 from ._serving._decoders import Prediction as Prediction
 from ._serving._predictor import Predictor as Predictor
+from ._sharding import ShardingPlan as ShardingPlan
 from ._training._compile_cache import compilation_cache as compilation_cache
 from ._training._fit import evaluate as evaluate
 from ._training._fit import fit as fit

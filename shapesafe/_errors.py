@@ -49,10 +49,18 @@ class LayerShapeError(ShapeError):
         )
 
 
+class ShardingError(ShapeError):
+    """A sharding plan does not fit the model's parameters or the mesh.
+
+    Raised before anything compiles: the message names the parameter path, its shape, the
+    mesh axis and its size, and the fix.
+    """
+
+
 # Users see this class in tracebacks as what it is to them: ``shapesafe.ShapeError``.
 LayerShapeError.__module__, LayerShapeError.__qualname__ = "shapesafe", "ShapeError"
 
 # Tracebacks name them by their public home (``shapesafe.ShapeError``).
-for _cls in (ShapesafeError, ShapeError, ArtifactError, InputError):
+for _cls in (ShapesafeError, ShapeError, ArtifactError, InputError, ShardingError):
     _cls.__module__ = "shapesafe"
 del _cls

@@ -8,6 +8,8 @@
   update, repeat) with its callbacks; ``_callbacks``, ``_history``, ``_progress``.
 - ``_losses``, ``_metrics``: pure, annotated functions and metric objects.
 - ``_freeze``, ``_transfer``, ``_torch_weights``, ``_summary``: working with built models.
+- ``_memory``: the per-device memory plan ``summary`` shows for a mesh and a sharding plan
+  (``shapesafe._sharding``, below ``layers``, resolves the plan itself).
 
 May import the spec kernel, layers, data and persistence; never serving, artifacts or the zoo.
 """

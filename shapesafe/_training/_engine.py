@@ -84,9 +84,11 @@ class Programs:
         loss: Callable[..., Any] | None,
         optimizer: optax.GradientTransformation | None,
         metrics: tuple[Metric, ...],
+        shardings: TrainState | None = None,
     ):
         self.train_graph, self.eval_graph, self.defs = train_graph, eval_graph, defs
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
+        self.shardings = shardings  # flat NamedShardings of the state (a plan), or None
         self.train = jax.jit(self._flat(self._train_step, 3, "train_step"), donate_argnums=(0,))
         self.train_many = jax.jit(
             self._flat(self._train_scan, 3, "train_steps"), donate_argnums=(0,)
@@ -105,12 +107,14 @@ class Programs:
             if not returns:
                 return out
             new = []
-            for tree, want in zip(out[:returns], self.defs, strict=False):
+            for k, (tree, want) in enumerate(zip(out[:returns], self.defs, strict=False)):
                 lv, treedef = jax.tree.flatten(tree)
                 if treedef != want:
                     raise TypeError(
                         f"the training step changed the structure of its state: {treedef} != {want}"
                     )
+                if self.shardings is not None:  # the state stays where the plan put it
+                    lv = jax.lax.with_sharding_constraint(lv, list(self.shardings[k]))
                 new.append(lv)
             return (TrainState(*new), *out[returns:])
 
@@ -144,6 +148,10 @@ class Programs:
             return value, (out, after[2])
 
         (value, (out, new_rest)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        if self.shardings is not None:  # gradients placed like their parameters (FSDP: scattered)
+            grads = jax.lax.with_sharding_constraint(
+                grads, jax.tree.unflatten(self.defs.params, self.shardings.params)
+            )
 
         # A non-finite loss applies no update: the state stays that of the last good step. One
         # step per call runs the update under `lax.cond`: a `jnp.where` over every leaf made XLA
@@ -226,12 +234,23 @@ def programs(
     loss: Callable[..., Any] | None,
     optimizer: optax.GradientTransformation | None,
     metrics: tuple[Metric, ...],
+    shardings: TrainState | None = None,
 ) -> Programs:
-    """The shared ``Programs`` for this model structure and these objects."""
-    key = (train_graph, eval_graph, defs, _Id(loss), _Id(optimizer), tuple(map(_Id, metrics)))
+    """The shared ``Programs`` for this model structure, these objects and this placement."""
+    key = (
+        train_graph,
+        eval_graph,
+        defs,
+        _Id(loss),
+        _Id(optimizer),
+        tuple(map(_Id, metrics)),
+        shardings,
+    )
     found = _PROGRAMS.get(key)
     if found is None:
-        found = _PROGRAMS[key] = Programs(train_graph, eval_graph, defs, loss, optimizer, metrics)
+        found = _PROGRAMS[key] = Programs(
+            train_graph, eval_graph, defs, loss, optimizer, metrics, shardings
+        )
         while len(_PROGRAMS) > _KEEP:
             _PROGRAMS.popitem(last=False)
     else:
@@ -273,11 +292,18 @@ class Engine:
         self._eval_graph = _eval_graph(model, split[0])
         opt_state = optimizer.init(split[1]) if optimizer is not None else None
         self.state, self.defs = TrainState.of(TrainState(split[1], split[2], opt_state))
+        self.shardings: TrainState | None = None  # flat NamedShardings, set by `shard`
         self.programs = self._programs()
 
     def _programs(self) -> Programs:
         return programs(
-            self._train_graph, self._eval_graph, self.defs, self.loss, self.optimizer, self.metrics
+            self._train_graph,
+            self._eval_graph,
+            self.defs,
+            self.loss,
+            self.optimizer,
+            self.metrics,
+            self.shardings,
         )
 
     # -- the state: trees outside, flat leaves (``self.state``) for the jitted calls -----------
@@ -286,6 +312,18 @@ class Engine:
     opt_state = _state_field("opt_state")
 
     # -- host side ----------------------------------------------------------------------------
+    def shard(self, params: Any, rest: Any, opt_state: Any) -> None:
+        """Place the state by trees of ``NamedSharding``s shaped like ``params``, ``rest`` and
+        ``opt_state``; every step's new state (and the gradients) is constrained to them."""
+        self.shardings = TrainState(*(tuple(jax.tree.leaves(t)) for t in (params, rest, opt_state)))
+        self.state = TrainState(
+            *(
+                jax.device_put(lv, list(sh))
+                for lv, sh in zip(self.state, self.shardings, strict=True)
+            )
+        )
+        self.programs = self._programs()  # the placement is part of the compiled program
+
     def init_metrics(self) -> tuple[Any, ...]:
         return tuple(m.init() for m in self.metrics)
 

@@ -4,7 +4,7 @@ import inspect
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import optax
 from flax import nnx
 
 from .._errors import ShapesafeError
+from .._sharding import ShardingPlan, auto_mesh, state_shardings
 from ._callbacks import Callback
 from ._data_checks import check_data_spec
 from ._engine import Engine
@@ -64,6 +65,8 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     mesh: jax.sharding.Mesh | None = None,
+    sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
+    accumulate: int = 1,
 ) -> History:
     """Train ``model`` in place on ``data`` and return the ``History``.
 
@@ -90,14 +93,21 @@ def fit(
         log_file: a JSONL file that receives each epoch's logs.
         checkpoint_dir: save checkpoints here (at each epoch's end, and every ``checkpoint_every``
             steps) and resume from the newest good one found there.
-        mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis: batches are split over it and
-            parameters replicated.
+        mesh: a ``jax.sharding.Mesh`` with a ``"data"`` axis: batches are split over it, and
+            parameters and optimizer state placed by ``sharding``.
+        sharding: the plan on ``mesh``: ``"replicate"`` (the default), ``"fsdp"``, rules
+            ``{path regex: layout}`` or a ``ShardingPlan``; checked against every parameter's
+            shape before anything compiles.
+        accumulate: average the gradients of this many consecutive batches before each
+            update (``optax.MultiSteps``): the update of one ``accumulate`` times larger batch
+            in the memory of one batch. Steps (``history.steps``, callbacks) count batches.
 
     Returns:
         The ``History`` of per-epoch logs and per-step losses.
 
     Raises:
         ShapeError: the data does not fit the model.
+        ShardingError: the sharding plan does not fit the parameters or the mesh.
         ShapesafeError: an empty dataset, an unusable batch, a non-finite input.
 
     Example:
@@ -119,6 +129,10 @@ def fit(
         raise ValueError(f"fit: epochs must be a positive integer, got {epochs!r}.")
     if steps_per_call < 1:
         raise ValueError(f"fit: steps_per_call must be >= 1, got {steps_per_call}.")
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ValueError(f"fit: accumulate must be a positive integer, got {accumulate!r}.")
+    if accumulate > 1:
+        optimizer = _accumulating(optimizer, accumulate)
     check_data_spec(model, data, inputs, targets, loss, what="data")
     if eval_data is not None:
         check_data_spec(model, eval_data, inputs, targets, loss, what="eval_data")
@@ -128,12 +142,12 @@ def fit(
 
         callbacks.append(Checkpoint(checkpoint_dir, every_steps=checkpoint_every))
     engine = Engine(model, loss=loss, optimizer=optimizer, metrics=metrics)
-    sharding = _data_sharding(mesh, engine)
+    on_mesh = _data_sharding(mesh, engine, model, sharding)
     loop = _Loop(
         engine,
         model,
-        Batcher(model, inputs, targets, sharding),
-        Batcher(model, inputs, targets, sharding),
+        Batcher(model, inputs, targets, on_mesh),
+        Batcher(model, inputs, targets, on_mesh),
         callbacks,
         Progress(enabled=progress, every=log_every),
         eval_data=eval_data,
@@ -381,15 +395,36 @@ def _len(data: Any) -> int | None:
         return None
 
 
-def _data_sharding(mesh: jax.sharding.Mesh | None, engine: Engine) -> Any:
+_ACCUMULATING: dict[tuple[int, int], tuple[Any, optax.GradientTransformation]] = {}
+
+
+def _accumulating(optimizer: Any, k: int) -> optax.GradientTransformation:
+    """``optax.MultiSteps(optimizer, k)``, the same object for the same optimizer and ``k`` so
+    that a repeated ``fit(..., accumulate=k)`` reuses its compiled step."""
+    key = (id(optimizer), k)
+    found = _ACCUMULATING.get(key)
+    if found is None or found[0] is not optimizer:
+        if len(_ACCUMULATING) >= 16:
+            _ACCUMULATING.pop(next(iter(_ACCUMULATING)))
+        wrapped = optax.MultiSteps(optimizer, every_k_schedule=k).gradient_transformation()
+        found = _ACCUMULATING[key] = (optimizer, wrapped)
+    return found[1]
+
+
+def _data_sharding(mesh: jax.sharding.Mesh | None, engine: Engine, model: Any, plan: Any) -> Any:
+    """Place the engine's state by the sharding plan; the batches' sharding (or ``None``)."""
     if mesh is None:
+        if plan is not None:
+            raise ValueError("fit: sharding= needs a mesh= to place the parameters on.")
         return None
     if "data" not in mesh.axis_names:
         raise ValueError(f"fit: the mesh needs an axis named 'data'; it has {mesh.axis_names}.")
     from jax.sharding import NamedSharding, PartitionSpec
 
-    replicated = NamedSharding(mesh, PartitionSpec())
-    engine.params, engine.rest, engine.opt_state = jax.device_put(
-        (engine.params, engine.rest, engine.opt_state), replicated
+    mesh = auto_mesh(mesh)
+    params, opt_state = state_shardings(
+        ShardingPlan.of(plan), mesh, model, engine.params, engine.opt_state
     )
+    replicated = NamedSharding(mesh, PartitionSpec())
+    engine.shard(params, jax.tree.map(lambda _: replicated, engine.rest), opt_state)
     return NamedSharding(mesh, PartitionSpec("data"))

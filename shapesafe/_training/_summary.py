@@ -1,11 +1,16 @@
 """``summary``: a Keras-style table of a built model, with dimension names."""
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import jax.tree_util as jtu
+import optax
 from flax import nnx
 
+from .._sharding import ShardingPlan
 from ..layers import Model
+from ._memory import MemoryPlan, memory_plan
 
 
 def _params(module: Any, kind: Any = nnx.Param) -> int:
@@ -18,6 +23,8 @@ class Summary:
     Attributes:
         rows: ``(path, layer, input, output, params)`` per layer.
         total_params: all parameters; ``trainable_params`` those of kind ``nnx.Param``.
+        memory: the ``MemoryPlan`` (per-parameter placement and per-device memory) when
+            ``summary`` was given a mesh, a sharding plan or an optimizer; else ``None``.
     """
 
     def __init__(
@@ -27,9 +34,11 @@ class Summary:
         trainable: int,
         input_spec: str,
         output_spec: str,
+        memory: MemoryPlan | None = None,
     ):
         self.rows, self.total_params, self.trainable_params = rows, total, trainable
         self.input_spec, self.output_spec = input_spec, output_spec
+        self.memory = memory
 
     def __str__(self) -> str:
         head = ("path", "layer", "input", "output", "params")
@@ -47,6 +56,8 @@ class Summary:
             f"total params: {self.total_params:,}   trainable: {self.trainable_params:,}"
             f"   non-trainable: {self.total_params - self.trainable_params:,}"
         )
+        if self.memory is not None:
+            out += ["", str(self.memory)]
         return "\n".join(out)
 
     def __repr__(self) -> str:
@@ -56,17 +67,39 @@ class Summary:
         p.text(str(self))
 
 
-def summary(model: Model) -> Summary:
+def summary(
+    model: Model,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
+    optimizer: optax.GradientTransformation | None = None,
+    loss: Callable[..., Any] | None = None,
+    batch: tuple[Any, Any] | None = None,
+) -> Summary:
     """A table of ``model``: layer path, blueprint, input and output spec, parameter count.
 
     Symbolic dimensions keep their names (``batch``), so the table holds for every batch size.
+    Given a ``mesh``, a ``sharding`` plan or an ``optimizer``, it adds the memory plan: where
+    each parameter lives and a per-device memory table (parameters, optimizer state from
+    ``jax.eval_shape`` of ``optimizer.init``, gradients and, given a ``loss`` and an example
+    ``batch``, the compiled training step's temporaries as XLA reports them). Nothing is
+    trained; the plan is checked as ``fit`` checks it.
 
     Args:
         model: a built model (``ss.build``).
+        mesh: the ``jax.sharding.Mesh`` to plan for (one device when omitted).
+        sharding: the plan, as ``fit`` takes it (``"replicate"``, ``"fsdp"``, rules, a
+            ``ShardingPlan``).
+        optimizer: the optax transform whose state to count.
+        loss: with ``batch``, compiles one training step to read its temporary memory.
+        batch: one global batch ``(x, y)``: arrays or ``jax.ShapeDtypeStruct``s.
 
     Returns:
-        A ``Summary``: prints as the table; ``rows``, ``input_spec``, ``output_spec`` and the
-        parameter counts (``trainable_params``, ...) as attributes.
+        A ``Summary``: prints as the table; ``rows``, ``input_spec``, ``output_spec``, the
+        parameter counts (``trainable_params``, ...) and ``memory`` as attributes.
+
+    Raises:
+        ShardingError: the sharding plan does not fit the parameters or the mesh.
 
     Example:
         >>> import jax.numpy as jnp
@@ -91,12 +124,21 @@ def summary(model: Model) -> Summary:
     rows = _rows(model, "", 0)
     total = _params(model, nnx.Not(nnx.RngState))  # parameters and statistics, not RNG counters
     trainable = _params(model)
+    planned = mesh is not None or sharding is not None or optimizer is not None
+    memory = (
+        memory_plan(
+            model, mesh=mesh, sharding=sharding, optimizer=optimizer, loss=loss, batch=batch
+        )
+        if planned
+        else None
+    )
     return Summary(
         rows,
         total,
         trainable,
         model.rows[0][1] if model.rows else "?",
         model.rows[-1][2] if model.rows else "?",
+        memory,
     )
 
 

@@ -1,11 +1,14 @@
 """``build``: a blueprint and an input spec in, a Flax NNX module with every size inferred out."""
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, overload
 
 import jax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .._sharding import ShardingPlan, auto_mesh, param_placements
 from .._specs import spec_from_annotation
 from ._blueprint import Blueprint
 from ._custom import Custom, as_blueprint
@@ -20,11 +23,21 @@ from ._typing import Given, Rank, Spec, SpecDType, SpecLike, SpecRank, UserLayer
 # pyright reports the last overload's mismatch: the typed one, which names the dtype.
 @overload
 def build(
-    blueprint: Blueprint[Any, Any, Any, Any] | UserLayer, spec: SpecLike, *, seed: int = 0
+    blueprint: Blueprint[Any, Any, Any, Any] | UserLayer,
+    spec: SpecLike,
+    *,
+    seed: int = 0,
+    mesh: Mesh | None = None,
+    sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
 ) -> Model[Any, Any, Any, Any]: ...
 @overload
 def build(
-    blueprint: UserLayer, spec: Spec[SpecDType, SpecRank], *, seed: int = 0
+    blueprint: UserLayer,
+    spec: Spec[SpecDType, SpecRank],
+    *,
+    seed: int = 0,
+    mesh: Mesh | None = None,
+    sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
 ) -> Model[SpecDType, SpecRank, Any, Any]: ...
 @overload
 def build(
@@ -32,8 +45,17 @@ def build(
     spec: Spec[SpecDType, SpecRank],
     *,
     seed: int = 0,
+    mesh: Mesh | None = None,
+    sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
 ) -> Model[SpecDType, SpecRank, Given, Rank]: ...
-def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
+def build(
+    blueprint: Any,
+    spec: Any,
+    *,
+    seed: int = 0,
+    mesh: Mesh | None = None,
+    sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
+) -> Model:
     """Infer every size of ``blueprint`` for inputs of ``spec`` and build its parameters.
 
     Shapes are propagated with ``jax.export`` symbolic dimensions, so named dimensions
@@ -46,12 +68,18 @@ def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
             NNX module is accepted too.
         spec: the input's jaxtyping annotation, e.g. ``UInt8[Array, "batch 250 250 3"]``.
         seed: seeds parameter initialisation and dropout.
+        mesh: a ``jax.sharding.Mesh``: the parameters are created on it, already placed by
+            ``sharding`` (one compiled program with output shardings; no parameter is ever
+            whole on one device unless the plan replicates it).
+        sharding: the plan (``"replicate"``, ``"fsdp"``, rules ``{path regex: layout}`` or a
+            ``ShardingPlan``), checked against every parameter's shape before compiling.
 
     Returns:
         A ``Model`` (a ``flax.nnx.Module``) with ``input_spec`` and ``output_spec``.
 
     Raises:
         ShapeError: the spec is not a usable annotation, or a layer cannot take its input.
+        ShardingError: the sharding plan does not fit a parameter or the mesh.
 
     Example:
         >>> import jax.numpy as jnp
@@ -72,17 +100,43 @@ def build(blueprint: Any, spec: Any, *, seed: int = 0) -> Model:
     def make() -> Model:
         return seq.build_model(in_spec, nnx.Rngs(params=seed, dropout=seed + 1))
 
+    if mesh is None and sharding is not None:
+        raise ValueError("build: sharding= needs a mesh= to place the parameters on.")
     if _holds_user_modules(seq):  # keep a user's own module object as it is
-        return make()
+        model = make()
+        if mesh is not None:
+            nnx.update(model, jax.device_put(nnx.state(model), _shardings(model, mesh, sharding)))
+        return model
     # One compiled program initialises every parameter: far faster than one small XLA
     # compilation per parameter shape. It runs once, so it is compiled without XLA's
     # optimisation passes (a ResNet-18 builds in 2.5 s instead of 10 s); values agree with
     # an eager initialisation to float rounding (<1e-7) and are the same on every build.
-    graphdef = nnx.graphdef(nnx.eval_shape(make))
+    abstract = nnx.eval_shape(make)
     init = jax.jit(
-        lambda: nnx.state(make()), compiler_options={"xla_backend_optimization_level": 0}
+        lambda: nnx.state(make()),
+        compiler_options={"xla_backend_optimization_level": 0},
+        out_shardings=None if mesh is None else _shardings(abstract, mesh, sharding),
     )
-    return nnx.merge(graphdef, init())
+    return nnx.merge(nnx.graphdef(abstract), init())
+
+
+def _shardings(model: Any, mesh: Mesh, sharding: Any) -> Any:
+    """A tree like ``nnx.state(model)`` of ``NamedSharding``s: parameters by the plan, every
+    other variable (statistics, RNG state) replicated."""
+    mesh = auto_mesh(mesh)
+    _, by_param = param_placements(
+        ShardingPlan.of(sharding), mesh, model, nnx.state(model, nnx.Param)
+    )
+    keyed = {
+        jax.tree_util.keystr(kp): s
+        for kp, s in jax.tree_util.tree_flatten_with_path(
+            by_param, is_leaf=lambda x: isinstance(x, NamedSharding)
+        )[0]
+    }
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.tree_util.tree_map_with_path(
+        lambda kp, _: keyed.get(jax.tree_util.keystr(kp), replicated), nnx.state(model)
+    )
 
 
 def _holds_user_modules(bp: Any) -> bool:
