@@ -15,7 +15,7 @@ import numpy as np
 
 from .._errors import ShapeError
 from ._format import dim_string, format_spec
-from ._parse import DTYPE_TO_JAXTYPING, is_annotation, parse
+from ._parse import DTYPE_TO_JAXTYPING, default_dtype, is_annotation, needs_x64, parse
 
 Dim = Any  # int, or a jax.export symbolic dimension expression
 
@@ -27,6 +27,7 @@ class TensorSpec:
     shape: tuple[Dim, ...]
     dtype: np.dtype
     origins: tuple[str, ...]
+    category: str = ""  # "Float" where the spec named a kind: any dtype of it is accepted
 
     @property
     def rank(self) -> int:
@@ -39,6 +40,13 @@ class TensorSpec:
         """The jaxtyping annotation of this spec, e.g. ``Float32[Array, "batch 64"]``."""
         cls = DTYPE_TO_JAXTYPING.get(self.dtype.name, jaxtyping.Shaped)
         return cls[jax.Array, dim_string(self.shape)]
+
+    def accepted(self) -> Any:
+        """What a model built for this spec takes: ``Float[Array, "batch 64"]`` where the spec
+        named a kind (any dtype of it, converted to ``dtype``), else ``annotation()``."""
+        if not self.category:
+            return self.annotation()
+        return getattr(jaxtyping, self.category)[jax.Array, dim_string(self.shape)]
 
     def __str__(self) -> str:
         return format_spec(self.shape, self.dtype)
@@ -62,13 +70,24 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
         distinct = {np.dtype(jnp.dtype(d)) for d in dtypes}  # Bool names both 'bool' and 'bool_'
     except TypeError:  # Key's 'prng_key'
         distinct = set()
+    category = ""
     if len(distinct) != 1:
-        names = (
-            f"names {len(dtypes)} dtypes" if len(dtypes) > 1 else "names no concrete array dtype"
-        )
+        default = default_dtype(spec)
+        if default is None:
+            raise ShapeError(
+                f"{what} {annotation.__name__} names no array dtype a model can take. "
+                "Use a dtype such as Float, Float32 or UInt8."
+            )
+        # a kind (Float, Integer, Shaped): built for JAX's default dtype of it; the model
+        # converts any dtype of the kind at its boundary
+        distinct, category = {default}, spec.category
+    dtype = distinct.pop()
+    if needs_x64(dtype):
         raise ShapeError(
-            f"{what} {annotation.__name__} {names}; a model's input "
-            f"must have exactly one. Use a concrete dtype such as Float32 or UInt8 instead of {spec.category}."
+            f"{what} {annotation.__name__} needs {dtype.name}, which JAX only has in 64-bit mode, "
+            "and that is off (a model built for it could never be called). Turn it on before "
+            'any array is made: jax.config.update("jax_enable_x64", True) or the environment '
+            f"variable JAX_ENABLE_X64=1; or build for {_narrow(dtype)} instead."
         )
     dims: list[str] = []
     for d in spec.dims:
@@ -83,7 +102,13 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
                 "or a size (e.g. 250). Write 'batch' instead of '*batch', '...', '_' or '#batch'."
             )
     shape = jax.export.symbolic_shape(", ".join(dims)) if dims else ()
-    return TensorSpec(tuple(shape), distinct.pop(), ("the input",) * len(shape))
+    return TensorSpec(tuple(shape), dtype, ("the input",) * len(shape), category)
+
+
+def _narrow(dtype: np.dtype) -> str:
+    """``float64`` -> ``Float32``: the jaxtyping name of the 32-bit dtype of the same kind."""
+    narrow = np.dtype(jax.dtypes.canonicalize_dtype(dtype)).name
+    return DTYPE_TO_JAXTYPING[narrow].__name__ if narrow in DTYPE_TO_JAXTYPING else narrow
 
 
 def _source(token: str) -> str:

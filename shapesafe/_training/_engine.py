@@ -67,6 +67,7 @@ class Engine:
         model.train()
         split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
         self.train_graph: Any = split[0]
+        model.eval()  # the steps carry their own mode; the model itself is left for inference
         opt_state = optimizer.init(split[1]) if optimizer is not None else None
         self.state, self.defs = TrainState.of(TrainState(split[1], split[2], opt_state))
         self._train = jax.jit(self._flat(self._train_step, 3), donate_argnums=(0,))

@@ -5,7 +5,9 @@ from typing import Any
 import jax.tree_util as jtu
 from flax import nnx
 
-from ..layers import Model
+from .._specs import dtype_words, format_annotation
+from ..layers import Blueprint, Custom, Model
+from ..layers._build import build_abstract
 
 
 def _params(module: Any, kind: Any = nnx.Param) -> int:
@@ -27,9 +29,11 @@ class Summary:
         trainable: int,
         input_spec: str,
         output_spec: str,
+        notes: tuple[str, ...] = (),
     ):
         self.rows, self.total_params, self.trainable_params = rows, total, trainable
         self.input_spec, self.output_spec = input_spec, output_spec
+        self.notes = notes
 
     def __str__(self) -> str:
         head = ("path", "layer", "input", "output", "params")
@@ -41,7 +45,8 @@ class Summary:
             return "  ".join(cells).rstrip()
 
         rule = "-" * len(line(head))
-        out = [f"input  {self.input_spec}", rule, line(head), rule, *map(line, body), rule]
+        out = [f"input  {self.input_spec}", *self.notes, rule, line(head), rule]
+        out += [*map(line, body), rule]
         out.append(f"output {self.output_spec}")
         out.append(
             f"total params: {self.total_params:,}   trainable: {self.trainable_params:,}"
@@ -56,13 +61,16 @@ class Summary:
         p.text(str(self))
 
 
-def summary(model: Model) -> Summary:
+def summary(model: Model | Blueprint[Any, Any, Any, Any], spec: Any = None) -> Summary:
     """A table of ``model``: layer path, blueprint, input and output spec, parameter count.
 
     Symbolic dimensions keep their names (``batch``), so the table holds for every batch size.
+    A blueprint with an input spec is summarised without building it: shapes are inferred and
+    parameters counted abstractly (``jax.eval_shape``), nothing is allocated.
 
     Args:
-        model: a built model (``ss.build``).
+        model: a built model (``ss.build``), or a blueprint (then ``spec`` is needed).
+        spec: the input spec, for a blueprint: e.g. ``Float32[Array, "batch 784"]``.
 
     Returns:
         A ``Summary``: prints as the table; ``rows``, ``input_spec``, ``output_spec`` and the
@@ -86,8 +94,31 @@ def summary(model: Model) -> Summary:
         output Float32[batch, 4]
         total params: 28   trainable: 28   non-trainable: 0
     """
-    if not isinstance(model, Model):
-        raise TypeError(f"summary: expected a model made by ss.build, got {type(model).__name__}.")
+    notes: list[str] = []
+    if isinstance(model, Blueprint | Custom) and not isinstance(model, Model):
+        if spec is None:
+            raise TypeError(
+                f"summary: {model!r} is a blueprint, whose sizes are known only for an input. "
+                'Pass its input spec: ss.summary(blueprint, Float32[Array, "batch 784"]) (nothing '
+                "is allocated), or summarise the model ss.build returns."
+            )
+        model = build_abstract(model, spec)
+        notes.append("       (not built: shapes and parameter counts inferred, nothing allocated)")
+    elif not isinstance(model, Model):
+        raise TypeError(
+            f"summary: expected a model made by ss.build (or a blueprint and its input spec), "
+            f"got {type(model).__name__}."
+        )
+    elif spec is not None:
+        raise TypeError(
+            "summary: a built model knows its input spec; pass spec= only with a blueprint."
+        )
+    if getattr(model, "converts", ""):
+        notes.insert(
+            0,
+            f"       (built from {format_annotation(model.accepted_spec, array='Array')}: takes "
+            f"{_kind(model.accepted_spec)}, converted to {model.converts} at its input)",
+        )
     rows = _rows(model, "", 0)
     total = _params(model, nnx.Not(nnx.RngState))  # parameters and statistics, not RNG counters
     trainable = _params(model)
@@ -97,6 +128,17 @@ def summary(model: Model) -> Summary:
         trainable,
         model.rows[0][1] if model.rows else "?",
         model.rows[-1][2] if model.rows else "?",
+        tuple(notes),
+    )
+
+
+def _kind(annotation: Any) -> str:
+    """``Float[...]`` -> ``any floating dtype``."""
+    words = dtype_words(annotation.dtype.__name__)
+    return (
+        "any dtype"
+        if annotation.dtypes is None or not isinstance(annotation.dtypes, tuple | list)
+        else "any " + words.split(" ", 1)[1]
     )
 
 
