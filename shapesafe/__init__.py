@@ -22,6 +22,8 @@ from ._errors import ArtifactError as ArtifactError
 from ._errors import InputError as InputError
 from ._errors import ShapeError as ShapeError
 from ._errors import ShapesafeError as ShapesafeError
+from .data import DataError as DataError
+from .data import ImageFileError as ImageFileError
 from ._serving._decoders import Prediction as Prediction
 from ._serving._predictor import Predictor as Predictor
 from ._training._fit import Run as Run
