@@ -253,7 +253,13 @@ def array_annotation(hint: Any) -> Any:
 
 
 def input_advice(
-    spec: Any, shape: tuple[Any, ...], dtype: Any, *, built_for: str = "", dataset: bool = False
+    spec: Any,
+    shape: tuple[Any, ...],
+    dtype: Any,
+    *,
+    built_for: str = "",
+    dataset: bool = False,
+    key: Any = None,
 ) -> list[str]:
     """Why an input of ``shape``/``dtype`` does not fit a model's input ``spec``, and the fix.
 
@@ -268,6 +274,7 @@ def input_advice(
         dtype: the input's dtype.
         built_for: the dtype the model converts to, where it takes a kind (``Float``).
         dataset: the input is a dataset's element spec (the fixes then name dataset stages).
+        key: the dataset elements' key of the input (``"image"``), for the ``map`` it suggests.
 
     Returns:
         The lines to print after ``expected``/``got``; empty where the input fits.
@@ -276,11 +283,12 @@ def input_advice(
     sizes = [d.size if d.kind == "fixed" else None for d in want.dims]
     shape = tuple(shape)
     lines: list[str] = []
+    arg = key if isinstance(key, str) and key.isidentifier() else "x"
     name = np.dtype(dtype).name
     allowed = want.dtypes
     if allowed is not None and name not in allowed:
         target = built_for or (sorted(allowed)[0] if len(allowed) == 1 else "")
-        lines += _dtype_advice(name, target, want.category, dataset=dataset)
+        lines += _dtype_advice(name, target, want.category, dataset=dataset, arg=arg)
     if len(shape) + 1 == len(sizes) and _fits(shape, sizes[1:]):
         lines.append(
             "  it has no batch dimension: "
@@ -330,10 +338,27 @@ def input_advice(
         lines.append(f"  Transpose it first: jnp.transpose(x, ({perm})).")
         return lines
     if len(shape) != len(sizes):
-        lines.append(
+        head = (
             f"  it has {len(shape)} dimension{'s' * (len(shape) != 1)}; the model takes "
-            f"{len(sizes)} ({want.dim_str}). Reshape the input, or build the model for this shape."
+            f"{len(sizes)} ({want.dim_str})."
         )
+        example = [s for s in sizes[1:]]
+        have = [h for h in shape[1:]]
+        if (
+            example
+            and all(isinstance(s, int) for s in example)
+            and all(isinstance(h, int | np.integer) for h in have)
+            and int(np.prod(have)) == int(np.prod(example))
+        ):
+            dims = ", ".join(str(s) for s in example)
+            fix = (
+                f"reshape each example before .batch(), .map(lambda {arg}: {arg}.reshape({dims}))"
+                if dataset
+                else f"reshape it, x.reshape(-1, {dims})"
+            )
+            lines.append(f"{head} The sizes agree: {fix}.")
+        else:
+            lines.append(f"{head} Reshape the input, or build the model for this shape.")
         return lines
     for axis, (have, size) in enumerate(zip(shape, sizes, strict=True)):
         if size is not None and isinstance(have, int | np.integer) and int(have) != size:
@@ -357,7 +382,9 @@ def _fits(shape: tuple[Any, ...], sizes: list[int | None]) -> bool:
     )
 
 
-def _dtype_advice(name: str, target: str, category: str, *, dataset: bool) -> list[str]:
+def _dtype_advice(
+    name: str, target: str, category: str, *, dataset: bool, arg: str = "x"
+) -> list[str]:
     from ._parse import dtype_words
 
     have = dtype_kind(name)
@@ -370,7 +397,7 @@ def _dtype_advice(name: str, target: str, category: str, *, dataset: bool) -> li
     if not target:
         return [head]
     convert = (
-        f".map(lambda x: x.astype(np.{target})) on the dataset"
+        f".map(lambda {arg}: {arg}.astype(np.{target})) on the dataset"
         if dataset
         else f"x.astype(np.{target})"
     )

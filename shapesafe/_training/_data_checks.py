@@ -125,6 +125,7 @@ def check_data_spec(
                 next(iter(a.dtypes)) if single and a.dtypes else "float32",
                 built_for=getattr(model, "converts", ""),
                 dataset=True,
+                key=in_key,
             )
             if a.variadic is None
             else []

@@ -81,3 +81,26 @@ def test_readme_block_runs_on_its_own_in_a_fresh_process(block: Block, tmp_path:
         f"{where} writes files that .gitignore does not cover: "
         f"{sorted(set(str(p.relative_to(tmp_path)) for p in written) - set(ignored))}"
     )
+
+
+def test_the_demo_writes_only_where_gitignore_covers_or_outside_the_checkout() -> None:
+    """``shapesafe demo`` run from a checkout: its outputs (``--out``, default
+    ``./shapesafe-demo``) are ignored by git, and its photos are cached outside the checkout."""
+    import argparse
+
+    from models import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    out = Path(parser.parse_args([]).out)
+    assert not out.is_absolute()
+    files = [out / "best_model" / "manifest.json", out / "CNN.png", out / "CNN.jsonl"]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *map(str, files)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert ignored == [str(f) for f in files]
+    cache = demo._cache_dir().resolve()
+    assert ROOT not in cache.parents

@@ -129,3 +129,23 @@ def test_int_spec_message_names_both_dtypes_and_astype() -> None:
         model(np.ones((2, 5), np.float32))
     assert "  its dtype is float32; the model was built for int32." in str(info.value)
     assert "x.astype(np.int32)" in str(info.value)
+
+
+def test_a_flat_dataset_into_an_image_model_says_the_reshape_and_the_reshape_works() -> None:
+    from shapesafe.data import from_arrays
+
+    model = ss.build(L.Flatten() >> L.Linear(3), Float32[Array, "batch 2 2 1"], seed=0)
+    x = np.arange(24, dtype=np.float32).reshape(6, 4)
+    flat = from_arrays({"image": x, "label": np.zeros(6, np.int32)})
+    with pytest.raises(ss.ShapeError) as info:
+        ss.evaluate(model, flat.batch(4), loss=ss.losses.cross_entropy)
+    assert str(info.value).splitlines()[-1] == (
+        "  it has 2 dimensions; the model takes 4 (batch 2 2 1). The sizes agree: reshape each "
+        "example before .batch(), .map(lambda image: image.reshape(2, 2, 1))."
+    )
+    fixed = flat.map(lambda image: image.reshape(2, 2, 1)).batch(4)  # the fix, as printed
+    out = ss.predict(model, fixed)
+    layer = model.layers[1]
+    np.testing.assert_allclose(
+        out, x @ np.asarray(layer.kernel[...]) + np.asarray(layer.bias[...]), rtol=1e-5
+    )
