@@ -10,6 +10,7 @@ from the checker's own wording.
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -342,13 +343,13 @@ def input_advice(
             f"  it has {len(shape)} dimension{'s' * (len(shape) != 1)}; the model takes "
             f"{len(sizes)} ({want.dim_str})."
         )
-        example = [s for s in sizes[1:]]
-        have = [h for h in shape[1:]]
+        example = [s for s in sizes[1:] if s is not None]
+        have = [int(h) for h in shape[1:] if isinstance(h, int | np.integer)]
         if (
             example
-            and all(isinstance(s, int) for s in example)
-            and all(isinstance(h, int | np.integer) for h in have)
-            and int(np.prod(have)) == int(np.prod(example))
+            and len(example) == len(sizes) - 1
+            and len(have) == len(shape) - 1
+            and math.prod(have) == math.prod(example)
         ):
             dims = ", ".join(str(s) for s in example)
             fix = (
