@@ -22,8 +22,6 @@ from ._errors import ArtifactError as ArtifactError
 from ._errors import InputError as InputError
 from ._errors import ShapeError as ShapeError
 from ._errors import ShapesafeError as ShapesafeError
-from .data import DataError as DataError
-from .data import ImageFileError as ImageFileError
 from ._serving._decoders import Prediction as Prediction
 from ._serving._predictor import Predictor as Predictor
 from ._training._fit import Run as Run
@@ -39,5 +37,7 @@ from ._training._torch_weights import load_state_dict as load_state_dict
 from ._training._transfer import copy_weights as copy_weights
 from ._training._transfer import param_labels as param_labels
 from ._version import __version__ as __version__
+from .data import DataError as DataError
+from .data import ImageFileError as ImageFileError
 from .layers import Model as Model
 from .layers._build import build as build
