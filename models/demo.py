@@ -213,7 +213,9 @@ def run(args: argparse.Namespace) -> int:
     clf = ss.Predictor(
         model, ss.encoders.Image(size=(args.size, args.size)), ss.decoders.Labels(ds.class_names)
     )
-    ss.save(clf, out / "best_model", metrics={"accuracy": result.final})
+    ss.save(
+        clf, out / "best_model", metrics={"accuracy": result.final}, overwrite=True
+    )  # a rerun replaces its own output
 
     print(
         f"\nlogo in the wild: {len(train)} train / {len(test)} test photos at {args.size}x{args.size}, "

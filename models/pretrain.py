@@ -385,6 +385,7 @@ def save(model: Any, record: dict[str, Any], out: str | os.PathLike[str] = WEIGH
         model,
         out,
         version="shapes-v1",
+        overwrite=True,  # pretraining again replaces the weights it made
         metrics={
             "source_held_out_accuracy": record["source_held_out_accuracy"],
             "source_train_accuracy": record["source_train_accuracy"],

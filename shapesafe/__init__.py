@@ -40,5 +40,7 @@ from ._training._torch_weights import load_state_dict as load_state_dict
 from ._training._transfer import copy_weights as copy_weights
 from ._training._transfer import param_labels as param_labels
 from ._version import __version__ as __version__
+from .data import DataError as DataError
+from .data import ImageFileError as ImageFileError
 from .layers import Model as Model
 from .layers._build import build as build

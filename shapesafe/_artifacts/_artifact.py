@@ -132,14 +132,16 @@ def save(
     version: str | None = None,
     metrics: dict[str, Any] | None = None,
     monitor: Any = None,
+    overwrite: bool = False,
 ) -> Path:
     """Save a built model or a ``Predictor`` as an artifact directory at ``path``, atomically.
 
     Args:
         obj: a model from ``ss.build`` (built from ``shapesafe.layers`` blueprints only), or a
             ``Predictor`` of one.
-        path: the artifact directory, e.g. ``"artifacts/logo/1"``. An artifact already there
-            is replaced only once the new one is completely written.
+        path: the artifact directory, e.g. ``"artifacts/logo/1"`` (one directory per version).
+        overwrite: replace an artifact already at ``path`` (only once the new one is
+            completely written); without it, saving onto an existing version is refused.
         version: the version label recorded in the manifest (default: the directory's name).
         metrics: evaluation metrics to record, e.g. ``{"accuracy": 0.97}`` (default: the
             predictor's ``metrics``). ``ss.monitor.check_accuracy`` compares against them.
@@ -150,8 +152,9 @@ def save(
 
     Raises:
         ArtifactError: the model holds user code (``Custom``/``Function`` layers) or is an
-            exported one, metrics are not JSON, or ``path`` is something other than an
-            artifact. Nothing on disk changes then.
+            exported one, metrics are not JSON, ``path`` is something other than an
+            artifact, names a file (``w.safetensors``), or holds an artifact and ``overwrite``
+            is false. Nothing on disk changes then.
 
     Example:
         >>> import tempfile, jax.numpy as jnp
@@ -167,6 +170,7 @@ def save(
         True
     """
     target = Path(path)
+    check_target(target, overwrite)
     predictor = obj if isinstance(obj, Predictor) else None
     model = obj.model if predictor is not None else obj
     if not isinstance(model, Model):
@@ -234,6 +238,36 @@ def save(
 
     replace_artifact(target, fill)
     return target
+
+
+_FILE_SUFFIXES = (".safetensors", ".json", ".npz", ".npy", ".pkl", ".pickle", ".pt", ".pth", ".h5")
+
+
+def check_target(target: Path, overwrite: bool, *, marker: str = MANIFEST) -> None:
+    """Refuse a file name for an artifact directory, and an existing version unless ``overwrite``."""
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"save: overwrite must be True or False, got {overwrite!r}.")
+    if target.suffix.lower() in _FILE_SUFFIXES or target.is_file():
+        raise ArtifactError(
+            f"cannot save to {target}: an artifact is a directory (architecture, weights, "
+            f"specs and a manifest), not a {target.suffix or 'single'} file. Pass a directory, "
+            f"one per version, e.g. {str(target.with_suffix('') / '1')!r}."
+        )
+    if not overwrite and (target / marker).is_file():
+        raise ArtifactError(
+            f"cannot save to {target}: an artifact is already saved there. Pass overwrite=True "
+            f"to replace it, or save a new version beside it (e.g. {str(_next_version(target))!r})."
+        )
+
+
+def _next_version(target: Path) -> Path:
+    """``artifacts/logo/2`` after ``artifacts/logo/1``; ``name-2`` for a non-numeric name."""
+    if target.name.isdigit():
+        n = int(target.name) + 1
+        while (target.parent / str(n)).exists():
+            n += 1
+        return target.parent / str(n)
+    return target.parent / f"{target.name}-2"
 
 
 def replace_artifact(target: Path, fill: Callable[[Path], None], *, marker: str = MANIFEST) -> None:

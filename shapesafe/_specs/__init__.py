@@ -46,6 +46,7 @@ from ._parse import ArraySpec as ArraySpec
 from ._parse import Dim as Dim
 from ._parse import annotation_for as annotation_for
 from ._parse import annotation_of as annotation_of
+from ._parse import default_dtype as default_dtype
 from ._parse import dtype_kind as dtype_kind
 from ._parse import dtype_names as dtype_names
 from ._parse import dtype_words as dtype_words
@@ -62,3 +63,4 @@ from ._trace import checked as checked
 from ._trace import checked_function as checked_function
 from ._trace import describe as describe
 from ._trace import got_with_origins as got_with_origins
+from ._trace import input_advice as input_advice

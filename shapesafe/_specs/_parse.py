@@ -185,3 +185,23 @@ def dtype_kind(dtype: Any) -> str:
     if jnp.issubdtype(dt, jnp.bool_):
         return "bool"
     return "integer"
+
+
+def default_dtype(spec: ArraySpec) -> np.dtype | None:
+    """The dtype a category annotation builds for: JAX's default dtype of its kind.
+
+    ``Float`` -> float32 (float64 under ``jax_enable_x64``), ``Integer``/``Int`` -> int32,
+    ``UInt`` -> uint32, ``Complex`` -> complex64, ``Bool`` -> bool, ``Shaped``/``Num``/``Real``
+    -> float32; ``None`` for an annotation that names no array dtype (``Key``).
+    """
+    canon = jax.dtypes.canonicalize_dtype
+    defaults = [
+        canon(np.float64),
+        canon(np.int64),
+        canon(np.uint64),
+        canon(np.complex128),
+        np.dtype(bool),
+    ]
+    if spec.dtypes is None:
+        return np.dtype(defaults[0])
+    return next((np.dtype(d) for d in defaults if np.dtype(d).name in spec.dtypes), None)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._errors import ShapeError
 from ._format import dim_string, format_annotation, format_spec
-from ._parse import DTYPE_TO_JAXTYPING, is_annotation, parse
+from ._parse import DTYPE_TO_JAXTYPING, default_dtype, is_annotation, parse
 
 Dim = Any  # int, or a jax.export symbolic dimension expression
 
@@ -27,6 +27,7 @@ class TensorSpec:
     shape: tuple[Dim, ...]
     dtype: np.dtype
     origins: tuple[str, ...]
+    category: str = ""  # "Float" where the spec named a kind: any dtype of it is accepted
 
     @property
     def rank(self) -> int:
@@ -39,6 +40,13 @@ class TensorSpec:
         """The jaxtyping annotation of this spec, e.g. ``Float32[Array, "batch 64"]``."""
         cls = DTYPE_TO_JAXTYPING.get(self.dtype.name, jaxtyping.Shaped)
         return cls[jax.Array, dim_string(self.shape)]
+
+    def accepted(self) -> Any:
+        """What a model built for this spec takes: ``Float[Array, "batch 64"]`` where the spec
+        named a kind (any dtype of it, converted to ``dtype``), else ``annotation()``."""
+        if not self.category:
+            return self.annotation()
+        return getattr(jaxtyping, self.category)[jax.Array, dim_string(self.shape)]
 
     def __str__(self) -> str:
         return format_spec(self.shape, self.dtype)
@@ -62,14 +70,17 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
         distinct = {np.dtype(jnp.dtype(d)) for d in dtypes}  # Bool names both 'bool' and 'bool_'
     except TypeError:  # Key's 'prng_key'
         distinct = set()
+    category = ""
     if len(distinct) != 1:
-        names = (
-            f"names {len(dtypes)} dtypes" if len(dtypes) > 1 else "names no concrete array dtype"
-        )
-        raise ShapeError(
-            f"{what} {format_annotation(annotation)} {names}; a model's input "
-            f"must have exactly one. Use a concrete dtype such as Float32 or UInt8 instead of {spec.category}."
-        )
+        default = default_dtype(spec)
+        if default is None:
+            raise ShapeError(
+                f"{what} {format_annotation(annotation)} names no array dtype a model can take. "
+                "Use a dtype such as Float, Float32 or UInt8."
+            )
+        # a kind (Float, Integer, Shaped): built for JAX's default dtype of it; the model
+        # converts any dtype of the kind at its boundary
+        distinct, category = {default}, spec.category
     dtype = distinct.pop()
     x64 = needs_x64(dtype)
     if x64:
@@ -87,7 +98,7 @@ def spec_from_annotation(annotation: Any, *, what: str = "input spec") -> Tensor
                 "or a size (e.g. 250). Write 'batch' instead of '*batch', '...', '_' or '#batch'."
             )
     shape = jax.export.symbolic_shape(", ".join(dims)) if dims else ()
-    return TensorSpec(tuple(shape), dtype, ("the input",) * len(shape))
+    return TensorSpec(tuple(shape), dtype, ("the input",) * len(shape), category)
 
 
 _X64 = {"float64": "float32", "int64": "int32", "uint64": "uint32", "complex128": "complex64"}
@@ -101,7 +112,8 @@ def needs_x64(dtype: Any) -> str | None:
     return (
         f"{name} needs JAX's 64-bit mode, which is off, so JAX would compute in {_X64[name]}. "
         f"Use {_X64[name]} instead, or turn 64-bit mode on first: "
-        'jax.config.update("jax_enable_x64", True).'
+        'jax.config.update("jax_enable_x64", True). Or set the environment variable '
+        "JAX_ENABLE_X64=1 before the first array is made."
     )
 
 

@@ -10,6 +10,7 @@ from the checker's own wording.
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -247,3 +248,170 @@ def array_annotation(hint: Any) -> Any:
         if is_annotation(arg):
             return arg
     return None
+
+
+# -- a model's input boundary ------------------------------------------------------------------
+
+
+def input_advice(
+    spec: Any,
+    shape: tuple[Any, ...],
+    dtype: Any,
+    *,
+    built_for: str = "",
+    dataset: bool = False,
+    key: Any = None,
+) -> list[str]:
+    """Why an input of ``shape``/``dtype`` does not fit a model's input ``spec``, and the fix.
+
+    One line says what is wrong (computed by ``compare``: the dimension and both sizes, or
+    both dtypes), the next what to type: ``x[None]`` for one unbatched example,
+    ``np.repeat(x, 3, axis=-1)`` for a grayscale image into an RGB model,
+    ``x.astype(np.float32)`` for float64 data, a transpose for channels-first images.
+
+    Args:
+        spec: the model's input annotation (``Float32[Array, "batch 64"]``).
+        shape: the input's shape (sizes; a dataset's spec may give names).
+        dtype: the input's dtype.
+        built_for: the dtype the model converts to, where it takes a kind (``Float``).
+        dataset: the input is a dataset's element spec (the fixes then name dataset stages).
+        key: the dataset elements' key of the input (``"image"``), for the ``map`` it suggests.
+
+    Returns:
+        The lines to print after ``expected``/``got``; empty where the input fits.
+    """
+    want = parse(spec)
+    sizes = [d.size if d.kind == "fixed" else None for d in want.dims]
+    shape = tuple(shape)
+    lines: list[str] = []
+    arg = key if isinstance(key, str) and key.isidentifier() else "x"
+    name = np.dtype(dtype).name
+    allowed = want.dtypes
+    if allowed is not None and name not in allowed:
+        target = built_for or (sorted(allowed)[0] if len(allowed) == 1 else "")
+        lines += _dtype_advice(name, target, want.category, dataset=dataset, arg=arg)
+    if len(shape) + 1 == len(sizes) and _fits(shape, sizes[1:]):
+        lines.append(
+            "  it has no batch dimension: "
+            + (
+                "batch the dataset first (ds.batch(32))."
+                if dataset
+                else "for one example, pass a batch of one: model(x[None])."
+            )
+        )
+        return lines
+    channels = sizes[-1] if sizes else None
+    if len(shape) == len(sizes) >= 3 and _fits(shape[:-1], sizes[:-1]) and channels is not None:
+        have = shape[-1]
+        if channels == 3 and have == 1:
+            lines.append(
+                "  the images have 1 channel (grayscale); the model takes 3 (RGB). Repeat the "
+                'channel, np.repeat(x, 3, axis=-1), or load them as RGB (image_folder(..., mode="RGB")).'
+            )
+            return lines
+        if channels == 3 and have == 4:
+            lines.append(
+                "  the images have 4 channels (RGBA); the model takes 3: drop alpha, x[..., :3]."
+            )
+            return lines
+        if channels == 1 and have in (3, 4):
+            lines.append(
+                f"  the images have {have} channels; the model takes 1 (grayscale): "
+                'x[..., :3].mean(axis=-1, keepdims=True), or image_folder(..., mode="L").'
+            )
+            return lines
+    if len(shape) + 1 == len(sizes) >= 4 and channels == 3 and _fits(shape[1:], sizes[1:-1]):
+        lines.append(
+            "  the images have no channel axis (grayscale); the model takes 3 channels (RGB): "
+            "np.repeat(x[..., None], 3, axis=-1)."
+        )
+        return lines
+    if (
+        len(shape) == len(sizes) >= 3
+        and shape[1] == sizes[-1] is not None
+        and _fits(shape[2:], sizes[1:-1])
+        and not _fits(shape[1:], sizes[1:])
+    ):
+        perm = ", ".join(["0", *[str(i) for i in range(2, len(shape))], "1"])
+        lines.append(
+            "  the input looks channels-first (batch, channels, ...) but the model is channels-last."
+        )
+        lines.append(f"  Transpose it first: jnp.transpose(x, ({perm})).")
+        return lines
+    if len(shape) != len(sizes):
+        head = (
+            f"  it has {len(shape)} dimension{'s' * (len(shape) != 1)}; the model takes "
+            f"{len(sizes)} ({want.dim_str})."
+        )
+        example = [s for s in sizes[1:] if s is not None]
+        have = [int(h) for h in shape[1:] if isinstance(h, int | np.integer)]
+        if (
+            example
+            and len(example) == len(sizes) - 1
+            and len(have) == len(shape) - 1
+            and math.prod(have) == math.prod(example)
+        ):
+            dims = ", ".join(str(s) for s in example)
+            fix = (
+                f"reshape each example before .batch(), .map(lambda {arg}: {arg}.reshape({dims}))"
+                if dataset
+                else f"reshape it, x.reshape(-1, {dims})"
+            )
+            lines.append(f"{head} The sizes agree: {fix}.")
+        else:
+            lines.append(f"{head} Reshape the input, or build the model for this shape.")
+        return lines
+    for axis, (have, size) in enumerate(zip(shape, sizes, strict=True)):
+        if size is not None and isinstance(have, int | np.integer) and int(have) != size:
+            token = want.dims[axis].token
+            named = f" ({token.split('=')[0]})" if "=" in token else ""
+            lines.append(
+                f"  dimension {axis}{named} is {int(have)}, the model takes {size}: resize or crop the "
+                f"input to {size} there, or build the model for {int(have)}."
+            )
+            break
+    return lines
+
+
+def _fits(shape: tuple[Any, ...], sizes: list[int | None]) -> bool:
+    """Whether ``shape`` agrees with ``sizes`` (``None``: any size; a name fits anything)."""
+    if len(shape) != len(sizes):
+        return False
+    return all(
+        s is None or not isinstance(h, int | np.integer) or int(h) == s
+        for h, s in zip(shape, sizes, strict=True)
+    )
+
+
+def _dtype_advice(
+    name: str, target: str, category: str, *, dataset: bool, arg: str = "x"
+) -> list[str]:
+    from ._parse import dtype_words
+
+    have = dtype_kind(name)
+    wanted = (
+        f"the model was built for {target}"
+        if target
+        else f"the model takes {dtype_words(category)}"
+    )
+    head = f"  its dtype is {name}; {wanted}."
+    if not target:
+        return [head]
+    convert = (
+        f".map(lambda {arg}: {arg}.astype(np.{target})) on the dataset"
+        if dataset
+        else f"x.astype(np.{target})"
+    )
+    if have == "floating" and dtype_kind(target) == "floating":
+        note = " (NumPy's and scikit-learn's default)" if name == "float64" else ""
+        return [
+            f"  its dtype is {name}{note}; {wanted}.",
+            f"  Convert it first: {convert}; or build the model for Float[...], which takes any "
+            f"floating dtype and converts it to {target} at its input (as L.Cast(jnp.{target}) would).",
+        ]
+    pixels = " (divide 0..255 pixels by 255)" if name == "uint8" and "float" in target else ""
+    return [
+        head,
+        f"  Convert the data first: {convert}{pixels}; or begin the blueprint with "
+        f"L.Cast(jnp.{target}) and build the model for {name} data.",
+    ]

@@ -12,6 +12,7 @@ from .._specs import (
     compare_specs,
     format_annotation,
     format_value,
+    input_advice,
     is_annotation,
     parse,
 )
@@ -32,15 +33,17 @@ def check_input_spec(
     model: Any, shape: tuple[int, ...], dtype: np.dtype[Any], x: Any, where: str
 ) -> None:
     """An input of ``shape`` and ``dtype`` (the array ``x``, shown in the error) against the
-    model's ``input_spec``. The answer depends on the shape and dtype only."""
-    spec = getattr(model, "input_spec", None)
+    model's input spec. The answer depends on the shape and dtype only."""
+    spec = model_input(model)
     if spec is None:
         return
     m = compare(spec, _Abstract(shape, dtype))
     if m:
+        advice = input_advice(spec, shape, dtype, built_for=getattr(model, "converts", ""))
         raise ShapeError(
             f"{where} does not fit the model: {_clause(m)}.\n"
             f"  model input  {format_annotation(spec, array='Array')}\n  batch input  {format_value(np.asarray(x))}"
+            + "".join(f"\n{line}" for line in advice)
         )
 
 
@@ -75,6 +78,12 @@ def check_finite_targets(y: Any, mask: Any, where: str) -> None:
             f"{where} has NaN or infinite values in its targets; clean the data (nothing "
             "was trained on this batch)."
         )
+
+
+def model_input(model: Any) -> Any:
+    """What a model takes at its boundary: ``accepted_spec`` (a kind such as ``Float[...]``
+    where it was built from one), else its ``input_spec``; ``None`` for a plain module."""
+    return getattr(model, "accepted_spec", None) or getattr(model, "input_spec", None)
 
 
 class _Abstract:
@@ -141,7 +150,7 @@ def check_data_spec(
     """Refuse, before any batch is read, a dataset whose declared spec cannot feed the model or loss."""
     spec = getattr(data, "spec", None)
     spec = getattr(spec, "tree", spec)  # a shapesafe.data ElementSpec wraps the PyTree
-    model_spec = getattr(model, "input_spec", None)
+    model_spec = model_input(model)
     if spec is None or model_spec is None:
         return
     from ._batches import INPUT_KEYS, TARGET_KEYS
@@ -158,12 +167,30 @@ def check_data_spec(
         return
     m = compare_specs(ann, model_spec)
     if m:
+        a = parse(ann)
+        shape = tuple(d.size if d.kind == "fixed" else d.token for d in a.dims)
+        single = a.dtypes is not None and len(a.dtypes) == 1
+        advice = (
+            input_advice(
+                model_spec,
+                shape,
+                next(iter(a.dtypes)) if single and a.dtypes else "float32",
+                built_for=getattr(model, "converts", ""),
+                dataset=True,
+                key=in_key,
+            )
+            if a.variadic is None
+            else []
+        )
         raise ShapeError(
             f"{what}[{in_key!r}] cannot feed the model: {_clause(m)}.\n"
             f"  model input  {format_annotation(model_spec, array='Array')}\n"
             f"  {what + ' spec':<12} {format_annotation(ann, array='Array')}\n"
-            "  Batch the dataset (ds.batch(n)) if it is unbatched, resize images to the model's size, or build "
-            "the model for this spec."
+            + (
+                "\n".join(advice)
+                or "  Batch the dataset (ds.batch(n)) if it is unbatched, resize images to the model's "
+                "size, or build the model for this spec."
+            )
         )
     target_ann = _leaf(spec, tg_key)
     output_spec = getattr(model, "output_spec", None)

@@ -258,19 +258,26 @@ def programs(
     return found
 
 
-_EVAL_GRAPHS: "collections.OrderedDict[Any, Any]" = collections.OrderedDict()
+_MODES: "collections.OrderedDict[Any, tuple[Any, Any]]" = collections.OrderedDict()
 
 
-def _eval_graph(model: nnx.Module, train_graph: Any) -> Any:
-    """The graph of ``model`` in eval mode (Dropout off, BatchNorm on running statistics),
-    from a cache keyed by its train-mode graph: switching modes walks the whole module tree."""
-    found = _EVAL_GRAPHS.get(train_graph)
+def _mode_graphs(model: nnx.Module, graph: Any) -> tuple[Any, Any]:
+    """``(train-mode graph, eval-mode graph)`` of ``model``, whose current graph is ``graph``,
+    and the model left in eval mode (inference: Dropout off, BatchNorm on running statistics).
+
+    Cached by either graph: switching modes walks the whole module tree, so a model already in
+    eval mode whose graphs are known is not walked at all."""
+    found = _MODES.get(graph)
     if found is None:
-        model.eval()
-        found = _EVAL_GRAPHS[train_graph] = nnx.split(model, nnx.Param, ...)[0]
         model.train()
-        while len(_EVAL_GRAPHS) > _KEEP:
-            _EVAL_GRAPHS.popitem(last=False)
+        train_graph = nnx.split(model, nnx.Param, ...)[0]
+        model.eval()
+        found = (train_graph, nnx.split(model, nnx.Param, ...)[0])
+        _MODES[found[0]] = _MODES[found[1]] = found
+        while len(_MODES) > 2 * _KEEP:
+            _MODES.popitem(last=False)
+    elif found[0] == graph:  # in training mode: leave it for inference
+        model.eval()
     return found
 
 
@@ -286,10 +293,9 @@ class Engine:
         metrics: Sequence[Metric],
     ):
         self.loss, self.optimizer, self.metrics = loss, optimizer, tuple(metrics)
-        model.train()
         split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
-        self._train_graph: Any = split[0]
-        self._eval_graph = _eval_graph(model, split[0])
+        # the steps carry their own mode; the model itself is left for inference
+        self._train_graph, self._eval_graph = _mode_graphs(model, split[0])
         opt_state = optimizer.init(split[1]) if optimizer is not None else None
         self.state, self.defs = TrainState.of(TrainState(split[1], split[2], opt_state))
         self.shardings: TrainState | None = None  # flat NamedShardings, set by `shard`

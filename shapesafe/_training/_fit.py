@@ -16,6 +16,7 @@ from flax import nnx
 
 from .._errors import ShapesafeError
 from .._sharding import ShardingPlan, auto_mesh, state_shardings
+from ._arguments import prepare_evaluate, prepare_fit, prepare_predict
 from ._callbacks import Callback
 from ._data_checks import check_data_spec
 from ._engine import Engine
@@ -47,7 +48,7 @@ def _epoch_iter(data: Any, epoch: int, start: int) -> Iterator[Any]:
 
 def fit(
     model: nnx.Module,
-    data: Iterable[Any],
+    data: Iterable[Any] | tuple[Any, Any] | Mapping[str, Any],
     *,
     loss: Callable[..., Any],
     optimizer: optax.GradientTransformation,
@@ -67,6 +68,10 @@ def fit(
     mesh: jax.sharding.Mesh | None = None,
     sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
     accumulate: int = 1,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    validation_data: Any = None,
+    validation_split: float | None = None,
 ) -> History:
     """Train ``model`` in place on ``data`` and return the ``History``.
 
@@ -101,6 +106,17 @@ def fit(
         accumulate: average the gradients of this many consecutive batches before each
             update (``optax.MultiSteps``): the update of one ``accumulate`` times larger batch
             in the memory of one batch. Steps (``history.steps``, callbacks) count batches.
+        batch_size: for arrays: examples per batch (default 32).
+        shuffle: for arrays: a new order every epoch (seeded, so runs repeat).
+        validation_data: ``(x_val, y_val)`` (or a dict, or batches): evaluated at each epoch's
+            end, as ``eval_data`` is.
+        validation_split: for arrays: the fraction, taken from the end before shuffling (as
+            Keras does), evaluated instead of trained on.
+
+    ``data`` may also be arrays, as Keras takes them: ``(x, y)`` or ``{"image": x, "label": y}``
+    (NumPy or JAX arrays); they become a ``shapesafe.data`` dataset of their rows, shuffled
+    (``shuffle``) and batched (``batch_size``). The model trains in training mode (Dropout on,
+    BatchNorm on batch statistics) and is left in inference mode.
 
     Returns:
         The ``History`` of per-epoch logs and per-step losses.
@@ -125,6 +141,18 @@ def fit(
         >>> history["accuracy"][-1] > 0.9
         True
     """
+    data, eval_data, loss = prepare_fit(
+        model,
+        data,
+        loss=loss,
+        optimizer=optimizer,
+        steps_per_call=steps_per_call,
+        eval_data=eval_data,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        validation_data=validation_data,
+        validation_split=validation_split,
+    )
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"fit: epochs must be a positive integer, got {epochs!r}.")
     if steps_per_call < 1:
@@ -307,12 +335,13 @@ def _evaluate(
 
 def evaluate(
     model: nnx.Module,
-    data: Iterable[Any],
+    data: Iterable[Any] | tuple[Any, Any] | Mapping[str, Any],
     *,
     metrics: Sequence[Any] = (),
     loss: Callable[..., Any] | None = None,
     inputs: str | None = None,
     targets: str | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Metrics (and the mean loss, if given) of ``model`` over all of ``data``, in eval mode.
 
@@ -326,6 +355,7 @@ def evaluate(
         loss: if given, its mean over the examples is reported as ``"loss"``.
         inputs: the dict key of the inputs (default: ``"image"``, ``"x"`` or ``"inputs"``).
         targets: the dict key of the targets (default: ``"label"``, ``"y"`` or ``"targets"``).
+        batch_size: for arrays (``(x, y)`` or a dict of them): examples per batch (default 32).
 
     Returns:
         ``{metric name: value}`` (and ``"loss"``), as Python floats.
@@ -346,19 +376,28 @@ def evaluate(
         >>> sorted(logs), 0.0 <= logs["accuracy"] <= 1.0
         (['accuracy', 'loss'], True)
     """
+    data, loss = prepare_evaluate(model, data, loss=loss, batch_size=batch_size)
     check_data_spec(model, data, inputs, targets, loss, what="data")
     engine = Engine(model, loss=loss, optimizer=None, metrics=metrics)
     return _evaluate(engine, data, Batcher(model, inputs, targets, None))
 
 
-def predict(model: nnx.Module, data: Iterable[Any], *, inputs: str | None = None) -> np.ndarray:
+def predict(
+    model: nnx.Module,
+    data: Any,
+    *,
+    inputs: str | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
     """The model's outputs (eval mode) for every example of ``data``, stacked, padding removed.
 
     Args:
         model: a built model (``ss.build``).
-        data: batches: arrays, dicts (the ``inputs`` key, ``"image"`` by default) or tuples
-            whose first item is the input.
+        data: one array of examples (``x``, batched by ``batch_size``), or batches: arrays,
+            dicts (the ``inputs`` key, ``"image"`` by default) or tuples whose first item is
+            the input.
         inputs: the dict key of the inputs.
+        batch_size: for one array: examples per batch (default 32).
 
     Returns:
         A NumPy array ``(examples, *output)``: one row per real example, in order.
@@ -376,6 +415,7 @@ def predict(model: nnx.Module, data: Iterable[Any], *, inputs: str | None = None
         >>> ss.predict(model, batches).shape
         (5, 2)
     """
+    data = prepare_predict(model, data, batch_size=batch_size, inputs=inputs)
     engine = Engine(model, loss=None, optimizer=None, metrics=())
     batcher = Batcher(model, inputs, None, None)
     outs: list[np.ndarray] = []

@@ -9,7 +9,9 @@ import optax
 from flax import nnx
 
 from .._sharding import ShardingPlan
-from ..layers import Model
+from .._specs import dtype_words, format_annotation
+from ..layers import Blueprint, Custom, Model
+from ..layers._build import build_abstract
 from ._memory import MemoryPlan, memory_plan
 
 
@@ -35,10 +37,11 @@ class Summary:
         input_spec: str,
         output_spec: str,
         memory: MemoryPlan | None = None,
+        notes: tuple[str, ...] = (),
     ):
         self.rows, self.total_params, self.trainable_params = rows, total, trainable
         self.input_spec, self.output_spec = input_spec, output_spec
-        self.memory = memory
+        self.memory, self.notes = memory, notes
 
     def __str__(self) -> str:
         head = ("path", "layer", "input", "output", "params")
@@ -50,7 +53,8 @@ class Summary:
             return "  ".join(cells).rstrip()
 
         rule = "-" * len(line(head))
-        out = [f"input  {self.input_spec}", rule, line(head), rule, *map(line, body), rule]
+        out = [f"input  {self.input_spec}", *self.notes, rule, line(head), rule]
+        out += [*map(line, body), rule]
         out.append(f"output {self.output_spec}")
         out.append(
             f"total params: {self.total_params:,}   trainable: {self.trainable_params:,}"
@@ -68,7 +72,8 @@ class Summary:
 
 
 def summary(
-    model: Model,
+    model: Model | Blueprint[Any, Any, Any, Any],
+    spec: Any = None,
     *,
     mesh: jax.sharding.Mesh | None = None,
     sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
@@ -79,14 +84,16 @@ def summary(
     """A table of ``model``: layer path, blueprint, input and output spec, parameter count.
 
     Symbolic dimensions keep their names (``batch``), so the table holds for every batch size.
-    Given a ``mesh``, a ``sharding`` plan or an ``optimizer``, it adds the memory plan: where
+    A blueprint with an input spec is summarised without building it: shapes are inferred and
+    parameters counted abstractly (``jax.eval_shape``), nothing is allocated. Given a ``mesh``, a ``sharding`` plan or an ``optimizer``, it adds the memory plan: where
     each parameter lives and a per-device memory table (parameters, optimizer state from
     ``jax.eval_shape`` of ``optimizer.init``, gradients and, given a ``loss`` and an example
     ``batch``, the compiled training step's temporaries as XLA reports them). Nothing is
     trained; the plan is checked as ``fit`` checks it.
 
     Args:
-        model: a built model (``ss.build``).
+        model: a built model (``ss.build``), or a blueprint (then ``spec`` is needed).
+        spec: the input spec, for a blueprint: e.g. ``Float32[Array, "batch 784"]``.
         mesh: the ``jax.sharding.Mesh`` to plan for (one device when omitted).
         sharding: the plan, as ``fit`` takes it (``"replicate"``, ``"fsdp"``, rules, a
             ``ShardingPlan``).
@@ -119,8 +126,31 @@ def summary(
         output Float32[batch, 4]
         total params: 28   trainable: 28   non-trainable: 0
     """
-    if not isinstance(model, Model):
-        raise TypeError(f"summary: expected a model made by ss.build, got {type(model).__name__}.")
+    notes: list[str] = []
+    if isinstance(model, Blueprint | Custom) and not isinstance(model, Model):
+        if spec is None:
+            raise TypeError(
+                f"summary: {model!r} is a blueprint, whose sizes are known only for an input. "
+                'Pass its input spec: ss.summary(blueprint, Float32[Array, "batch 784"]) (nothing '
+                "is allocated), or summarise the model ss.build returns."
+            )
+        model = build_abstract(model, spec)
+        notes.append("       (not built: shapes and parameter counts inferred, nothing allocated)")
+    elif not isinstance(model, Model):
+        raise TypeError(
+            f"summary: expected a model made by ss.build (or a blueprint and its input spec), "
+            f"got {type(model).__name__}."
+        )
+    elif spec is not None:
+        raise TypeError(
+            "summary: a built model knows its input spec; pass spec= only with a blueprint."
+        )
+    if getattr(model, "converts", ""):
+        notes.insert(
+            0,
+            f"       (built from {format_annotation(model.accepted_spec, array='Array')}: takes "
+            f"{_kind(model.accepted_spec)}, converted to {model.converts} at its input)",
+        )
     rows = _rows(model, "", 0)
     total = _params(model, nnx.Not(nnx.RngState))  # parameters and statistics, not RNG counters
     trainable = _params(model)
@@ -139,6 +169,17 @@ def summary(
         model.rows[0][1] if model.rows else "?",
         model.rows[-1][2] if model.rows else "?",
         memory,
+        tuple(notes),
+    )
+
+
+def _kind(annotation: Any) -> str:
+    """``Float[...]`` -> ``any floating dtype``."""
+    words = dtype_words(annotation.dtype.__name__)
+    return (
+        "any dtype"
+        if annotation.dtypes is None or not isinstance(annotation.dtypes, tuple | list)
+        else "any " + words.split(" ", 1)[1]
     )
 
 

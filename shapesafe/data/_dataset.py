@@ -27,6 +27,9 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import jax.tree_util as jtu
+import numpy as np
+
 from .._errors import ShapeError
 from ._element_spec import ElementSpec, element_mismatch
 
@@ -98,7 +101,10 @@ class Dataset:
         """Raise ``ShapeError`` naming this stage and the element's origin unless it fits."""
         if self.spec.fits(item[0]):
             return item
-        bad = element_mismatch(item[0], self.spec)
+        scalars = jtu.tree_map(lambda x: np.asarray(x) if isinstance(x, np.generic) else x, item[0])
+        bad = element_mismatch(scalars, self.spec)
+        if bad is None:
+            return scalars, item[1]  # a NumPy scalar (np.int32(3)) is the 0-d array it stands for
         if bad is not None:
             at = f" at {bad.path!r}" if bad.path else ""
             raise ShapeError(

@@ -49,6 +49,10 @@ class ImageFileError(DataError):
         )
 
 
+# Tracebacks name them by a home the user can import from (``shapesafe.DataError``).
+DataError.__module__ = ImageFileError.__module__ = "shapesafe"
+
+
 @dataclasses.dataclass
 class Report:
     """What an image folder left out: ``skipped`` (bad image files) and ``ignored`` (hidden or

@@ -26,6 +26,15 @@ class ArraySource(Dataset):
             raise ValueError(
                 f"from_arrays: every array needs the same leading (example) dimension; got {sizes}."
             )
+        empty = next((path for path, n in sizes.items() if n == 0), None)
+        if empty is not None:
+            shown = f"the array {empty!r}" if empty else "the array"
+            shape = next(np.shape(x) for path, x in leaves_with_paths(arrays) if path == empty)
+            raise ValueError(
+                f"from_arrays: {shown} has no examples (shape {shape}; the first dimension counts "
+                "the examples). A dataset needs at least one: check the array was filled (a "
+                "filter or a split that kept nothing?)."
+            )
         self.arrays = arrays
         self.n = int(next(iter(sizes.values())))  # type: ignore[arg-type]
         self.spec = ElementSpec(_ordered_map(_row_annotation, arrays))
@@ -72,7 +81,8 @@ def from_arrays(arrays: Any) -> Dataset:
 
     Raises:
         TypeError: ``arrays`` holds something that is not a NumPy array.
-        ValueError: the arrays disagree on their number of rows (or one is 0-d).
+        ValueError: the arrays disagree on their number of rows, one is 0-d, or they have no
+            rows (the message names the empty array).
 
     Element ``i`` is the same PyTree with every array indexed at ``i``; the spec is read off
     the arrays (``{"image": UInt8[np.ndarray, "28 28"], "label": Int32[np.ndarray, ""]}``).

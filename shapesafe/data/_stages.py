@@ -19,6 +19,7 @@ from .._specs import is_annotation
 from ._calls import Call, fn_name
 from ._dataset import Dataset, Item, Iter, State, stage
 from ._element_spec import ElementSpec, retype, tree_from_annotation
+from ._infer import traced_spec, value_spec
 
 
 def positive(name: str, value: Any, *, zero: bool = False) -> int:
@@ -94,14 +95,42 @@ class Map(Dataset):
                 # the pipeline holds host (NumPy) arrays: a return annotated Float32[Array, ...]
                 # means "an array of this dtype and shape"; a jax.Array result is brought to the host
                 tree, self._to_host = _on_host(tree)
+        self._inferred = ""
+        if tree is None:  # unannotated: inferred by tracing, else on the first element
+            tree, self._inferred = self._infer(parent, seed)
         if tree is None:
             raise ShapeError(
-                f"{self.where()}: cannot tell the spec of {fn_name(fn)}'s output. Annotate its return "
+                f"{self.where()}: cannot tell the spec of {fn_name(fn)}'s output: it is not "
+                "annotated, it does not trace with jax.eval_shape, and its result on the first "
+                "element is not arrays (or there is no first element). Annotate its return "
                 f'(e.g. -> Float32[np.ndarray, "h w 3"], a TypedDict or a tuple[...] of them) or pass spec=.'
             )
         self.spec = ElementSpec(tree)
         self._random_access = parent._random_access
         self._workers = max(self.workers, parent._workers)
+
+    def _infer(self, parent: Dataset, seed: int) -> tuple[Any, str]:
+        """The output spec tree of an unannotated function, and how it was found."""
+        tree = traced_spec(lambda v: self.call(v, (seed, 0, 0)), parent.spec.tree)
+        if tree is not None:
+            return tree, "by tracing it with jax.eval_shape"
+        it = parent.epoch(0)
+        try:
+            first = next(it, None)
+        finally:
+            it.close()
+        if first is None:
+            return None, ""
+        try:
+            out = self.call(first, (seed, 0, 0))
+        except ShapeError:
+            raise
+        except Exception as e:
+            e.add_note(
+                f"shapesafe: in {self.where()}, on the first element (to infer the output spec)."
+            )
+            raise
+        return value_spec(out), "from its result on the first element"
 
     def _length(self) -> int | None:
         return self._parents[0]._length()
@@ -117,7 +146,15 @@ class Map(Dataset):
             raise
         if self._to_host:
             out = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, out)
-        return self.check((out, origin))
+        try:
+            return self.check((out, origin))
+        except ShapeError as e:
+            if self._inferred:
+                e.add_note(
+                    f"The spec of {fn_name(self.call.fn)}'s output was inferred {self._inferred}; "
+                    "where its outputs differ, annotate its return or pass spec=."
+                )
+            raise
 
     def _get(self, epoch: int, index: int) -> Item | None:
         item = self._parents[0]._get(epoch, index)

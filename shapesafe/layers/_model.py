@@ -10,7 +10,15 @@ from flax.errors import TraceContextError
 from jaxtyping import Array, Shaped
 
 from .._errors import LayerShapeError, ShapesafeError
-from .._specs import TensorSpec, format_annotation, format_spec, format_value, parse
+from .._specs import (
+    TensorSpec,
+    compare,
+    format_annotation,
+    format_spec,
+    format_value,
+    input_advice,
+    parse,
+)
 from ._blueprint import GiveDType_co, GiveRank_co, NeedDType_contra, NeedRank_contra
 
 if TYPE_CHECKING:
@@ -36,6 +44,10 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
         self.blueprint = blueprint
         self.names = tuple(b.name for b in blueprint.layers)
         self.input_spec = specs[0].annotation()
+        # what the model takes at its boundary: the input spec, or where it was built from a
+        # kind (Float[...]) any dtype of that kind, converted to the input spec's dtype
+        self.accepted_spec = specs[0].accepted()
+        self.converts = specs[0].dtype.name if specs[0].category else ""
         self.output_spec = specs[-1].annotation()
         self.rows = tuple(
             (repr(b), format_spec(s_in.shape, s_in.dtype), format_spec(s_out.shape, s_out.dtype))
@@ -55,13 +67,18 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
         return self.layers[key]
 
     def __call__(self, x: Shaped[Array | np.ndarray, "..."]) -> Shaped[Array, "..."]:
+        allowed = parse(self.accepted_spec).dtypes
+        if isinstance(x, np.ndarray) and allowed is not None and x.dtype.name not in allowed:
+            raise _boundary_error(self, "input", self.accepted_spec, x)  # before a silent downcast
         y: Any = jnp.asarray(x) if isinstance(x, np.ndarray) else x
         n = len(self.layers)
         with jaxtyping.jaxtyped("context"):  # type: ignore[arg-type]
-            if not isinstance(y, self.input_spec):
-                raise _boundary_error(self, "input", self.input_spec, y)
+            if not isinstance(y, self.accepted_spec):
+                raise _boundary_error(self, "input", self.accepted_spec, y)
             if 0 in tuple(y.shape):
                 raise _empty_error(y)
+            if self.converts and np.dtype(y.dtype).name != self.converts:
+                y = y.astype(self.converts)
             for i, (bp, layer) in enumerate(
                 zip(self.blueprint.layers, self.layers, strict=True), start=1
             ):
@@ -100,36 +117,14 @@ def _empty_error(x: Any) -> LayerShapeError:
 def _boundary_error(model: Model, side: str, spec: Any, x: Any) -> LayerShapeError:
     expected = format_annotation(spec, array="Array")
     lines = [f"  expected  {expected}", f"  got       {format_value(x)}"]
-    want = [d.size for d in parse(spec).dims]
-    shape: list[Any] = list(getattr(x, "shape", ()))
-    channels_first = (
-        side == "input"
-        and len(shape) == len(want) >= 3
-        and shape[1:] != want[1:]
-        and shape[1] == want[-1]
-        and shape[2:] == want[1:-1]
-    )
-    if channels_first:
-        perm = ", ".join(["0", *[str(i) for i in range(2, len(shape))], "1"])
-        lines.append(
-            "  the input looks channels-first (batch, channels, ...) but the model is channels-last."
-        )
-        lines.append(f"  Transpose it first: jnp.transpose(x, ({perm})).")
-    dtypes = list(spec.dtypes)
-    if getattr(x, "dtype", None) is not None and np.dtype(x.dtype).name not in dtypes:
-        lines.append(
-            f"  its dtype is {np.dtype(x.dtype).name}; the model was built for {dtypes[0]}."
-        )
-        lines.append(
-            f"  Convert the input (x.astype(jnp.{dtypes[0]})) or build the model for this dtype."
-        )
-    elif side == "input" and not channels_first:
-        lines.append(
+    if side == "input":
+        advice = input_advice(spec, tuple(x.shape), x.dtype, built_for=model.converts)
+        lines += advice or [
             f"  The model was built for {expected}; build it again for this input, or reshape the input."
-        )
-    boundary = (
-        " does not match the spec the model was built for"
-        if side == "input"
-        else " is not what the model declared"
-    )
+        ]
+        boundary = " does not match the spec the model was built for"
+    else:
+        mismatch = compare(spec, x)
+        lines += mismatch.lines()[2:] if mismatch is not None else []
+        boundary = " is not what the model declared"
     return LayerShapeError((), "\n".join(lines), subject=f"The model's {side}", boundary=boundary)

@@ -1,7 +1,8 @@
 """Normalisation and regularisation: ``BatchNorm``, ``LayerNorm`` and ``Dropout``.
 
 Training and evaluation. ``BatchNorm`` and ``Dropout`` behave differently while training;
-a built module starts in training mode (as Flax's do). ``model.eval()`` sets
+``ss.build`` returns a model in inference mode (as a Keras model called directly is), and
+``fit`` trains in training mode and leaves the model in inference mode. ``model.eval()`` sets
 ``use_running_average=True`` and ``deterministic=True`` on every layer that has them, and
 ``model.train()`` sets them back; both are Flax NNX's own methods. These attributes are
 static (part of ``nnx.split``'s graph definition), so a jitted step compiles once per mode.
@@ -99,9 +100,11 @@ class Dropout(FloatingKeep[AnyRank], Blueprint[Floating, AnyRank, AsInput, Any])
         >>> model = ss.build(L.Linear(64) >> L.Dropout(0.5), Float32[Array, "batch 784"])
         >>> ss.summary(model).output_spec
         'Float32[batch, 64]'
-        >>> model.eval()  # no dropout
-        >>> model.layers[1].deterministic
+        >>> model.layers[1].deterministic  # built for inference: no dropout
         True
+        >>> model.train()  # dropout on, until model.eval() (fit switches on its own)
+        >>> model.layers[1].deterministic
+        False
     """
 
     rate: float

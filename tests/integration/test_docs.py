@@ -4,9 +4,9 @@
   ``::: name`` directive of ``docs/api/*.md`` (a name exported twice, such as
   ``shapesafe.Prediction`` and ``shapesafe.decoders.Prediction``, may have one entry if the
   other path is named on an API page).
-- The README's python blocks run, each on its own (a fresh namespace, a temporary folder as
-  the working directory, the repository root on ``sys.path``), and so do the guides' and the
-  getting-started page's, each page top to bottom in one namespace, as a reader runs it.
+- The guides' and the getting-started page's python blocks run, each page top to bottom in one
+  namespace, as a reader runs it (the README's run in ``test_readme.py``, each in a fresh
+  process).
 - The performance page's tables put each figure beside its peer (the build renders them from
   ``benchmarks/results/*.json``; ``.ci/run`` builds the site with ``--strict``).
 
@@ -167,20 +167,6 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.syspath_prepend(str(ROOT))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return tmp_path
-
-
-README_BLOCKS = blocks(ROOT / "README.md")
-
-
-def test_the_readme_has_python_blocks() -> None:
-    assert len(README_BLOCKS) >= 2 and any(b.output for b in README_BLOCKS)
-
-
-@pytest.mark.parametrize("block", README_BLOCKS, ids=[f"line{b.line}" for b in README_BLOCKS])
-def test_readme_block_runs_on_its_own(block: Block, sandbox: Path) -> None:
-    if block.skip:
-        pytest.skip(block.skip)
-    run(block, {"__name__": "__main__"}, f"README.md:{block.line}")
 
 
 @pytest.mark.parametrize("page", GUIDES, ids=[p.stem for p in GUIDES])

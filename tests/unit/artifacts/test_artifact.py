@@ -399,7 +399,7 @@ def test_user_code_cannot_be_saved_and_the_previous_version_stays(clf, saved):
         match=r"it contains Function\(_double\), a layer made from user code "
         r"\(Function\), and an artifact stores the architecture as JSON",
     ):
-        ss.save(model, saved)
+        ss.save(model, saved, overwrite=True)
     np.testing.assert_array_equal(ss.load(saved).outputs(list(_images(3))), before)
     assert sorted(os.listdir(saved.parent)) == ["1"]
 
@@ -423,13 +423,13 @@ def test_a_crash_while_writing_keeps_the_previous_version(clf, saved, monkeypatc
 
     monkeypatch.setattr(artifact, "write_file", failing_write)
     with pytest.raises(OSError, match="No space left"):
-        ss.save(clf, saved, metrics={"accuracy": 0.1})
+        ss.save(clf, saved, metrics={"accuracy": 0.1}, overwrite=True)
     monkeypatch.undo()
     again = ss.load(saved)
     np.testing.assert_array_equal(again.outputs(list(_images(3))), before)
     assert again.metrics == {"accuracy": 0.75}
     assert sorted(os.listdir(saved.parent)) == ["1"]  # no temporary directory left behind
-    ss.save(clf, saved)  # a later save replaces it
+    ss.save(clf, saved, overwrite=True)  # a later save replaces it
     assert not np.array_equal(ss.load(saved).outputs(list(_images(3))), before)
 
 

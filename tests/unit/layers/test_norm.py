@@ -67,6 +67,7 @@ def torch_and_ours(
     c = shape[-1]
     bp = L.BatchNorm(momentum=momentum, epsilon=epsilon, use_scale=affine, use_bias=affine)
     model = ss.build(bp, spec_for(shape), seed=0)
+    model.train()  # these tests start from training mode (ss.build returns an inference-mode model)
     layer = model.layers[0]
     cls = torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d
     ref = cls(c, eps=epsilon, momentum=1.0 - momentum, affine=affine)
@@ -140,6 +141,7 @@ def test_batchnorm_momentum_zero_keeps_only_the_last_batch() -> None:
     """momentum=0 (torch's 1.0): the running stats become the batch's mean and unbiased
     variance, computed here with NumPy."""
     model = ss.build(L.BatchNorm(momentum=0.0), Float32[Array, "batch 3"], seed=0)
+    model.train()  # training mode (ss.build returns a model for inference)
     x = randn(np.random.default_rng(3), 5, 3, scale=3.0, shift=1.0)
     y = np.asarray(model(jnp.asarray(x)))
     layer = model.layers[0]
@@ -204,7 +206,8 @@ def ones_ish(seed: int = 5) -> np.ndarray:
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.8])
 def test_dropout_train_zeroes_rate_and_scales_the_rest(rate: float) -> None:
     model = ss.build(L.Dropout(rate), DROP_SPEC, seed=0)
-    assert model.layers[0].deterministic is False  # built in training mode
+    assert model.layers[0].deterministic is True  # built for inference
+    model.train()
     x = ones_ish()
     y = np.asarray(model(jnp.asarray(x)))
     dropped = y == 0
@@ -230,8 +233,11 @@ def test_dropout_rate_zero_is_the_identity_in_training() -> None:
 def test_dropout_masks_differ_between_calls_and_repeat_with_the_seed() -> None:
     x = jnp.asarray(ones_ish())
     a = ss.build(L.Dropout(0.5), DROP_SPEC, seed=0)
+    a.train()  # training mode (ss.build returns a model for inference)
     b = ss.build(L.Dropout(0.5), DROP_SPEC, seed=0)
+    b.train()  # training mode (ss.build returns a model for inference)
     c = ss.build(L.Dropout(0.5), DROP_SPEC, seed=1)
+    c.train()  # training mode (ss.build returns a model for inference)
     a1, a2 = np.asarray(a(x)) == 0, np.asarray(a(x)) == 0
     b1, b2 = np.asarray(b(x)) == 0, np.asarray(b(x)) == 0
     c1 = np.asarray(c(x)) == 0
@@ -246,7 +252,9 @@ def test_dropout_under_jit_advances_its_stream() -> None:
     same masks, in the same order, as eager calls of a model built with the same seed."""
     x = ones_ish()
     jitted = ss.build(L.Dropout(0.5), DROP_SPEC, seed=0)
+    jitted.train()  # training mode (ss.build returns a model for inference)
     eager = ss.build(L.Dropout(0.5), DROP_SPEC, seed=0)
+    eager.train()  # training mode (ss.build returns a model for inference)
     j1, j2 = jit_step(jitted, x), jit_step(jitted, x)
     assert ((j1 == 0) != (j2 == 0)).mean() > 0.3
     np.testing.assert_array_equal(j1, np.asarray(eager(jnp.asarray(x))))
@@ -366,6 +374,7 @@ def test_batchnorm_refuses_a_symbolic_or_missing_feature_axis() -> None:
 
 def test_batchnorm_training_on_one_value_per_feature_is_refused() -> None:
     model = ss.build(L.BatchNorm(), Float32[Array, "batch 4"], seed=0)
+    model.train()  # training mode (ss.build returns a model for inference)
     x = jnp.ones((1, 4), jnp.float32)
     with pytest.raises(
         ss.ShapeError, match=r"(?s)more than one value per feature.*model\.eval\(\)"

@@ -42,7 +42,7 @@ CHILD = textwrap.dedent("""
     what, path = sys.argv[1], sys.argv[2]
     model = ss.build(L.Linear(3), Float32[Array, "batch 4"], seed=1)
     if what == "save":
-        ss.save(model, path)
+        ss.save(model, path, overwrite=True)  # replaces the old version
     elif what == "export":
         ss.export(model, path, platforms=("cpu",))
     else:

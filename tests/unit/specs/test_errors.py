@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxtyping import Array, Float, Float32, UInt8
+from jaxtyping import Array, Float, Float32, Key, UInt8
 
 import shapesafe as ss
 from shapesafe import layers as L
@@ -44,7 +44,7 @@ def test_wrong_dtype_at_call_time() -> None:
     with pytest.raises(
         ss.ShapeError,
         match=r"(?s)The model's input does not match.*its dtype is float32; "
-        r"the model was built for uint8.*astype\(jnp.uint8\)",
+        r"the model was built for uint8.\n  Convert the data first: x.astype\(np.uint8\)",
     ):
         model(jnp.zeros((2, 32, 32, 3), jnp.float32))
 
@@ -63,7 +63,9 @@ def test_wrong_rank_at_call_time_and_under_jit() -> None:
 def test_wrong_size_at_call_time() -> None:
     model = ss.build(talk.mlp(8), IMAGES)
     with pytest.raises(
-        ss.ShapeError, match=r"(?s)got       UInt8\[2, 28, 28, 3\].*build it again for this input"
+        ss.ShapeError,
+        match=r"(?s)got       UInt8\[2, 28, 28, 3\]\n  dimension 1 is 28, the model takes 32: "
+        r"resize or crop the input to 32 there, or build the model for 28\.",
     ):
         model(np.zeros((2, 28, 28, 3), np.uint8))
 
@@ -165,14 +167,14 @@ def test_a_size_of_the_wrong_type_names_the_argument() -> None:
     ("spec", "message"),
     [
         ("batch 3", r'expected a jaxtyping annotation such as UInt8\[Array, "batch 250 250 3"\]'),
-        (Float[Array, "batch 3"], r"names \d+ dtypes.*Use a concrete dtype such as Float32"),
+        (Key[Array, "batch 3"], r"names no array dtype a model can take"),
         (
             Float32[Array, "*batch 3"],
             r"dimension 'batch' is not allowed here.*instead of '\*batch'",
         ),
         (Float32[Array, "... 3"], r"not allowed here"),
     ],
-    ids=["string", "dtype-family", "variadic", "ellipsis"],
+    ids=["string", "key", "variadic", "ellipsis"],
 )
 def test_bad_specs_are_shape_errors(spec: Any, message: str) -> None:
     with pytest.raises(ss.ShapeError, match=message):

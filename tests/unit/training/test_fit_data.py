@@ -84,7 +84,8 @@ def test_an_unbatched_dataset_is_refused_with_the_fix(digit_folder) -> None:  # 
         L.Rescale(1 / 255) >> L.Flatten() >> L.Linear(2), UInt8[Array, "batch 16 16 3"]
     )
     with pytest.raises(
-        ss.ShapeError, match=r"(?s)rank 3 where 4 dimensions are expected.*ds.batch\(n\)"
+        ss.ShapeError,
+        match=r"(?s)rank 3 where 4 dimensions are expected.*it has no batch dimension: batch the dataset first \(ds.batch\(32\)\)\.",
     ):
         ss.fit(
             model,
