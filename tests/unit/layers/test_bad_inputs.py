@@ -149,10 +149,7 @@ def test_softmax_over_an_axis_the_input_lacks() -> None:
 def test_dropout_in_training_mode_under_a_plain_jit_says_what_to_do() -> None:
     model = ss.build(L.Linear(2) >> L.Dropout(0.5), Float32[Array, "batch 3"])
     x = jnp.ones((2, 3))
-    np.testing.assert_allclose(
-        np.asarray(jax.jit(model)(x)), np.asarray(model(x))
-    )  # built: inference
-    model.train()
+    model.train()  # a built model starts in inference mode
     with pytest.raises(
         ss.ShapesafeError,
         match=r"^layer 2 of 2, Dropout\(0\.5\), updates its own state while training \(a random "
