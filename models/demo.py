@@ -9,6 +9,7 @@ the settings were found is recorded in the documentation's experiments page.
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 MODELS = ("mlp64", "mlp128", "mlp512", "cnn")
+STYLE = "conference"  # the photos' style (``logo.STYLES``); --transfer was measured on "anywhere"
+TRANSFER_STYLE = "anywhere"
 DEFAULT_SIZE = 64
 DEFAULT_EPOCHS = 30
 # SGD with momentum 0.9 and a cosine decay from this rate to 0; each family at the rate that
@@ -107,6 +110,12 @@ def _table(results: list[_Result]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo with the parsed command-line arguments; returns the exit status."""
+    return measure(args)[0]
+
+
+def measure(args: argparse.Namespace) -> tuple[int, list[dict[str, Any]]]:
+    """``run``, also returning what it measured: per model its name, parameters, best and
+    final test accuracy, the best's epoch and the training seconds (for the benchmarks)."""
     import optax
 
     import shapesafe as ss
@@ -132,19 +141,28 @@ def run(args: argparse.Namespace) -> int:
             f"shapesafe demo: --models takes a comma-separated subset of {', '.join(MODELS)}; got {args.models!r}.",
             file=sys.stderr,
         )
-        return 2
+        return 2, []
+    style_name = args.style or (TRANSFER_STYLE if args.transfer else STYLE)
+    if style_name not in logo.STYLES:
+        print(
+            f"shapesafe demo: --style takes one of {', '.join(logo.STYLES)}; got {style_name!r}.",
+            file=sys.stderr,
+        )
+        return 2, []
+    style = logo.STYLES[style_name]
+    tag = "" if style_name == "anywhere" else f"{style_name}-"  # the first style's folders kept their name
     data = (
         Path(args.data)
         if args.data
-        else _cache_dir() / f"v{logo.VERSION}-n{args.n}-seed{args.seed}-{photo_size}px"
+        else _cache_dir() / f"v{logo.VERSION}-{tag}n{args.n}-seed{args.seed}-{photo_size}px"
     )
     out = Path(args.out)
 
     t0 = time.perf_counter()
-    reused = logo.is_generated(data, n=args.n, seed=args.seed, size=photo_size)
-    logo.generate(data, n=args.n, seed=args.seed, size=photo_size)
+    reused = logo.is_generated(data, n=args.n, seed=args.seed, size=photo_size, style=style)
+    logo.generate(data, n=args.n, seed=args.seed, size=photo_size, style=style)
     print(
-        f"data: {args.n} photos ({photo_size}x{photo_size} JPEG) in {data} "
+        f"data: {args.n} photos ({photo_size}x{photo_size} JPEG, style {style_name!r}) in {data} "
         f"({'reused' if reused else f'generated in {time.perf_counter() - t0:.1f} s'})"
     )
 
@@ -157,15 +175,15 @@ def run(args: argparse.Namespace) -> int:
     if args.transfer:  # pretrained backbone vs scratch on 10% of the labels (transfer_demo.py)
         from .transfer_demo import transfer
 
-        return transfer(args, train, test)
-    # decoded once and kept in memory; each epoch, training photos are mirrored and shifted at random
-    train_batches = (
-        train.cache()
-        .shuffle(seed=args.seed)
-        .map(random_flip, seed=args.seed)
-        .map(logo.shift, seed=args.seed + 1)
-        .batch(args.batch)
-    )
+        return transfer(args, train, test), []
+    # decoded once and kept in memory; each epoch, training photos are mirrored at random and,
+    # where the style allows it (style.shift), shifted
+    train_batches = train.cache().shuffle(seed=args.seed).map(random_flip, seed=args.seed)
+    if style.shift:
+        train_batches = train_batches.map(
+            functools.partial(logo.shift, fraction=style.shift), seed=args.seed + 1
+        )
+    train_batches = train_batches.batch(args.batch)
     test_batches = test.cache().batch(args.batch)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
         f"{_label(result.name)} (best final test accuracy) as a predictor in best_model/ "
         f"(try: shapesafe predict {out / 'best_model'} PHOTO.jpg)"
     )
-    return 0
+    return 0, [dataclasses.asdict(r) for r in results]
 
 
 HELP = "the talk end to end: train MLPs and a CNN to spot a logo in photos"
@@ -260,6 +278,13 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="seeds the photos, the split, the order and the weights (default 0)",
+    )
+    demo.add_argument(
+        "--style",
+        default=None,
+        help=f"how the photos are made, one of the measured styles in models/logo.py "
+        f"(default {STYLE!r}: the logo on a conference's recurring screens and banners; "
+        f"{TRANSFER_STYLE!r} is the first style, the logo anywhere, and --transfer's default)",
     )
     demo.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     demo.add_argument(
