@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import environment
 
 from shapesafe.models import demo, logo
 
@@ -36,7 +37,7 @@ def _style(name: str, changes: list[str]) -> logo.Style:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--style", default=demo.STYLE)
     parser.add_argument("--set", action="append", default=[], help="FIELD=python literal")
     parser.add_argument("--n", type=int, default=1000)
@@ -57,7 +58,9 @@ def main(argv: list[str] | None = None) -> dict:
     style = _style(args.style, args.set)
     work = Path(args.work or tempfile.mkdtemp(prefix="logo-style-"))
     t0 = time.perf_counter()
-    root = logo.generate(work / "photos", n=args.n, seed=args.seed, size=args.photo_size, style=style)
+    root = logo.generate(
+        work / "photos", n=args.n, seed=args.seed, size=args.photo_size, style=style
+    )
     made = time.perf_counter() - t0
     ds = image_folder(root, size=(args.size, args.size))
     images = np.stack([e["image"] for e in ds])
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     linear = LogisticRegression(C=0.01, max_iter=300).fit(xtr, ytr).score(xte, yte)
     out = {
+        "benchmark": "logo_styles",
+        **environment(),
         "style": dataclasses.asdict(style),
         "n": args.n,
         "seed": args.seed,
@@ -87,16 +92,30 @@ def main(argv: list[str] | None = None) -> dict:
     if args.models:
         logo.STYLES["_probe"] = style
         ns = argparse.Namespace(
-            quick=False, transfer=False, n=args.n, size=args.size, epochs=args.epochs,
-            seed=args.seed, batch=32, lr=None, models=args.models, data=str(work / "demo"),
-            out=str(work / "out"), quiet=True, style="_probe",
+            quick=False,
+            transfer=False,
+            n=args.n,
+            size=args.size,
+            epochs=args.epochs,
+            seed=args.seed,
+            batch=32,
+            lr=None,
+            models=args.models,
+            data=str(work / "demo"),
+            out=str(work / "out"),
+            quiet=True,
+            style="_probe",
         )
-        code, measured = demo.measure(ns)
+        _, measured = demo.measure(ns)
         out["demo"] = [
-            {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k != "blueprint"}
+            {
+                k: (round(v, 3) if isinstance(v, float) else v)
+                for k, v in r.items()
+                if k != "blueprint"
+            }
             for r in measured
         ]
-    print(json.dumps(out))
+    print(json.dumps(out))  # one line, so that a log of many probes is one JSON per line
     return out
 
 

@@ -150,7 +150,9 @@ def measure(args: argparse.Namespace) -> tuple[int, list[dict[str, Any]]]:
         )
         return 2, []
     style = logo.STYLES[style_name]
-    tag = "" if style_name == "anywhere" else f"{style_name}-"  # the first style's folders kept their name
+    tag = (
+        "" if style_name == "anywhere" else f"{style_name}-"
+    )  # the first style's folders kept their name
     data = (
         Path(args.data)
         if args.data
@@ -254,8 +256,9 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
         "80/20 (800/200 by default), train MLP 64, MLP 128, MLP 512 and the one-convolution CNN, and print a "
         "table of parameters, best and final test accuracy and training time. Writes curves, logs and the "
         f"best model to --out. With the defaults the models see {DEFAULT_SIZE}x{DEFAULT_SIZE} photos and the "
-        "whole run takes about a minute and a half on 2 CPU cores; --size 250 is the talk's exact input "
-        "(about 20 minutes for the CNN alone on 2 CPU cores)."
+        "whole run takes about a minute and a half on 2 free CPU cores; --size 250 is the talk's exact "
+        "input (with --epochs 10, about 85 s an epoch for the CNN on 2 free CPU cores; see the "
+        "experiments page)."
     )
 
     demo.add_argument(

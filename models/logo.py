@@ -7,7 +7,9 @@ real photographs that installed packages ship: scikit-learn's ``china.jpg`` and
 drawn here with Pillow in the style of the Scala logo: three slanted red ribbons stacked
 vertically, each shaded darker at its left end, with thin white gaps between them. It is
 pasted at a random position, scale, rotation and opacity, sometimes blurred, sometimes
-partly covered by a patch of another photo.
+partly covered by a patch of another photo. How is a ``Style``: in ``STYLES["anywhere"]``
+(the default) the logo may be anywhere; in ``STYLES["conference"]`` (``shapesafe demo``'s)
+every shape sits on one of a few recurring places, as a conference's screens and banners.
 
 Colour alone does not give the answer away. Every photo without the logo has one or two
 *distractors* of the logo's size and treatment: red shapes (a single ribbon, a disc, a ring,
@@ -460,7 +462,9 @@ def _place(
     if slot is not None:
         cx, cy = (slot[k] + rng.uniform(-style.jitter, style.jitter) for k in (0, 1))
         left, top = round(cx * size - w / 2), round(cy * size - h / 2)
-    for _ in range(0 if slot is not None else 20):  # a free spot if there is one; overlapping otherwise
+    for _ in range(
+        0 if slot is not None else 20
+    ):  # a free spot if there is one; overlapping otherwise
         left = int(
             rng.integers(-w // 8, max(size - w + w // 8, -w // 8 + 1))
         )  # at most an eighth outside
