@@ -85,8 +85,9 @@ for ax, element in zip(axes, ds.shuffle(seed=3).take(6), strict=True):
 fig.suptitle(f"what the models see: the first six at {SIZE} x {SIZE}", fontsize=11)
 fig.tight_layout()"""),
     new_markdown_cell("""Split 80 / 20 (stratified), decode once (`cache`), and each epoch mirror the training
-photos at random (not shift them: the slots are where the logo is, as at the conference). `batch` adds a leading `batch` dimension to the spec, and a
-`mask` marking the real examples of a padded last batch."""),
+photos at random (not shift them: the slots are where the logo is, as at the conference).
+`batch` adds a leading `batch` dimension to the spec, and a `mask` marking the real
+examples of a padded last batch."""),
     new_code_cell("""train, test = ds.split(0.8, seed=SEED)
 print(len(train), "train,", len(test), "test")
 train_batches = train.cache().shuffle(seed=SEED).map(random_flip, seed=SEED).batch(32)
