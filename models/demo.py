@@ -21,6 +21,8 @@ STYLE = "conference"  # the photos' style (``logo.STYLES``); --transfer was meas
 TRANSFER_STYLE = "anywhere"
 DEFAULT_SIZE = 64
 DEFAULT_EPOCHS = 30
+LARGE = 96  # above this many pixels a side: fewer epochs by default, and the MLPs' rate scaled
+DEFAULT_EPOCHS_LARGE = 10  # at 250 px a CNN epoch is about 85 s on 2 free cores
 # SGD with momentum 0.9 and a cosine decay from this rate to 0; each family at the rate that
 # suited it in a sweep on this task (the MLPs stop learning at the CNN's 0.01)
 DEFAULT_LR = {"mlp": 0.003, "cnn": 0.01}
@@ -53,10 +55,13 @@ def _blueprint(name: str) -> Any:
 
 
 def _default_lr(name: str, size: int) -> float:
-    """``DEFAULT_LR`` (tuned at 64x64) times ``(64 / size) ** 2`` above 96 pixels: the widest
-    layer's fan-in grows with the pixels, and so does the step SGD takes at a given rate."""
-    scale = (DEFAULT_SIZE / size) ** 2 if size > 96 else 1.0
-    return DEFAULT_LR["cnn" if name == "cnn" else "mlp"] * scale
+    """``DEFAULT_LR`` (tuned at 64x64); for the MLPs, times ``(64 / size) ** 2`` above
+    ``LARGE`` pixels (their only hidden layer's fan-in grows with the pixels, and so does the
+    step SGD takes at a given rate). The CNN keeps its rate at every size: scaled so, its
+    convolution learnt too slowly to train at 128 and 250 px (docs/experiments.md)."""
+    if name == "cnn":
+        return DEFAULT_LR["cnn"]
+    return DEFAULT_LR["mlp"] * ((DEFAULT_SIZE / size) ** 2 if size > LARGE else 1.0)
 
 
 def _label(name: str) -> str:
@@ -132,7 +137,9 @@ def measure(args: argparse.Namespace) -> tuple[int, list[dict[str, Any]]]:
     else:
         args.n, args.size = args.n or 1000, args.size or DEFAULT_SIZE
         if not args.transfer:  # --transfer has its own training budgets
-            args.epochs = args.epochs or DEFAULT_EPOCHS
+            args.epochs = args.epochs or (
+                DEFAULT_EPOCHS if args.size <= LARGE else DEFAULT_EPOCHS_LARGE
+            )
         photo_size = max(PHOTO_SIZE, args.size)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(names) - set(MODELS))
@@ -257,8 +264,8 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
         "table of parameters, best and final test accuracy and training time. Writes curves, logs and the "
         f"best model to --out. With the defaults the models see {DEFAULT_SIZE}x{DEFAULT_SIZE} photos and the "
         "whole run takes about a minute and a half on 2 free CPU cores; --size 250 is the talk's exact "
-        "input (about 85 s an epoch for the CNN on 2 free CPU cores; the experiments page has what "
-        "was measured there: --lr 0.01 trains the CNN at 128 px where the default rate does not)."
+        f"input ({DEFAULT_EPOCHS_LARGE} epochs by default there, about 85 s an epoch for the CNN on 2 "
+        "free CPU cores; the experiments page has the measured runs)."
     )
 
     demo.add_argument(
@@ -271,7 +278,8 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
         "--epochs",
         type=int,
         default=None,
-        help=f"training epochs per model (default {DEFAULT_EPOCHS})",
+        help=f"training epochs per model (default {DEFAULT_EPOCHS}; {DEFAULT_EPOCHS_LARGE} above "
+        f"{LARGE} pixels)",
     )
     demo.add_argument(
         "--n", type=int, default=None, help="photos to generate, half with the logo (default 1000)"
@@ -295,7 +303,7 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help=f"initial SGD learning rate for every model (default {DEFAULT_LR['mlp']:g} for the "
-        f"MLPs, {DEFAULT_LR['cnn']:g} for the CNN, times (64 / size)^2 above 96 pixels; "
+        f"MLPs, times (64 / size)^2 above {LARGE} pixels, and {DEFAULT_LR['cnn']:g} for the CNN; "
         "momentum 0.9, cosine decay to 0)",
     )
     demo.add_argument(
