@@ -9,6 +9,7 @@ the settings were found is recorded in the documentation's experiments page.
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -16,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 MODELS = ("mlp64", "mlp128", "mlp512", "cnn")
+STYLE = "conference"  # the photos' style (``logo.STYLES``); --transfer was measured on "anywhere"
+TRANSFER_STYLE = "anywhere"
 DEFAULT_SIZE = 64
 DEFAULT_EPOCHS = 30
+LARGE = 96  # above this many pixels a side: fewer epochs by default, and the MLPs' rate scaled
+DEFAULT_EPOCHS_LARGE = 10  # at 250 px a CNN epoch is about 85 s on 2 free cores
 # SGD with momentum 0.9 and a cosine decay from this rate to 0; each family at the rate that
 # suited it in a sweep on this task (the MLPs stop learning at the CNN's 0.01)
 DEFAULT_LR = {"mlp": 0.003, "cnn": 0.01}
@@ -50,10 +55,13 @@ def _blueprint(name: str) -> Any:
 
 
 def _default_lr(name: str, size: int) -> float:
-    """``DEFAULT_LR`` (tuned at 64x64) times ``(64 / size) ** 2`` above 96 pixels: the widest
-    layer's fan-in grows with the pixels, and so does the step SGD takes at a given rate."""
-    scale = (DEFAULT_SIZE / size) ** 2 if size > 96 else 1.0
-    return DEFAULT_LR["cnn" if name == "cnn" else "mlp"] * scale
+    """``DEFAULT_LR`` (tuned at 64x64); for the MLPs, times ``(64 / size) ** 2`` above
+    ``LARGE`` pixels (their only hidden layer's fan-in grows with the pixels, and so does the
+    step SGD takes at a given rate). The CNN keeps its rate at every size: scaled so, its
+    convolution learnt too slowly to train at 128 and 250 px (docs/experiments.md)."""
+    if name == "cnn":
+        return DEFAULT_LR["cnn"]
+    return DEFAULT_LR["mlp"] * ((DEFAULT_SIZE / size) ** 2 if size > LARGE else 1.0)
 
 
 def _label(name: str) -> str:
@@ -107,6 +115,12 @@ def _table(results: list[_Result]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo with the parsed command-line arguments; returns the exit status."""
+    return measure(args)[0]
+
+
+def measure(args: argparse.Namespace) -> tuple[int, list[dict[str, Any]]]:
+    """``run``, also returning what it measured: per model its name, parameters, best and
+    final test accuracy, the best's epoch and the training seconds (for the benchmarks)."""
     import optax
 
     import shapesafe as ss
@@ -125,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         args.n, args.size = args.n or 1000, args.size or DEFAULT_SIZE
         if not args.transfer:  # --transfer has its own training budgets
-            args.epochs = args.epochs or DEFAULT_EPOCHS
+            args.epochs = args.epochs or (
+                DEFAULT_EPOCHS if args.size <= LARGE else DEFAULT_EPOCHS_LARGE
+            )
         photo_size = max(PHOTO_SIZE, args.size)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(names) - set(MODELS))
@@ -134,19 +150,30 @@ def run(args: argparse.Namespace) -> int:
             f"shapesafe demo: --models takes a comma-separated subset of {', '.join(MODELS)}; got {args.models!r}.",
             file=sys.stderr,
         )
-        return 2
+        return 2, []
+    style_name = args.style or (TRANSFER_STYLE if args.transfer else STYLE)
+    if style_name not in logo.STYLES:
+        print(
+            f"shapesafe demo: --style takes one of {', '.join(logo.STYLES)}; got {style_name!r}.",
+            file=sys.stderr,
+        )
+        return 2, []
+    style = logo.STYLES[style_name]
+    tag = (
+        "" if style_name == "anywhere" else f"{style_name}-"
+    )  # the first style's folders kept their name
     data = (
         Path(args.data)
         if args.data
-        else _cache_dir() / f"v{logo.VERSION}-n{args.n}-seed{args.seed}-{photo_size}px"
+        else _cache_dir() / f"v{logo.VERSION}-{tag}n{args.n}-seed{args.seed}-{photo_size}px"
     )
     out = Path(args.out)
 
     t0 = time.perf_counter()
-    reused = logo.is_generated(data, n=args.n, seed=args.seed, size=photo_size)
-    logo.generate(data, n=args.n, seed=args.seed, size=photo_size)
+    reused = logo.is_generated(data, n=args.n, seed=args.seed, size=photo_size, style=style)
+    logo.generate(data, n=args.n, seed=args.seed, size=photo_size, style=style)
     print(
-        f"data: {args.n} photos ({photo_size}x{photo_size} JPEG) in {data} "
+        f"data: {args.n} photos ({photo_size}x{photo_size} JPEG, style {style_name!r}) in {data} "
         f"({'reused' if reused else f'generated in {time.perf_counter() - t0:.1f} s'})"
     )
 
@@ -159,15 +186,15 @@ def run(args: argparse.Namespace) -> int:
     if args.transfer:  # pretrained backbone vs scratch on 10% of the labels (transfer_demo.py)
         from .transfer_demo import transfer
 
-        return transfer(args, train, test)
-    # decoded once and kept in memory; each epoch, training photos are mirrored and shifted at random
-    train_batches = (
-        train.cache()
-        .shuffle(seed=args.seed)
-        .map(random_flip, seed=args.seed)
-        .map(logo.shift, seed=args.seed + 1)
-        .batch(args.batch)
-    )
+        return transfer(args, train, test), []
+    # decoded once and kept in memory; each epoch, training photos are mirrored at random and,
+    # where the style allows it (style.shift), shifted
+    train_batches = train.cache().shuffle(seed=args.seed).map(random_flip, seed=args.seed)
+    if style.shift:
+        train_batches = train_batches.map(
+            functools.partial(logo.shift, fraction=style.shift), seed=args.seed + 1
+        )
+    train_batches = train_batches.batch(args.batch)
     test_batches = test.cache().batch(args.batch)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         f"{_label(result.name)} (best final test accuracy) as a predictor in best_model/ "
         f"(try: shapesafe predict {out / 'best_model'} PHOTO.jpg)"
     )
-    return 0
+    return 0, [dataclasses.asdict(r) for r in results]
 
 
 HELP = "the talk end to end: train MLPs and a CNN to spot a logo in photos"
@@ -240,8 +267,9 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
         "80/20 (800/200 by default), train MLP 64, MLP 128, MLP 512 and the one-convolution CNN, and print a "
         "table of parameters, best and final test accuracy and training time. Writes curves, logs and the "
         f"best model to --out. With the defaults the models see {DEFAULT_SIZE}x{DEFAULT_SIZE} photos and the "
-        "whole run takes about a minute and a half on 2 CPU cores; --size 250 is the talk's exact input "
-        "(about 20 minutes for the CNN alone on 2 CPU cores)."
+        "whole run takes about a minute and a half on 2 free CPU cores; --size 250 is the talk's exact "
+        f"input ({DEFAULT_EPOCHS_LARGE} epochs by default there, about 85 s an epoch for the CNN on 2 "
+        "free CPU cores; the experiments page has the measured runs)."
     )
 
     demo.add_argument(
@@ -254,7 +282,8 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
         "--epochs",
         type=int,
         default=None,
-        help=f"training epochs per model (default {DEFAULT_EPOCHS})",
+        help=f"training epochs per model (default {DEFAULT_EPOCHS}; {DEFAULT_EPOCHS_LARGE} above "
+        f"{LARGE} pixels)",
     )
     demo.add_argument(
         "--n", type=int, default=None, help="photos to generate, half with the logo (default 1000)"
@@ -265,13 +294,20 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
         default=0,
         help="seeds the photos, the split, the order and the weights (default 0)",
     )
+    demo.add_argument(
+        "--style",
+        default=None,
+        help=f"how the photos are made, one of the measured styles in models/logo.py "
+        f"(default {STYLE!r}: the logo on a conference's recurring screens and banners; "
+        f"{TRANSFER_STYLE!r} is the first style, the logo anywhere, and --transfer's default)",
+    )
     demo.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     demo.add_argument(
         "--lr",
         type=float,
         default=None,
         help=f"initial SGD learning rate for every model (default {DEFAULT_LR['mlp']:g} for the "
-        f"MLPs, {DEFAULT_LR['cnn']:g} for the CNN, times (64 / size)^2 above 96 pixels; "
+        f"MLPs, times (64 / size)^2 above {LARGE} pixels, and {DEFAULT_LR['cnn']:g} for the CNN; "
         "momentum 0.9, cosine decay to 0)",
     )
     demo.add_argument(

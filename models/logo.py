@@ -7,7 +7,9 @@ real photographs that installed packages ship: scikit-learn's ``china.jpg`` and
 drawn here with Pillow in the style of the Scala logo: three slanted red ribbons stacked
 vertically, each shaded darker at its left end, with thin white gaps between them. It is
 pasted at a random position, scale, rotation and opacity, sometimes blurred, sometimes
-partly covered by a patch of another photo.
+partly covered by a patch of another photo. How is a ``Style``: in ``STYLES["anywhere"]``
+(the default) the logo may be anywhere; in ``STYLES["conference"]`` (``shapesafe demo``'s)
+every shape sits on one of a few recurring places, as a conference's screens and banners.
 
 Colour alone does not give the answer away. Every photo without the logo has one or two
 *distractors* of the logo's size and treatment: red shapes (a single ribbon, a disc, a ring,
@@ -72,14 +74,38 @@ _OTHER_COLOURS = (
 
 @dataclasses.dataclass(frozen=True)
 class Style:
-    """How hard the photos are (the defaults are the tuned task; see the README)."""
+    """How the photos are made: every knob of the task, in one place.
 
-    scale: tuple[float, float] = (0.4, 0.65)  # shape height / photo height
-    rotation: float = 20.0  # degrees, either way
+    The field defaults are the first style, ``STYLES["anywhere"]`` (the logo anywhere, at
+    40-65 % of the photo's height); ``STYLES`` names every style the project has measured, so
+    that earlier figures stay reproducible (``docs/experiments.md`` tells their history).
+
+    Attributes:
+        scale: a shape's height as a fraction of the photo's, drawn uniformly from this range.
+        rotation: the largest rotation, in degrees, either way.
+        opacity: the range a shape's opacity is drawn from.
+        blur: the probability that a shape is blurred.
+        occlusion: the probability that part of a shape is covered by a patch of another photo.
+        distractors_with_logo: how many look-alikes a photo with the logo has (inclusive range).
+        distractors_without: how many look-alikes a photo without the logo has (inclusive).
+        kinds: the look-alikes to draw from (keys of ``DISTRACTORS``).
+        gap: the white gap between two ribbons, as a fraction of a ribbon's thickness.
+        slots: where the shapes go, as centres ``(x, y)`` in fractions of the photo's width
+            and height: the screens, banners and slides of a conference, which recur from
+            photo to photo. Each shape of a photo takes a different slot, the logo as often
+            as a look-alike. Empty: anywhere in the photo.
+        jitter: how far a shape's centre may stray from its slot, each way, as a fraction
+            of the photo's size.
+        shift: how far training may move a photo each way (``shift``'s ``fraction``), as
+            the framing of the task's photos varies; 0: not at all (the slots are the prior).
+    """
+
+    scale: tuple[float, float] = (0.4, 0.65)
+    rotation: float = 20.0
     opacity: tuple[float, float] = (0.8, 1.0)
-    blur: float = 0.1  # probability
-    occlusion: float = 0.1  # probability that part of a shape is covered by another photo
-    distractors_with_logo: tuple[int, int] = (0, 1)  # inclusive range
+    blur: float = 0.1
+    occlusion: float = 0.1
+    distractors_with_logo: tuple[int, int] = (0, 1)
     distractors_without: tuple[int, int] = (1, 2)
     kinds: tuple[str, ...] = (
         "band",
@@ -91,10 +117,28 @@ class Style:
         "target",
         "other_colour",
     )
-    gap: tuple[float, float] = (0.4, 0.6)  # gap between ribbons / ribbon thickness
+    gap: tuple[float, float] = (0.4, 0.6)
+    slots: tuple[tuple[float, float], ...] = ()
+    jitter: float = 0.0
+    shift: float = 0.125
 
 
-STYLE = Style()
+STYLES: dict[str, Style] = {
+    "anywhere": Style(),
+    "conference": Style(
+        scale=(0.3, 0.4),
+        rotation=5.0,
+        opacity=(0.85, 1.0),
+        slots=((0.5, 0.35), (0.2, 0.6), (0.8, 0.6)),
+        jitter=0.03,
+        shift=0.0,
+    ),
+}
+"""Every style measured, by name (``shapesafe demo --style NAME``)."""
+
+STYLE = STYLES["anywhere"]
+"""The default of ``sample`` and ``generate`` (the first style, which the drift, transfer
+and monitoring stories were measured on)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,10 +430,12 @@ def _place(
     *,
     style: Style,
     taken: list[Box],
+    slot: tuple[float, float] | None = None,
 ) -> tuple[Box, np.ndarray]:
     """Scale ``shape`` to a random fraction of the photo, rotate it, fade it, sometimes blur
-    it, paste it at a random place (avoiding ``taken`` boxes where it can), and return its
-    box and per-pixel visible alpha (photo-sized, uint8)."""
+    it, paste it centred near ``slot`` (``style.jitter``) or, without one, at a random place
+    (avoiding ``taken`` boxes where it can), and return its box and per-pixel visible alpha
+    (photo-sized, uint8)."""
     size = photo.size[0]
     factor = (
         size * rng.uniform(*style.scale) / _DRAWN
@@ -413,7 +459,12 @@ def _place(
     alpha = shape.getchannel("A").point([round(v * opacity) for v in range(256)])
     w, h = shape.size
     left = top = 0
-    for _ in range(20):  # a free spot if there is one; overlapping otherwise
+    if slot is not None:
+        cx, cy = (slot[k] + rng.uniform(-style.jitter, style.jitter) for k in (0, 1))
+        left, top = round(cx * size - w / 2), round(cy * size - h / 2)
+    for _ in range(
+        0 if slot is not None else 20
+    ):  # a free spot if there is one; overlapping otherwise
         left = int(
             rng.integers(-w // 8, max(size - w + w // 8, -w // 8 + 1))
         )  # at most an eighth outside
@@ -477,11 +528,17 @@ def sample(index: int, *, seed: int = 0, size: int = 250, style: Style = STYLE) 
     lo, hi = style.distractors_with_logo if has_logo else style.distractors_without
     n_distractors = int(rng.integers(lo, hi + 1))
     kinds = list(style.kinds)
+    slots: list[tuple[float, float] | None] = [None] * (n_distractors + 1)
+    if style.slots:  # each shape in its own slot while there are enough, the logo's as often
+        order = rng.permutation(len(style.slots))
+        slots = [style.slots[order[k % len(order)]] for k in range(n_distractors + 1)]
     for k in range(n_distractors):
         kind = kinds[int(rng.integers(len(kinds)))]
         if not has_logo and k == 0 and kind == "other_colour" and "band" in kinds:
             kind = "band"  # every photo without the logo has at least one red shape
-        box, mask = _place(photo, DISTRACTORS[kind](_DRAWN, rng), rng, style=style, taken=taken)
+        box, mask = _place(
+            photo, DISTRACTORS[kind](_DRAWN, rng), rng, style=style, taken=taken, slot=slots[k]
+        )
         if rng.random() < style.occlusion:  # as often as the logo, so a covering patch is no cue
             _occlude(photo, box, rng, mask)
         shapes.append((kind, box))
@@ -489,7 +546,12 @@ def sample(index: int, *, seed: int = 0, size: int = 250, style: Style = STYLE) 
     logo_mask: np.ndarray | None = None
     if has_logo:  # last, so that only the deliberate occlusion hides part of it
         logo_box, logo_mask = _place(
-            photo, draw_logo(_DRAWN, rng, gap=style.gap), rng, style=style, taken=taken
+            photo,
+            draw_logo(_DRAWN, rng, gap=style.gap),
+            rng,
+            style=style,
+            taken=taken,
+            slot=slots[n_distractors],
         )
         if rng.random() < style.occlusion:
             logo_mask = _occlude(photo, logo_box, rng, logo_mask)
@@ -631,6 +693,33 @@ def shift(
     padded = np.pad(image, ((ph, ph), (pw, pw), (0, 0)), mode="reflect")
     top, left = int(rng.integers(0, 2 * ph + 1)), int(rng.integers(0, 2 * pw + 1))
     return padded[top : top + h, left : left + w]
+
+
+def colour_statistics(image: UInt8[np.ndarray, "h w 3"]) -> np.ndarray:
+    """Global colour statistics of a photo, blind to where anything is: the probe for a
+    colour shortcut (a classifier on these should do much worse than one that sees shapes).
+
+    Per channel its mean and spread; the mean and spread of saturation; the shares of red,
+    dark red and white pixels (as the logo's ribbons, their shaded ends and its gaps); and
+    an 8-bin histogram of each channel and of hue: 43 numbers.
+
+    Example:
+        >>> import numpy as np
+        >>> colour_statistics(np.zeros((8, 8, 3), np.uint8)).shape
+        (43,)
+    """
+    p = np.asarray(image, np.float32).reshape(-1, 3)
+    hi, lo = p.max(1), p.min(1)
+    saturation = np.where(hi > 0, (hi - lo) / np.maximum(hi, 1), 0)
+    hue = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).convert("HSV"))[..., 0]
+    r, g, b = p[:, 0], p[:, 1], p[:, 2]
+    red = (r > g + 50) & (r > b + 50)
+    shares = [red.mean(), (red & (r < 150)).mean(), (lo > 170).mean()]
+    hists = [np.histogram(p[:, c], bins=8, range=(0, 256))[0] / len(p) for c in range(3)]
+    hists.append(np.histogram(hue, bins=8, range=(0, 256))[0] / hue.size)
+    return np.concatenate(
+        [p.mean(0), p.std(0), [saturation.mean(), saturation.std()], shares, *hists]
+    ).astype(np.float32)
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
