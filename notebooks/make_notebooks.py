@@ -40,9 +40,9 @@ import optax
 from jaxtyping import Array, UInt8
 
 import shapesafe as ss
-from shapesafe.models import logo, talk
 from shapesafe import layers as L
 from shapesafe.data import image_folder, random_flip
+from shapesafe.models import logo, talk
 
 %config InlineBackend.figure_formats = ["jpeg"]  # photos: JPEG keeps this notebook small
 
