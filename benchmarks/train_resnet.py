@@ -6,7 +6,7 @@ labels, cross-entropy, SGD with momentum 0.9; BatchNorm in train mode (batch sta
 running statistics updated) in every contender. Contenders, all holding the same initial
 weights (one random torchvision-layout ``state_dict``, loaded into each):
 
-- ``shapesafe``: the step ``ss.fit`` runs (``shapesafe._training._engine.Engine.train``: ``jax.jit`` over
+- ``shapesafe``: ``ss.fit`` over one batch per call, through the public API (its step: ``jax.jit`` over
   the ``nnx.split`` state, with donation), weights loaded with ``resnet.load_torchvision``;
 - ``flax``: ResNet-18 written by hand in Flax NNX (``nnx.Conv``, ``nnx.BatchNorm``,
   ``nnx.max_pool``, below; constructed with ``nnx.eval_shape``, so no initialiser runs, then
@@ -48,7 +48,6 @@ from flax import nnx
 
 import shapesafe as ss
 from shapesafe import layers as L
-from shapesafe._training._engine import Engine
 from shapesafe.models import resnet
 
 STAGES = ((1, 64), (2, 128), (3, 256), (4, 512))  # (stage, channels)
@@ -276,9 +275,17 @@ def optimizer(args: argparse.Namespace) -> optax.GradientTransformation:
 def shapesafe_step(
     model: ss.Model, args: argparse.Namespace, x: jax.Array, y: jax.Array
 ) -> Callable[[], Any]:
-    engine = Engine(model, loss=ss.losses.cross_entropy, optimizer=optimizer(args), metrics=())
-    mask = jnp.ones(y.shape, bool)
-    return lambda: engine.train((), x, y, mask)[1]
+    """``ss.fit`` over one batch per call, as a user calls it: the optimizer is one object, so
+    every call after the first reuses the compiled step; each call's loss is returned."""
+    tx, batches = optimizer(args), [(x, y)]
+
+    def call() -> Any:
+        history = ss.fit(
+            model, batches, loss=ss.losses.cross_entropy, optimizer=tx, epochs=1, progress=False
+        )
+        return history.steps[-1]
+
+    return call
 
 
 def flax_step(

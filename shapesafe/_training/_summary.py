@@ -1,7 +1,7 @@
 """``summary``: a Keras-style table of a built model, with dimension names."""
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, overload
 
 import jax
 import jax.tree_util as jtu
@@ -71,8 +71,34 @@ class Summary:
         p.text(str(self))
 
 
+@overload
 def summary(
-    model: Model | Blueprint[Any, Any, Any, Any],
+    model: Model,
+    spec: None = None,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
+    optimizer: optax.GradientTransformation | None = None,
+    loss: Callable[..., Any] | None = None,
+    batch: tuple[Any, Any] | None = None,
+) -> Summary: ...
+
+
+@overload
+def summary(  # a blueprint has sizes only for an input: its spec is required
+    model: "Blueprint[Any, Any, Any, Any] | Custom",
+    spec: Any,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
+    optimizer: optax.GradientTransformation | None = None,
+    loss: Callable[..., Any] | None = None,
+    batch: tuple[Any, Any] | None = None,
+) -> Summary: ...
+
+
+def summary(
+    model: Any,
     spec: Any = None,
     *,
     mesh: jax.sharding.Mesh | None = None,
