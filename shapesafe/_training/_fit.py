@@ -16,6 +16,7 @@ from flax import nnx
 
 from .._errors import ShapesafeError
 from .._sharding import ShardingPlan, auto_mesh, state_shardings
+from ..layers._forward import Forward, layer_paths
 from ._callbacks import Callback
 from ._data_checks import check_data_spec
 from ._engine import Engine
@@ -67,6 +68,8 @@ def fit(
     mesh: jax.sharding.Mesh | None = None,
     sharding: "ShardingPlan | str | Mapping[str, Any] | None" = None,
     accumulate: int = 1,
+    remat: bool | str = False,
+    precision: str = "float32",
 ) -> History:
     """Train ``model`` in place on ``data`` and return the ``History``.
 
@@ -101,6 +104,13 @@ def fit(
         accumulate: average the gradients of this many consecutive batches before each
             update (``optax.MultiSteps``): the update of one ``accumulate`` times larger batch
             in the memory of one batch. Steps (``history.steps``, callbacks) count batches.
+        remat: rematerialise the training forward (``jax.checkpoint``): ``True`` cuts the
+            model's layers into about sqrt(n) checkpointed runs; a regex checkpoints each
+            top-level layer whose path (``"3.Residual"``) it matches. Less activation memory,
+            about one more forward of compute; the same gradients.
+        precision: ``"float32"`` (the default) or ``"mixed_bfloat16"``: parameters stay
+            float32, the training forward computes in bfloat16, the outputs and the loss
+            are float32. Evaluation and prediction run as built.
 
     Returns:
         The ``History`` of per-epoch logs and per-step losses.
@@ -131,6 +141,9 @@ def fit(
         raise ValueError(f"fit: steps_per_call must be >= 1, got {steps_per_call}.")
     if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
         raise ValueError(f"fit: accumulate must be a positive integer, got {accumulate!r}.")
+    forward = Forward.of(remat, precision, where="fit")
+    if forward is not None:
+        forward.runs(layer_paths(model))  # a remat regex that matches nothing fails here
     if accumulate > 1:
         optimizer = _accumulating(optimizer, accumulate)
     check_data_spec(model, data, inputs, targets, loss, what="data")
@@ -141,7 +154,7 @@ def fit(
         from ._callbacks import Checkpoint
 
         callbacks.append(Checkpoint(checkpoint_dir, every_steps=checkpoint_every))
-    engine = Engine(model, loss=loss, optimizer=optimizer, metrics=metrics)
+    engine = Engine(model, loss=loss, optimizer=optimizer, metrics=metrics, forward=forward)
     on_mesh = _data_sharding(mesh, engine, model, sharding)
     loop = _Loop(
         engine,
