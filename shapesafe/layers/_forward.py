@@ -15,8 +15,10 @@ different policy is a different compiled program (it is part of the engine's pro
 - Compute dtype (``precision="mixed_bfloat16"``): the engine casts the floating parameters and
   state to bfloat16; the model checks its input against its input spec as built, casts
   floating activations to bfloat16 after the input check and after every layer (a
-  ``Cast(jnp.float32)`` inside the model is overridden), and casts its floating output back to
-  its output spec's dtype (float32 logits, a float32 loss) before the output check.
+  ``Cast(jnp.float32)`` inside the model is overridden), and checks its floating input and output as
+  cast to its specs' dtypes, so every model checks its specs as built. The outermost model
+  returns that cast output (float32 logits, a float32 loss); a nested one (a ``Residual``'s
+  block) passes on its bfloat16 output.
 """
 
 import contextlib
@@ -40,6 +42,7 @@ class Forward:
 
     remat: bool | str = False
     compute: str | None = None
+    outer: bool = True  # the outermost model: its output leaves in its output spec's dtype
 
     @staticmethod
     def of(remat: bool | str, precision: str, *, where: str) -> "Forward | None":
@@ -127,12 +130,15 @@ def running(policy: Forward | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def taken() -> Iterator[Forward | None]:
-    """The policy in force, cleared for what runs inside (nested models run as built)."""
+    """The policy in force; what runs inside (a nested model) keeps its compute dtype only."""
     policy = _POLICY.get()
     if policy is None:
         yield None
         return
-    token = _POLICY.set(None)
+    inner = None
+    if policy.compute is not None:
+        inner = dataclasses.replace(policy, remat=False, outer=False)
+    token = _POLICY.set(inner)
     try:
         yield policy
     finally:
@@ -141,7 +147,7 @@ def taken() -> Iterator[Forward | None]:
 
 def cast_floating(x: Any, dtype: Any) -> Any:
     """``x`` as ``dtype`` when both are floating (an integer or boolean array stays)."""
-    if dtype is None or not hasattr(x, "dtype"):
+    if dtype is None or not hasattr(x, "dtype") or not jnp.issubdtype(dtype, jnp.floating):
         return x
     if jnp.issubdtype(x.dtype, jnp.floating) and np.dtype(x.dtype) != dtype:
         return x.astype(dtype)

@@ -58,7 +58,8 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
     def __call__(self, x: Shaped[Array | np.ndarray, "..."]) -> Shaped[Array, "..."]:
         y: Any = jnp.asarray(x) if isinstance(x, np.ndarray) else x
         with jaxtyping.jaxtyped("context"), taken() as policy:  # type: ignore[arg-type]
-            if not isinstance(y, self.input_spec):
+            seen = y if policy is None else cast_floating(y, _dtype(self.input_spec))
+            if not isinstance(seen, self.input_spec):  # the specs as built, in any compute dtype
                 raise _boundary_error(self, "input", self.input_spec, y)
             if 0 in tuple(y.shape):
                 raise _empty_error(y)
@@ -66,9 +67,10 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
                 y = self._run(range(len(self.layers)), y, None)
             else:
                 y = self._run_by(policy, y)
-            if not isinstance(y, self.output_spec):
+            seen = y if policy is None else cast_floating(y, _dtype(self.output_spec))
+            if not isinstance(seen, self.output_spec):
                 raise _boundary_error(self, "output", self.output_spec, y)
-        return y
+        return seen if policy is None or policy.outer else y
 
     def _run_by(self, policy: Forward, y: Any) -> Any:
         """The layers run by a forward policy (``_forward``): checkpointed runs, compute dtype."""
@@ -79,8 +81,7 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
                 y = nnx.remat(_runner(run, dtype))(self, y)
             else:
                 y = self._run(run, y, dtype)
-        out = np.dtype(next(iter(self.output_spec.dtypes))) if dtype is not None else None
-        return cast_floating(y, out)
+        return y
 
     def _run(self, run: range, y: Any, dtype: Any) -> Any:
         """Layers ``run`` on ``y``, each failure named by its layer; floating outputs cast to
@@ -100,6 +101,11 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
                     "use ss.fit, nnx.jit, or nnx.split/nnx.merge returning the new state."
                 ) from e
         return y
+
+
+def _dtype(spec: Any) -> np.dtype:
+    """The (first) dtype a spec annotation names."""
+    return np.dtype(next(iter(spec.dtypes)))
 
 
 def _runner(run: range, dtype: Any) -> Any:
