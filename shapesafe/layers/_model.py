@@ -58,8 +58,9 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
     def __call__(self, x: Shaped[Array | np.ndarray, "..."]) -> Shaped[Array, "..."]:
         y: Any = jnp.asarray(x) if isinstance(x, np.ndarray) else x
         with jaxtyping.jaxtyped("context"), taken() as policy:  # type: ignore[arg-type]
-            seen = y if policy is None else cast_floating(y, _dtype(self.input_spec))
-            if not isinstance(seen, self.input_spec):  # the specs as built, in any compute dtype
+            nested = policy is not None and not policy.outer  # its input in the compute dtype
+            seen = cast_floating(y, _dtype(self.input_spec)) if nested else y
+            if not isinstance(seen, self.input_spec):  # the specs as built
                 raise _boundary_error(self, "input", self.input_spec, y)
             if 0 in tuple(y.shape):
                 raise _empty_error(y)
