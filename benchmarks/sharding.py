@@ -1,4 +1,4 @@
-"""Parameter sharding on simulated CPU devices: per-device memory and step time.
+r"""Parameter sharding on simulated CPU devices: per-device memory and step time.
 
 1. Memory (no training): ``ss.summary(model, mesh=..., sharding=plan, optimizer=adam,
    loss=..., batch=...)`` for ``"replicate"`` and ``"fsdp"`` on a ``data`` mesh of
@@ -8,7 +8,9 @@
    allocated beyond the model's own parameters, built already sharded with ``ss.build(...,
    mesh=, sharding=)``); the compiled step's temporaries are XLA's ``memory_analysis()`` of
    the training step compiled for that plan. The goal: fsdp <= 0.15 x replicate for
-   parameters + optimizer state on 8 devices.
+   parameters + optimizer state on 8 devices. The fsdp step's temporaries are measured
+   again with ``remat=True`` (and, for ResNet-18, ``remat=r"\d+\.Residual"``): remat on
+   vs off.
 2. Step time: ``shapesafe``'s FSDP step (``Engine.train``, what ``ss.fit(..., mesh=mesh,
    sharding="fsdp")`` runs per batch) vs a hand-written ``jax.jit`` step (dict of parameters,
    forward written out, optax Adam, donation) whose ``in_shardings``/``out_shardings`` are the
@@ -47,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=7, help="timing rounds (7)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per round (5)")
     parser.add_argument("--skip-memory", action="store_true", help="only the step time")
+    parser.add_argument("--skip-step", action="store_true", help="only the memory")
     return parser.parse_args(argv)
 
 
@@ -88,6 +91,30 @@ def memory(name: str, blueprint: Any, spec: Any, x: Any, classes: int, mesh: Mes
     out["ratio_params_and_opt"] = out["fsdp"]["params_and_opt"] / out["replicate"]["params_and_opt"]
     temps = out["fsdp"]["temporaries"], out["replicate"]["temporaries"]
     out["ratio_temporaries"] = temps[0] / temps[1] if None not in temps else None
+    for remat in (True, r"\d+\.Sequential"):  # remat on vs off, the same fsdp step
+        if isinstance(remat, str) and not any(
+            type(b).__name__ == "Sequential" for b in blueprint.layers
+        ):
+            continue
+        s = ss.summary(
+            model,
+            mesh=mesh,
+            sharding="fsdp",
+            optimizer=optax.adam(1e-3),
+            loss=ss.losses.cross_entropy,
+            batch=(x, y),
+            remat=remat,
+        )
+        assert s.memory is not None
+        temp = s.memory.rows["temporaries"][0]
+        off = out["fsdp"]["temporaries"]
+        out.setdefault("fsdp_remat", []).append(
+            {
+                "remat": remat,
+                "temporaries": temp,
+                "ratio_to_remat_off": temp / off if None not in (temp, off) else None,
+            }
+        )
     del model
     return out
 
@@ -218,8 +245,9 @@ def main() -> dict[str, Any]:
             (ARGS.resnet_batch, ARGS.resnet_size, ARGS.resnet_size, 3), np.float32
         )
         result["memory"].append(memory("resnet18()", net[0], net[1], rx, 1000, mesh))
-    result["step_time"] = step_time(mesh)
-    result["param_count"] = result["step_time"]["params"]
+    if not ARGS.skip_step:
+        result["step_time"] = step_time(mesh)
+        result["param_count"] = result["step_time"]["params"]
     return result
 
 

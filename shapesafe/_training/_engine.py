@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from ..layers._forward import Forward, cast_floating, running
+
 Metric = Any  # an object with name, init(), update(state, outputs, targets, mask), compute(state)
 
 
@@ -85,13 +87,22 @@ class Programs:
         optimizer: optax.GradientTransformation | None,
         metrics: tuple[Metric, ...],
         shardings: TrainState | None = None,
+        forward: Forward | None = None,
     ):
         self.train_graph, self.eval_graph, self.defs = train_graph, eval_graph, defs
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         self.shardings = shardings  # flat NamedShardings of the state (a plan), or None
-        self.train = jax.jit(self._flat(self._train_step, 3, "train_step"), donate_argnums=(0,))
+        self.forward = forward  # the training forward's remat and compute dtype, or None
+        options = compiler_options(forward)
+        self.train = jax.jit(
+            self._flat(self._train_step, 3, "train_step"),
+            donate_argnums=(0,),
+            compiler_options=options,
+        )
         self.train_many = jax.jit(
-            self._flat(self._train_scan, 3, "train_steps"), donate_argnums=(0,)
+            self._flat(self._train_scan, 3, "train_steps"),
+            donate_argnums=(0,),
+            compiler_options=options,
         )
         self.eval = jax.jit(self._flat(self._eval_step, 0, "eval_step"))
         self.predict = jax.jit(self._flat(self._predict_step, 0, "predict_step"))
@@ -138,14 +149,21 @@ class Programs:
         if loss is None or optimizer is None:
             raise ValueError("training needs a loss and an optimizer")
 
+        policy = self.forward
+        compute = policy.dtype if policy is not None else None
+
         def objective(p: Any) -> tuple[Any, tuple[Any, Any]]:
-            model = nnx.merge(
-                self.train_graph, p, rest, copy=True
-            )  # fresh variables at this trace level
-            out = model(x)
+            if compute is not None:  # mixed precision: float32 kept outside, compute inside
+                p = jax.tree.map(lambda a: cast_floating(a, compute), p)
+            model = nnx.merge(  # fresh variables at this trace level
+                self.train_graph, p, _cast_state(rest, compute), copy=True
+            )
+            with running(policy):
+                out = model(x)
             value = loss(out, y, mask=mask)
             after: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
-            return value, (out, after[2])
+            new_rest = after[2] if compute is None else _cast_state(after[2], None, like=rest)
+            return value, (out, new_rest)
 
         (value, (out, new_rest)), grads = jax.value_and_grad(objective, has_aux=True)(params)
         if self.shardings is not None:  # gradients placed like their parameters (FSDP: scattered)
@@ -223,6 +241,28 @@ class Programs:
         return nnx.merge(self.eval_graph, params, rest)(x)
 
 
+def compiler_options(forward: Forward | None) -> dict[str, Any] | None:
+    """XLA options of a training step run by ``forward``.
+
+    With remat on the CPU backend, XLA's ``cse_barrier_expander`` pass removes the
+    optimization barriers that ``jax.checkpoint`` puts around the recomputation before common
+    subexpression elimination runs, so CSE merges the recomputation into the forward and the
+    checkpoint saves nothing (the compiled step's temporaries stay the same; measured in
+    ``tests/unit/training/test_remat.py``). Skipping that pass for the step keeps the barriers;
+    on GPU and TPU the barriers already outlive CSE.
+    """
+    if forward is None or forward.remat is False or jax.default_backend() != "cpu":
+        return None
+    return {"xla_disable_hlo_passes": "cse_barrier_expander"}
+
+
+def _cast_state(tree: Any, dtype: Any, *, like: Any = None) -> Any:
+    """``tree``'s floating leaves as ``dtype``, or (``like`` given) as ``like``'s leaves are."""
+    if like is not None:
+        return jax.tree.map(lambda a, b: cast_floating(a, b.dtype), tree, like)
+    return tree if dtype is None else jax.tree.map(lambda a: cast_floating(a, dtype), tree)
+
+
 _PROGRAMS: "collections.OrderedDict[tuple[Any, ...], Programs]" = collections.OrderedDict()
 _KEEP = 16  # programs kept for reuse, least recently used dropped (each holds its executables)
 
@@ -235,8 +275,10 @@ def programs(
     optimizer: optax.GradientTransformation | None,
     metrics: tuple[Metric, ...],
     shardings: TrainState | None = None,
+    forward: Forward | None = None,
 ) -> Programs:
-    """The shared ``Programs`` for this model structure, these objects and this placement."""
+    """The shared ``Programs`` for this model structure, these objects, this placement and
+    this forward policy (remat, compute dtype)."""
     key = (
         train_graph,
         eval_graph,
@@ -245,11 +287,12 @@ def programs(
         _Id(optimizer),
         tuple(map(_Id, metrics)),
         shardings,
+        forward,
     )
     found = _PROGRAMS.get(key)
     if found is None:
         found = _PROGRAMS[key] = Programs(
-            train_graph, eval_graph, defs, loss, optimizer, metrics, shardings
+            train_graph, eval_graph, defs, loss, optimizer, metrics, shardings, forward
         )
         while len(_PROGRAMS) > _KEEP:
             _PROGRAMS.popitem(last=False)
@@ -291,8 +334,10 @@ class Engine:
         loss: Callable[..., Any] | None,
         optimizer: optax.GradientTransformation | None,
         metrics: Sequence[Metric],
+        forward: Forward | None = None,
     ):
         self.loss, self.optimizer, self.metrics = loss, optimizer, tuple(metrics)
+        self.forward = forward
         split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
         # the steps carry their own mode; the model itself is left for inference
         self._train_graph, self._eval_graph = _mode_graphs(model, split[0])
@@ -310,6 +355,7 @@ class Engine:
             self.optimizer,
             self.metrics,
             self.shardings,
+            self.forward,
         )
 
     # -- the state: trees outside, flat leaves (``self.state``) for the jitted calls -----------

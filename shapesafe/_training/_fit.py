@@ -16,6 +16,7 @@ from flax import nnx
 
 from .._errors import ShapesafeError
 from .._sharding import ShardingPlan, auto_mesh, state_shardings
+from ..layers._forward import Forward, layer_paths
 from ._arguments import prepare_evaluate, prepare_fit, prepare_predict
 from ._callbacks import Callback
 from ._data_checks import check_data_spec
@@ -72,6 +73,8 @@ def fit(
     shuffle: bool = True,
     validation_data: Any = None,
     validation_split: float | None = None,
+    remat: bool | str = False,
+    precision: str = "float32",
 ) -> History:
     """Train ``model`` in place on ``data`` and return the ``History``.
 
@@ -112,6 +115,13 @@ def fit(
             end, as ``eval_data`` is.
         validation_split: for arrays: the fraction, taken from the end before shuffling (as
             Keras does), evaluated instead of trained on.
+        remat: rematerialise the training forward (``jax.checkpoint``): ``True`` cuts the
+            model's layers into about sqrt(n) checkpointed runs; a regex checkpoints each
+            top-level layer whose path (``"3.Residual"``) it matches. Less activation memory,
+            about one more forward of compute; the same gradients.
+        precision: ``"float32"`` (the default) or ``"mixed_bfloat16"``: parameters stay
+            float32, the training forward computes in bfloat16, the outputs and the loss
+            are float32. Evaluation and prediction run as built.
 
     ``data`` may also be arrays, as Keras takes them: ``(x, y)`` or ``{"image": x, "label": y}``
     (NumPy or JAX arrays); they become a ``shapesafe.data`` dataset of their rows, shuffled
@@ -159,6 +169,9 @@ def fit(
         raise ValueError(f"fit: steps_per_call must be >= 1, got {steps_per_call}.")
     if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
         raise ValueError(f"fit: accumulate must be a positive integer, got {accumulate!r}.")
+    forward = Forward.of(remat, precision, where="fit")
+    if forward is not None:
+        forward.runs(layer_paths(model))  # a remat regex that matches nothing fails here
     if accumulate > 1:
         optimizer = _accumulating(optimizer, accumulate)
     check_data_spec(model, data, inputs, targets, loss, what="data")
@@ -169,7 +182,7 @@ def fit(
         from ._callbacks import Checkpoint
 
         callbacks.append(Checkpoint(checkpoint_dir, every_steps=checkpoint_every))
-    engine = Engine(model, loss=loss, optimizer=optimizer, metrics=metrics)
+    engine = Engine(model, loss=loss, optimizer=optimizer, metrics=metrics, forward=forward)
     on_mesh = _data_sharding(mesh, engine, model, sharding)
     loop = _Loop(
         engine,

@@ -20,7 +20,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._sharding import Placement, ShardingPlan, auto_mesh, follow_params, param_placements
-from ._engine import Engine, Programs, TrainState
+from ..layers._forward import Forward, layer_paths
+from ._engine import Engine, Programs, TrainState, compiler_options
 
 
 def _bytes(leaves: Sequence[Any], shardings: Sequence[Any]) -> tuple[int, int]:
@@ -52,8 +53,10 @@ class MemoryPlan:
         mesh: dict[str, int],
         placements: list[Placement],
         rows: dict[str, tuple[int | None, int | None]],
+        forward: Forward | None = None,
     ):
         self.mesh, self.placements, self.rows = mesh, placements, rows
+        self.forward = forward  # the training forward's remat and compute dtype, or None
 
     @property
     def per_device(self) -> int:
@@ -75,6 +78,9 @@ class MemoryPlan:
         ]
         widths = [max(len(r[k]) for r in [head, *body]) for k in range(5)]
         lines = [f"mesh {mesh}"]
+        if self.forward is not None:
+            f = self.forward
+            lines[0] += f"   remat {f.remat!r}   compute {f.compute or 'as built'}"
         lines += [
             "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
             for r in [head, *body]
@@ -97,8 +103,12 @@ def memory_plan(
     optimizer: optax.GradientTransformation | None,
     loss: Callable[..., Any] | None = None,
     batch: tuple[Any, Any] | None = None,
+    forward: Forward | None = None,
 ) -> MemoryPlan:
-    """The ``MemoryPlan`` of ``model`` (see the module's docstring); ``mesh=None`` is one device."""
+    """The ``MemoryPlan`` of ``model`` (see the module's docstring); ``mesh=None`` is one device.
+    ``forward`` (remat, compute dtype) is the training forward whose temporaries are measured."""
+    if forward is not None:
+        forward.runs(layer_paths(model))  # a remat regex that matches nothing fails here
     mesh = auto_mesh(mesh if mesh is not None else Mesh(np.array(jax.devices()[:1]), ("data",)))
     params = nnx.state(model, nnx.Param)
     placements, p_sh = param_placements(ShardingPlan.of(sharding), mesh, model, params)
@@ -113,10 +123,10 @@ def memory_plan(
         rows["gradients"] = rows["parameters"]
     if optimizer is not None and loss is not None and batch is not None:
         rows["temporaries"] = (
-            _temporaries(model, mesh, p_sh, o_sh, opt_state, optimizer, loss, batch),
+            _temporaries(model, mesh, p_sh, o_sh, opt_state, optimizer, loss, batch, forward),
             None,
         )
-    return MemoryPlan(dict(mesh.shape), placements, rows)
+    return MemoryPlan(dict(mesh.shape), placements, rows, forward)
 
 
 def _temporaries(
@@ -128,6 +138,7 @@ def _temporaries(
     optimizer: optax.GradientTransformation,
     loss: Callable[..., Any],
     batch: tuple[Any, Any],
+    forward: Forward | None,
 ) -> int | None:
     """XLA's temporary bytes per device of the training step (the engine's own step), compiled
     for abstract inputs with the plan's shardings."""
@@ -142,6 +153,7 @@ def _temporaries(
         optimizer,
         (),
         TrainState(*(tuple(jax.tree.leaves(t)) for t in (p_sh, r_sh, o_sh))),
+        forward,
     )
     data = NamedSharding(mesh, PartitionSpec("data"))
 
@@ -156,7 +168,9 @@ def _temporaries(
     def step(params: Any, rest: Any, opt: Any, x: Any, y: Any, mask: Any) -> Any:
         return program._train_step(params, rest, opt, (), x, y, mask)[:3]
 
-    lowered = jax.jit(step, donate_argnums=(0, 2)).lower(
+    lowered = jax.jit(
+        step, donate_argnums=(0, 2), compiler_options=compiler_options(forward)
+    ).lower(
         abstract(engine.params, p_sh),
         abstract(engine.rest, r_sh),
         abstract(opt_state, o_sh),

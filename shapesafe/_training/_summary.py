@@ -12,6 +12,7 @@ from .._sharding import ShardingPlan
 from .._specs import dtype_words, format_annotation
 from ..layers import Blueprint, Custom, Model
 from ..layers._build import build_abstract
+from ..layers._forward import Forward
 from ._memory import MemoryPlan, memory_plan
 
 
@@ -81,6 +82,8 @@ def summary(
     optimizer: optax.GradientTransformation | None = None,
     loss: Callable[..., Any] | None = None,
     batch: tuple[Any, Any] | None = None,
+    remat: bool | str = False,
+    precision: str = "float32",
 ) -> Summary: ...
 
 
@@ -94,6 +97,8 @@ def summary(  # a blueprint has sizes only for an input: its spec is required
     optimizer: optax.GradientTransformation | None = None,
     loss: Callable[..., Any] | None = None,
     batch: tuple[Any, Any] | None = None,
+    remat: bool | str = False,
+    precision: str = "float32",
 ) -> Summary: ...
 
 
@@ -106,6 +111,8 @@ def summary(
     optimizer: optax.GradientTransformation | None = None,
     loss: Callable[..., Any] | None = None,
     batch: tuple[Any, Any] | None = None,
+    remat: bool | str = False,
+    precision: str = "float32",
 ) -> Summary:
     """A table of ``model``: layer path, blueprint, input and output spec, parameter count.
 
@@ -126,6 +133,9 @@ def summary(
         optimizer: the optax transform whose state to count.
         loss: with ``batch``, compiles one training step to read its temporary memory.
         batch: one global batch ``(x, y)``: arrays or ``jax.ShapeDtypeStruct``s.
+        remat: the training forward's rematerialisation, as ``fit`` takes it; the
+            temporaries are those of the step with it.
+        precision: ``"float32"`` or ``"mixed_bfloat16"``, as ``fit`` takes it.
 
     Returns:
         A ``Summary``: prints as the table; ``rows``, ``input_spec``, ``output_spec``, the
@@ -133,6 +143,7 @@ def summary(
 
     Raises:
         ShardingError: the sharding plan does not fit the parameters or the mesh.
+        ValueError: an unknown precision, or a remat regex that matches no layer path.
 
     Example:
         >>> import jax.numpy as jnp
@@ -180,10 +191,17 @@ def summary(
     rows = _rows(model, "", 0)
     total = _params(model, nnx.Not(nnx.RngState))  # parameters and statistics, not RNG counters
     trainable = _params(model)
+    forward = Forward.of(remat, precision, where="summary")
     planned = mesh is not None or sharding is not None or optimizer is not None
     memory = (
         memory_plan(
-            model, mesh=mesh, sharding=sharding, optimizer=optimizer, loss=loss, batch=batch
+            model,
+            mesh=mesh,
+            sharding=sharding,
+            optimizer=optimizer,
+            loss=loss,
+            batch=batch,
+            forward=forward,
         )
         if planned
         else None

@@ -20,6 +20,7 @@ from .._specs import (
     parse,
 )
 from ._blueprint import GiveDType_co, GiveRank_co, NeedDType_contra, NeedRank_contra
+from ._forward import Forward, cast_floating, layer_paths, taken
 
 if TYPE_CHECKING:
     from ._sequential import Sequential
@@ -71,31 +72,67 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
         if isinstance(x, np.ndarray) and allowed is not None and x.dtype.name not in allowed:
             raise _boundary_error(self, "input", self.accepted_spec, x)  # before a silent downcast
         y: Any = jnp.asarray(x) if isinstance(x, np.ndarray) else x
-        n = len(self.layers)
-        with jaxtyping.jaxtyped("context"):  # type: ignore[arg-type]
-            if not isinstance(y, self.accepted_spec):
+        with jaxtyping.jaxtyped("context"), taken() as policy:  # type: ignore[arg-type]
+            nested = policy is not None and not policy.outer  # its input in the compute dtype
+            seen = cast_floating(y, _dtype(self.input_spec)) if nested else y
+            if not isinstance(seen, self.accepted_spec):  # the specs as built
                 raise _boundary_error(self, "input", self.accepted_spec, y)
             if 0 in tuple(y.shape):
                 raise _empty_error(y)
-            if self.converts and np.dtype(y.dtype).name != self.converts:
-                y = y.astype(self.converts)
-            for i, (bp, layer) in enumerate(
-                zip(self.blueprint.layers, self.layers, strict=True), start=1
-            ):
-                try:
-                    y = layer(y)
-                except LayerShapeError as e:
-                    raise e.within(f"layer {i} of {n}, {bp!r}") from e.__cause__
-                except TraceContextError as e:
-                    raise ShapesafeError(
-                        f"layer {i} of {n}, {bp!r}, updates its own state while training (a "
-                        "random stream, batch statistics), which a plain jax.jit of the model "
-                        "cannot carry out.\n  For inference call model.eval() first; to train, "
-                        "use ss.fit, nnx.jit, or nnx.split/nnx.merge returning the new state."
-                    ) from e
-            if not isinstance(y, self.output_spec):
+            if not nested and self.converts and np.dtype(y.dtype).name != self.converts:
+                y = y.astype(self.converts)  # a kind of dtype (Float): converted at the input
+            if policy is None:
+                y = self._run(range(len(self.layers)), y, None)
+            else:
+                y = self._run_by(policy, y)
+            seen = y if policy is None else cast_floating(y, _dtype(self.output_spec))
+            if not isinstance(seen, self.output_spec):
                 raise _boundary_error(self, "output", self.output_spec, y)
+        return seen if policy is None or policy.outer else y
+
+    def _run_by(self, policy: Forward, y: Any) -> Any:
+        """The layers run by a forward policy (``_forward``): checkpointed runs, compute dtype."""
+        dtype = policy.dtype
+        y = cast_floating(y, dtype)
+        for run, checkpointed in policy.runs(layer_paths(self)):
+            if checkpointed:
+                y = nnx.remat(_runner(run, dtype))(self, y)
+            else:
+                y = self._run(run, y, dtype)
         return y
+
+    def _run(self, run: range, y: Any, dtype: Any) -> Any:
+        """Layers ``run`` on ``y``, each failure named by its layer; floating outputs cast to
+        ``dtype`` where given."""
+        n = len(self.layers)
+        for i in run:
+            bp, layer = self.blueprint.layers[i], self.layers[i]
+            try:
+                y = cast_floating(layer(y), dtype)
+            except LayerShapeError as e:
+                raise e.within(f"layer {i + 1} of {n}, {bp!r}") from e.__cause__
+            except TraceContextError as e:
+                raise ShapesafeError(
+                    f"layer {i + 1} of {n}, {bp!r}, updates its own state while training (a "
+                    "random stream, batch statistics), which a plain jax.jit of the model "
+                    "cannot carry out.\n  For inference call model.eval() first; to train, "
+                    "use ss.fit, nnx.jit, or nnx.split/nnx.merge returning the new state."
+                ) from e
+        return y
+
+
+def _dtype(spec: Any) -> np.dtype:
+    """The (first) dtype a spec annotation names."""
+    return np.dtype(next(iter(spec.dtypes)))
+
+
+def _runner(run: range, dtype: Any) -> Any:
+    """``(model, y) -> model._run(run, y, dtype)``, for ``nnx.remat`` (which binds no defaults)."""
+
+    def call(model: Model, y: Any) -> Any:
+        return model._run(run, y, dtype)
+
+    return call
 
 
 def _empty_error(x: Any) -> LayerShapeError:
