@@ -319,7 +319,7 @@ def _mode_graphs(model: nnx.Module, graph: Any) -> tuple[Any, Any]:
         _MODES[found[0]] = _MODES[found[1]] = found
         while len(_MODES) > 2 * _KEEP:
             _MODES.popitem(last=False)
-    elif found[0] == graph:  # in training mode: leave it for inference
+    elif found[0] != found[1] and found[0] == graph:  # in training mode: leave it for inference
         model.eval()
     return found
 
