@@ -5,6 +5,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, overload
 
 import jax
+import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -107,16 +108,29 @@ def build(
             nnx.update(model, jax.device_put(nnx.state(model), _shardings(model, mesh, sharding)))
         return _for_inference(model)
     # One compiled program initialises every parameter: far faster than one small XLA
-    # compilation per parameter shape. It runs once, so it is compiled without XLA's
-    # optimisation passes (a ResNet-18 builds in 2.5 s instead of 10 s); values agree with
-    # an eager initialisation to float rounding (<1e-7) and are the same on every build.
+    # compilation per parameter shape. It runs once, so a small model's is compiled without
+    # XLA's optimisation passes (``_init_options``); values agree with an eager
+    # initialisation to float rounding (<1e-7) and are the same on every build.
     abstract = nnx.eval_shape(make)
     init = jax.jit(
         lambda: nnx.state(make()),
-        compiler_options={"xla_backend_optimization_level": 0},
+        compiler_options=_init_options(abstract),
         out_shardings=None if mesh is None else _shardings(abstract, mesh, sharding),
     )
     return _for_inference(nnx.merge(nnx.graphdef(abstract), init()))
+
+
+_UNOPTIMISED_BELOW = 1 << 24  # parameters: above this, optimising the initialiser pays
+
+
+def _init_options(abstract: Any) -> dict[str, Any] | None:
+    """XLA options of the initialiser: without optimisation passes for a model of few
+    parameters, where compiling dominates (ResNet-18, 11 M: 2.9 s to ready instead of 5.0 s);
+    optimised above 16 M, where generating the random numbers dominates and runs ~3x faster
+    optimised (the talk's CNN at 250 px, 252 M: 4.3 s instead of 13.0 s; see
+    benchmarks/README.md, "Build cost")."""
+    count = sum(int(np.prod(np.shape(x))) for x in jax.tree.leaves(nnx.state(abstract)))
+    return {"xla_backend_optimization_level": 0} if count < _UNOPTIMISED_BELOW else None
 
 
 def _shardings(model: Any, mesh: Mesh, sharding: Any) -> Any:
