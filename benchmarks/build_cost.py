@@ -207,26 +207,28 @@ def summarise(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
 
 def _build_program_ops(size: int) -> dict[str, Any]:
     """``ss.build`` compiles one program that initialises the parameters; the layers' forwards
-    are only traced (``jax.eval_shape``) to infer sizes. Lower that program the way ``build``
-    does and list its StableHLO ops: a forward on data would show ``convolution``,
-    ``dot_general`` or ``reduce_window``; initialisers show only RNG and elementwise ops."""
-    import re
+    are only traced (``jax.eval_shape``) to infer sizes. Have JAX dump what ``ss.build``
+    lowers (its public ``jax_dump_ir_to`` option) and list the StableHLO ops: a forward on data
+    would show ``convolution``, ``dot_general`` or ``reduce_window``; initialisers show only RNG
+    and elementwise ops."""
+    import tempfile
 
-    from flax import nnx
-
-    from shapesafe._specs import spec_from_annotation
+    import shapesafe as ss
     from shapesafe.models import talk
 
-    seq, spec = talk.cnn(), spec_from_annotation(talk.image_spec(size))
-
-    def make() -> Any:
-        return nnx.split(seq._build(spec, nnx.Rngs(params=0, dropout=1)))[1]
-
-    text = jax.jit(make).lower().as_text()
+    with tempfile.TemporaryDirectory() as folder:
+        jax.config.update("jax_dump_ir_to", folder)
+        try:
+            model = ss.build(talk.cnn(), talk.image_spec(size), seed=0)
+            jax.block_until_ready(jax.tree.leaves(nnx.state(model)))
+        finally:
+            jax.config.update("jax_dump_ir_to", "")
+        del model
+        text = "\n".join(p.read_text() for p in sorted(Path(folder).glob("*.mlir")))
     ops = sorted(set(re.findall(r"stablehlo\.([a-z_]+)", text)))
     forward = sorted(set(ops) & {"convolution", "dot_general", "reduce_window", "dot"})
     return {
-        "how": "StableHLO ops of the one program ss.build compiles (jax.jit(make).lower())",
+        "how": "StableHLO ops of every program ss.build lowers (jax_dump_ir_to)",
         "build_program_ops": ops,
         "forward_ops_in_build": forward,
         "build_ran_no_forward": not forward,

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results[f"{size}px"] = r
     return {
         "benchmark": "first_step",
-        "environment": common.environment(),
+        **common.environment(),
         "parameters": {"sizes": args.sizes, "batch": BATCH, "steps": STEPS},
         "results": results,
         "goal": "shapesafe overhead <= 1.5x pure JAX's",

@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     result = {
         "benchmark": "fit_overhead",
-        "environment": common.environment(),
+        **common.environment(),
         "parameters": {
             "rounds": args.rounds,
             "batch": BATCH,

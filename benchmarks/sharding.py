@@ -61,12 +61,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from flax import nnx  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 from jaxtyping import Array, Float32  # noqa: E402
 
 import shapesafe as ss  # noqa: E402
 from shapesafe import layers as L  # noqa: E402
-from shapesafe._training._engine import Engine  # noqa: E402
 from shapesafe.models import resnet, talk  # noqa: E402
 
 
@@ -132,27 +132,28 @@ def step_time(mesh: Mesh) -> dict[str, Any]:
     model = ss.build(net, spec, seed=0, mesh=mesh, sharding="fsdp")
     tx = optax.adam(1e-3)
     data = NamedSharding(mesh, PartitionSpec("data"))
-    xs, ys, masks = mlp_batches(STEPS)
-    xs_d, ys_d, ms_d = (
-        jax.device_put(a, NamedSharding(mesh, PartitionSpec(None, "data"))) for a in (xs, ys, masks)
-    )
+    xs, ys, _ = mlp_batches(STEPS)
+    host = [(xs[k], ys[k]) for k in range(STEPS)]  # NumPy batches, as a user has them
 
-    # shapesafe: the engine fit runs, placed by the plan as fit places it
-    from shapesafe._training._fit import _data_sharding
-
-    engine = Engine(model, loss=ss.losses.cross_entropy, optimizer=tx, metrics=())
-    _data_sharding(mesh, engine, model, "fsdp")
-    mstates = engine.init_metrics()
+    # shapesafe: ss.fit over the batches with the plan, through the public API (the call's
+    # fixed cost spread over STEPS steps); the optimizer is one object, so the step is reused
     placements = {
         jax.tree_util.keystr(kp): v.sharding
-        for kp, v in jax.tree_util.tree_flatten_with_path(engine.params)[0]
+        for kp, v in jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]
     }
 
     def shapesafe_steps() -> Any:
-        value = None
-        for k in range(STEPS):
-            _, value = engine.train(mstates, xs_d[k], ys_d[k], ms_d[k])
-        return value
+        history = ss.fit(
+            model,
+            host,
+            loss=ss.losses.cross_entropy,
+            optimizer=tx,
+            epochs=1,
+            mesh=mesh,
+            sharding="fsdp",
+            progress=False,
+        )
+        return history.steps[-1]
 
     # hand-written: the same weights in a dict, the same NamedShardings, jax.jit with donation
     layers = [model.layers[i] for i in (0, 2, 4)]
@@ -168,9 +169,9 @@ def step_time(mesh: Mesh) -> dict[str, Any]:
     }
     params = jax.device_put(params, p_sh)
     opt = tx.init(params)
-    from shapesafe._sharding import follow_params
-
-    o_sh = follow_params(opt, params, p_sh, mesh)
+    by_shape = {params[k].shape: p_sh[k] for k in params}  # Adam's moments: as their params
+    replicated = NamedSharding(mesh, PartitionSpec())
+    o_sh = jax.tree.map(lambda a: by_shape.get(a.shape, replicated), opt)
     opt = jax.device_put(opt, o_sh)
 
     def loss_fn(p: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
@@ -185,7 +186,6 @@ def step_time(mesh: Mesh) -> dict[str, Any]:
             updates, o = tx.update(grads, o, p)
             return optax.apply_updates(p, updates), o, value
 
-    replicated = NamedSharding(mesh, PartitionSpec())
     jstep = jax.jit(
         step,
         in_shardings=(p_sh, o_sh, data, data),
@@ -197,7 +197,8 @@ def step_time(mesh: Mesh) -> dict[str, Any]:
     def peer_steps() -> Any:
         value = None
         for k in range(STEPS):
-            state["p"], state["o"], value = jstep(state["p"], state["o"], xs_d[k], ys_d[k])
+            x, y = (jax.device_put(a, data) for a in host[k])  # each batch split over `data`
+            state["p"], state["o"], value = jstep(state["p"], state["o"], x, y)
         return value
 
     first = float(shapesafe_steps()), float(peer_steps())  # compile both; the same first steps

@@ -287,7 +287,7 @@ class _Loop:
         x, y, mask = self.batcher.place(group)
         run.mstates, value = run.engine.train(run.mstates, x, y, mask)
         values = [float(v) for v in np.ravel(np.asarray(value))] if self.step_losses else None
-        run.pending_losses.append(value)  # before the callbacks: a checkpoint here includes it
+        run.add_loss(value)  # before the callbacks: a checkpoint here includes it
         run.epoch_counts.extend(float(np.count_nonzero(g[2])) for g in group)
         for k in range(len(group)):
             run.step += 1

@@ -17,6 +17,9 @@ from ._engine import Engine
 from ._history import History
 from ._progress import Progress
 
+_CHUNK = 64
+_stack = jax.jit(lambda *values: jnp.stack(values))  # one dispatch for a chunk of losses
+
 
 class Run:
     """What callbacks see of a training run in progress.
@@ -43,12 +46,24 @@ class Run:
         self.epoch_losses: list[float] = []
         self.epoch_counts: list[float] = []
         self.pending_losses: list[Any] = []  # device arrays, read back lazily (no sync per step)
+        self._loose = 0  # trailing one-step (0-d) losses in pending_losses, not yet stacked
+
+    def add_loss(self, value: Any) -> None:
+        """Keep a call's loss (a device array) to read back later. Every ``_CHUNK`` one-step
+        losses are stacked on the device into one array, so reading them back is one transfer
+        per chunk instead of one per step (about 8 us a step on CPU)."""
+        self.pending_losses.append(value)
+        self._loose = self._loose + 1 if getattr(value, "ndim", 1) == 0 else 0
+        if self._loose == _CHUNK:
+            chunk = self.pending_losses[-_CHUNK:]
+            self.pending_losses[-_CHUNK:] = [_stack(*chunk)]
+            self._loose = 0
 
     def flush(self) -> None:
         """Read the pending step losses back from the device (one transfer for all of them)."""
         for v in jax.device_get(self.pending_losses):
             self.epoch_losses.extend(float(x) for x in np.ravel(v))
-        self.pending_losses = []
+        self.pending_losses, self._loose = [], 0
 
     def stop(self, reason: str = "stopped by a callback") -> None:
         """Ask ``fit`` to stop after the current step."""
@@ -101,7 +116,11 @@ def resume(run: Run, trees: dict[str, Any], meta: dict[str, Any]) -> None:
     e.params, e.rest, e.opt_state = trees["params"], trees["rest"], trees["opt_state"]
     run.mstates = trees["metrics"]
     run.step, run.epoch, run.position = int(meta["step"]), int(meta["epoch"]), int(meta["position"])
-    run.epoch_losses, run.pending_losses = [float(v) for v in meta["epoch_losses"]], []
+    run.epoch_losses, run.pending_losses, run._loose = (
+        [float(v) for v in meta["epoch_losses"]],
+        [],
+        0,
+    )
     run.epoch_counts = [float(v) for v in meta["epoch_counts"]]
     h = History.from_dict(meta["history"])
     run.history.epochs, run.history.steps = h.epochs, h.steps

@@ -100,13 +100,7 @@ class Batch(Dataset):
         except ValueError:  # explained only when it fails: the stacking itself is the check
             self._check_one_shape(items)
             raise
-        if self.form == "dict":
-            value: Any = {**stacked, MASK: mask}
-        elif self.form == "tuple":
-            value = (*stacked, mask)
-        else:
-            value = (stacked, mask)
-        return value, tuple(o for _, o in items)
+        return self.masked(stacked, mask), tuple(o for _, o in items)
 
     def gathered(self, stacked: Any, lo: int, hi: int) -> Item:
         """A batch from ``_gather``'s stacked leaves: padded with zeros to ``size``, masked.
@@ -125,13 +119,15 @@ class Batch(Dataset):
             import jax.tree_util as jtu
 
             stacked = jtu.tree_map(pad, stacked)
+        return self.masked(stacked, mask), _Rows(self._parents[0], lo, hi)
+
+    def masked(self, stacked: Any, mask: np.ndarray) -> Any:
+        """The batch's value: the stacked element tree with the mask where the spec puts it."""
         if self.form == "dict":
-            value: Any = {**stacked, MASK: mask}
-        elif self.form == "tuple":
-            value = (*stacked, mask)
-        else:
-            value = (stacked, mask)
-        return value, _Rows(self._parents[0], lo, hi)
+            return {**stacked, MASK: mask}
+        if self.form == "tuple":
+            return (*stacked, mask)
+        return (stacked, mask)
 
     def _check_one_shape(self, items: list[Item]) -> None:
         """Every element of a batch has the first one's shape in every leaf, or a ShapeError

@@ -113,3 +113,25 @@ def test_steps_per_call_reuses_its_scan_too(caplog) -> None:  # type: ignore[no-
     with Compiles(caplog) as second:
         history = _fit(model, ds, tx, steps_per_call=3)
     assert second == [] and len(history.steps) == 6
+
+
+def test_step_losses_read_back_in_chunks_are_each_steps_loss_in_order() -> None:
+    """More steps than one read-back chunk (64): ``history.steps`` (read back in stacked chunks)
+    equals the losses a callback reads from each step as it ends."""
+    x, y = _data(8 * 150)
+    model = ss.build(L.Linear(2), SPEC, seed=0)
+    seen: list[float] = []
+
+    class Every(ss.callbacks.Callback):
+        wants_step_loss = True
+
+        def on_step_end(self, run: Any, step: int, loss: float | None) -> None:
+            assert loss is not None
+            seen.append(loss)
+
+    history = _fit(
+        model, from_arrays({"x": x, "label": y}).batch(8), optax.sgd(0.05), callbacks=[Every()]
+    )
+    assert len(history.steps) == len(seen) == 150
+    np.testing.assert_array_equal(np.asarray(history.steps), np.asarray(seen))
+    assert seen[0] != seen[-1]  # it trained: the losses are not one repeated value
