@@ -238,9 +238,9 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 import shapesafe as ss
-from shapesafe.models import talk
 from shapesafe import layers as L
 from shapesafe.data import image_folder
+from shapesafe.models import talk
 
 SIZE = 16  # pixels; the talk's photos are 250 x 250"""),
     new_markdown_cell("""## 1. Data: class folders become a typed dataset
@@ -355,8 +355,8 @@ import optax
 from jaxtyping import Array, Float32
 
 import shapesafe as ss
-from shapesafe.models import rnn
-from shapesafe import layers as L"""),
+from shapesafe import layers as L
+from shapesafe.models import rnn"""),
     new_markdown_cell("## The data"),
     new_code_cell("""train, test = rnn.digits_rows(seed=0)
 print(len(train), "train,", len(test), "test")
@@ -432,8 +432,8 @@ from flax import nnx
 from jaxtyping import Array, Float32, UInt8
 
 import shapesafe as ss
-from shapesafe.models import talk
 from shapesafe import layers as L
+from shapesafe.models import talk
 
 IMAGES = UInt8[Array, "batch 64 64 3"]
 

@@ -58,7 +58,9 @@ class ShardingError(ShapeError):
 
 
 # Users see this class in tracebacks as what it is to them: ``shapesafe.ShapeError``.
-LayerShapeError.__module__, LayerShapeError.__qualname__ = "shapesafe", "ShapeError"
+LayerShapeError.__module__ = "shapesafe"
+# tracebacks name it by its qualname (Python) or its name (IPython, notebooks): both as caught
+LayerShapeError.__qualname__ = LayerShapeError.__name__ = "ShapeError"
 
 # Tracebacks name them by their public home (``shapesafe.ShapeError``).
 for _cls in (ShapesafeError, ShapeError, ArtifactError, InputError, ShardingError):
