@@ -128,3 +128,23 @@ def run_benchmarks(
                 process.kill()
             process.communicate()
     return out
+
+
+def run_on_devices(script: Path, devices: int, *, timeout: int) -> Any:
+    """Run ``script`` in a fresh process with ``devices`` simulated CPU devices (from the
+    ``tests/`` folder) and return the JSON it prints; its stderr is shown if it fails."""
+    env = dict(
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        JAX_PLATFORMS="cpu",
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=script.parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout)

@@ -4,10 +4,6 @@ XLA reads ``--xla_force_host_platform_device_count`` once, when JAX starts, so t
 in a subprocess (``tests/unit/training/_dp_script.py``) that prints JSON; this file reads it.
 """
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +11,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from conftest import run_on_devices
 from jax.sharding import Mesh
 from jaxtyping import Array, Float32
 
@@ -27,21 +24,8 @@ DEVICES = 4
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Any]:
-    env = dict(
-        os.environ,
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
-        JAX_PLATFORMS="cpu",
-    )
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=SCRIPT.parent.parent,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout)
+    result: dict[str, Any] = run_on_devices(SCRIPT, DEVICES, timeout=300)
+    return result
 
 
 def test_four_devices_were_used(runs: dict[str, Any]) -> None:

@@ -5,15 +5,12 @@ in a subprocess (``tests/unit/training/_sharding_script.py``) that prints JSON; 
 it. The expected bytes per device are computed here by hand from the layer shapes.
 """
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_on_devices
 
 SCRIPT = Path(__file__).with_name("_sharding_script.py")
 DEVICES = 8
@@ -29,21 +26,7 @@ CNN_KERNELS, CNN_BIASES = 144 * 64 + 64 * 10, 64 + 10
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, Any]:
-    env = dict(
-        os.environ,
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
-        JAX_PLATFORMS="cpu",
-    )
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=SCRIPT.parent.parent,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    out: dict[str, Any] = json.loads(done.stdout)
+    out: dict[str, Any] = run_on_devices(SCRIPT, DEVICES, timeout=400)
     assert out["devices"] == DEVICES
     return out
 
