@@ -99,18 +99,6 @@ def _clause(m: Mismatch) -> str:
     return (shape or list(m.problems))[0].clause()
 
 
-def check_labels(model: Any, y: Any, mask: Any, where: str) -> None:
-    """A batch's targets: NaN or inf in float targets; integer class labels against a
-    ``(batch, classes)`` output, each in ``0..classes-1``.
-
-    Done on the host for every batch, since inside a jitted step an out-of-range label
-    cannot raise (it silently gives NaN or wraps around) and a NaN target only shows as a
-    NaN loss.
-    """
-    check_finite_targets(y, mask, where)
-    check_label_range(y, mask, label_classes(model), where)
-
-
 def label_classes(model: Any) -> int | None:
     """The number of classes of a ``(batch, classes)`` output with a fixed class count."""
     out = getattr(model, "output_spec", None)
@@ -122,7 +110,10 @@ def label_classes(model: Any) -> int | None:
 
 
 def check_label_range(y: Any, mask: Any, classes: int | None, where: str) -> None:
-    """Integer labels ``y`` (the real ones, by ``mask``) each in ``0..classes-1``."""
+    """Integer labels ``y`` (the real ones, by ``mask``) each in ``0..classes-1``.
+
+    Done on the host for every batch, since inside a jitted step an out-of-range label
+    cannot raise (it silently gives NaN or wraps around)."""
     y = np.asarray(y)
     if classes is None or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         return
