@@ -52,7 +52,18 @@ def split_batch(batch: Any, keys: tuple[Any, Any]) -> tuple[Any, Any, np.ndarray
         mask = batch.get(MASK_KEY)
     else:
         mask = batch[2] if len(batch) == 3 else None
-    n = int(np.shape(x)[0])
     if mask is None:
-        mask = np.ones((n,), bool)
+        return x, y, _all_real(int(np.shape(x)[0]))
     return x, y, np.asarray(mask, bool)
+
+
+_ALL_REAL: dict[int, np.ndarray] = {}
+
+
+def _all_real(n: int) -> np.ndarray:
+    """The all-true mask of ``n`` examples, made once per size (read-only, shared)."""
+    mask = _ALL_REAL.get(n)
+    if mask is None:
+        mask = _ALL_REAL[n] = np.ones((n,), bool)
+        mask.flags.writeable = False
+    return mask

@@ -97,8 +97,8 @@ class StopOnNaN(Callback):
 
     The jitted step never applies an update whose loss is not finite, so the weights
     stay those of the last good step. Without this callback ``fit`` finds a bad loss when it
-    reads losses back (every ``log_every`` steps and at each epoch's end); with it, every
-    step is read back, which costs one device synchronisation per step.
+    reads losses back (within 128 steps, and at each epoch's end) and stops there; with it,
+    every step is read back, which costs one device synchronisation per step.
     """
 
     wants_step_loss = True

@@ -3,6 +3,8 @@
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .._errors import ShapeError, ShapesafeError
@@ -50,10 +52,14 @@ def check_input_spec(
 def check_finite(x: Any, where: str) -> None:
     """NaN or inf in a float input."""
     if np.issubdtype(_dtype(x), np.floating) and not np.all(np.isfinite(np.asarray(x))):
-        raise ShapesafeError(
-            f"{where} has NaN or infinite values in its inputs; clean the data (nothing was "
-            "trained on this batch)."
-        )
+        raise ShapesafeError(_non_finite(where, "inputs"))
+
+
+def _non_finite(where: str, what: str) -> str:
+    return (
+        f"{where} has NaN or infinite values in its {what}; clean the data (nothing was "
+        "trained on this batch)."
+    )
 
 
 def check_not_empty(x: Any, where: str) -> None:
@@ -74,10 +80,7 @@ def check_finite_targets(y: Any, mask: Any, where: str) -> None:
         return
     real = y[np.asarray(mask, bool)] if mask is not None and y.ndim >= 1 else y
     if not np.all(np.isfinite(real)):
-        raise ShapesafeError(
-            f"{where} has NaN or infinite values in its targets; clean the data (nothing "
-            "was trained on this batch)."
-        )
+        raise ShapesafeError(_non_finite(where, "targets"))
 
 
 def model_input(model: Any) -> Any:
@@ -112,19 +115,69 @@ def label_classes(model: Any) -> int | None:
 def check_label_range(y: Any, mask: Any, classes: int | None, where: str) -> None:
     """Integer labels ``y`` (the real ones, by ``mask``) each in ``0..classes-1``.
 
-    Done on the host for every batch, since inside a jitted step an out-of-range label
-    cannot raise (it silently gives NaN or wraps around)."""
+    Checked on the host where a batch is read (the first batch of a ``fit``, every evaluation
+    batch), and inside the training step otherwise (``value_flags``), since an out-of-range
+    label under jit cannot raise (it silently gives NaN or wraps around)."""
     y = np.asarray(y)
     if classes is None or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         return
     real = y[np.asarray(mask, bool)] if mask is not None else y
     if real.size and (int(real.min()) < 0 or int(real.max()) >= classes):
         bad = real[(real < 0) | (real >= classes)]
-        raise ShapesafeError(
-            f"{where}: label {int(bad[0])} is out of range for the model's {classes} classes "
-            f"(labels must be 0..{classes - 1}; {bad.size} of {real.size} are outside). "
-            "Fix the labels, or build the model with more output classes."
-        )
+        raise ShapesafeError(_out_of_range(where, int(bad[0]), bad.size, real.size, classes))
+
+
+def _out_of_range(where: str, first: int, bad: int, real: int, classes: int) -> str:
+    return (
+        f"{where}: label {first} is out of range for the model's {classes} classes "
+        f"(labels must be 0..{classes - 1}; {bad} of {real} are outside). "
+        "Fix the labels, or build the model with more output classes."
+    )
+
+
+# What ``value_flags`` finds, in the order the host checks look (the first one found wins).
+_INPUTS, _TARGETS, _LABELS = 1, 2, 3
+
+
+def value_flags(x: Any, y: Any, mask: Any, classes: int | None) -> Any:
+    """The host's value checks of one batch (``check_finite``, ``check_finite_targets``,
+    ``check_label_range``) as a traced computation, for the training step: an int32
+    ``[what, first bad label, labels outside, real examples]``, ``what`` 0 when the batch is
+    clean (the real examples, by ``mask``, are what the epoch's mean loss weighs it by).
+
+    Fused into the step, they cost the host nothing and read nothing back per step; the
+    step applies no update when ``what`` is not 0, and ``raise_for_flags`` raises when the
+    flags are read back (with the losses).
+    """
+    what = jnp.zeros((), jnp.int32)
+    first = count = jnp.zeros((), jnp.int32)
+    real = jnp.asarray(mask, bool)
+    if isinstance(y, jax.Array) and y.ndim == 1 and classes is not None:
+        if jnp.issubdtype(y.dtype, jnp.integer):
+            outside = ((y < 0) | (y >= classes)) & real
+            count = jnp.sum(outside, dtype=jnp.int32)
+            first = y[jnp.argmax(outside)].astype(jnp.int32)
+            what = jnp.where(count > 0, _LABELS, what)
+    if isinstance(y, jax.Array) and jnp.issubdtype(y.dtype, jnp.floating):
+        per_example = jnp.isfinite(y).reshape(y.shape[0], -1).all(axis=1) if y.ndim else None
+        clean = jnp.all(per_example | ~real) if per_example is not None else jnp.isfinite(y)
+        what = jnp.where(clean, what, _TARGETS)
+    leaves = [a for a in jax.tree.leaves(x) if jnp.issubdtype(a.dtype, jnp.floating)]
+    if leaves:
+        clean = jnp.all(jnp.stack([jnp.isfinite(a).all() for a in leaves]))
+        what = jnp.where(clean, what, _INPUTS)
+    return jnp.stack([what, first, count, jnp.sum(real, dtype=jnp.int32)])
+
+
+def raise_for_flags(flags: Any, where: str, classes: int | None) -> None:
+    """Raise the host check's error for a batch whose ``value_flags`` (read back) found one."""
+    what, first, count, real = (int(v) for v in flags)
+    if what == _INPUTS:
+        raise ShapesafeError(_non_finite(where, "inputs"))
+    if what == _TARGETS:
+        raise ShapesafeError(_non_finite(where, "targets"))
+    if what == _LABELS and classes is not None:
+        raise ShapesafeError(_out_of_range(where, first, count, real, classes))
 
 
 def _leaf(spec: Any, key: Any) -> Any:

@@ -2,8 +2,10 @@
 
 The host work of a step lives here, so its cost is in one place: keys are picked once, an
 input shape and dtype is compared with the model's spec once (the answer depends on nothing
-else), the class count is read once; what depends on the values (NaN, label range) is
-checked on every batch.
+else), the class count is read once. What depends on the values (NaN, label range) is
+checked here for evaluation batches and for the first training batch (so that a wrong
+dataset fails at once); the training step checks every batch's values itself
+(``_data_checks.value_flags``), where they cost the host nothing.
 """
 
 from typing import Any
@@ -36,23 +38,33 @@ class Batcher:
     """Turns a dataset's batches into padded ``(x, y, mask)`` of one fixed size (host arrays);
     ``place`` puts one batch, or several stacked for ``lax.scan``, on the device(s)."""
 
-    def __init__(self, model: Any, inputs: str | None, targets: str | None, sharding: Any):
+    def __init__(
+        self,
+        model: Any,
+        inputs: str | None,
+        targets: str | None,
+        sharding: Any,
+        *,
+        step_checks_values: bool = False,
+    ):
         self.model, self.inputs, self.targets, self.sharding = model, inputs, targets, sharding
+        self.step_checks_values = step_checks_values  # the training step: host checks the first
         self.keys: tuple[Any, Any] | None = None
         self.size: int | None = None
         self.classes = label_classes(model)
         self.seen: set[tuple[tuple[int, ...], np.dtype[Any]]] = set()  # fitting inputs
 
-    def check(self, x: Any, where: str, *, fixed: bool = True) -> int:
-        """Check one batch's inputs; the first fixes the batch size, which later batches must
-        not exceed where ``fixed``. Returns its length."""
+    def check(self, x: Any, where: str, *, fixed: bool = True, values: bool = True) -> int:
+        """Check one batch's inputs (their values too where ``values``); the first fixes the
+        batch size, which later batches must not exceed where ``fixed``. Returns its length."""
         check_not_empty(x, where)
         shape = tuple(np.shape(x))
         dtype = np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
         if (shape, dtype) not in self.seen:
             check_input_spec(self.model, shape, dtype, x, where)
             self.seen.add((shape, dtype))
-        check_finite(x, where)
+        if values:
+            check_finite(x, where)
         n = int(shape[0])
         if self.size is None:
             self.size = n
@@ -75,9 +87,11 @@ class Batcher:
         if self.keys is None:
             self.keys = pick_keys(batch, self.inputs, self.targets)
         x, y, mask = split_batch(batch, self.keys)
-        n = self.check(x, where)
-        check_finite_targets(y, mask, where)
-        check_label_range(y, mask, self.classes, where)
+        values = not self.step_checks_values or self.size is None
+        n = self.check(x, where, values=values)
+        if values:
+            check_finite_targets(y, mask, where)
+            check_label_range(y, mask, self.classes, where)
         size = self.size or n
         if n < size:
             x, y = pad(x, size), pad(y, size)

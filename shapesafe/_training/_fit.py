@@ -15,7 +15,7 @@ import optax
 from flax import nnx
 
 from .._errors import ShapesafeError
-from .._sharding import ShardingPlan, auto_mesh, state_shardings
+from .._sharding import ShardingPlan, auto_mesh
 from ..layers._forward import Forward, layer_paths
 from ._arguments import prepare_evaluate, prepare_fit, prepare_predict
 from ._callbacks import Callback
@@ -97,7 +97,7 @@ def fit(
         inputs, targets: the keys of a dict batch; by default ``"image"``/``"label"`` and friends.
         steps_per_call: steps per jitted call.
         progress: a progress bar on a terminal, plain lines otherwise; ``False`` is quiet.
-        log_every: steps between plain progress lines and loss read-backs.
+        log_every: steps between plain progress lines.
         log_file: a JSONL file that receives each epoch's logs.
         checkpoint_dir: save checkpoints here (at each epoch's end, and every ``checkpoint_every``
             steps) and resume from the newest good one found there.
@@ -134,7 +134,10 @@ def fit(
     Raises:
         ShapeError: the data does not fit the model.
         ShardingError: the sharding plan does not fit the parameters or the mesh.
-        ShapesafeError: an empty dataset, an unusable batch, a non-finite input.
+        ShapesafeError: an empty dataset, an unusable batch, NaN or infinite inputs or targets,
+            labels outside the model's classes. The first batch is checked before it trains;
+            later ones inside the step, which skips a bad batch's update, and the error names
+            the batch once the step's results are read back (within 128 steps).
 
     Example:
         >>> import numpy as np, optax
@@ -182,12 +185,19 @@ def fit(
         from ._callbacks import Checkpoint
 
         callbacks.append(Checkpoint(checkpoint_dir, every_steps=checkpoint_every))
-    engine = Engine(model, loss=loss, optimizer=optimizer, metrics=metrics, forward=forward)
-    on_mesh = _data_sharding(mesh, engine, model, sharding)
+    placement, on_mesh = _placement(mesh, sharding)
+    engine = Engine(
+        model,
+        loss=loss,
+        optimizer=optimizer,
+        metrics=metrics,
+        forward=forward,
+        placement=placement,
+    )
     loop = _Loop(
         engine,
         model,
-        Batcher(model, inputs, targets, on_mesh),
+        Batcher(model, inputs, targets, on_mesh, step_checks_values=True),
         Batcher(model, inputs, targets, on_mesh),
         callbacks,
         Progress(enabled=progress, every=log_every),
@@ -285,10 +295,12 @@ class _Loop:
         """One jitted call: one step, or ``len(group)`` steps under ``lax.scan``."""
         run = self.run
         x, y, mask = self.batcher.place(group)
-        run.mstates, value = run.engine.train(run.mstates, x, y, mask)
-        values = [float(v) for v in np.ravel(np.asarray(value))] if self.step_losses else None
-        run.add_loss(value)  # before the callbacks: a checkpoint here includes it
-        run.epoch_counts.extend(float(np.count_nonzero(g[2])) for g in group)
+        run.mstates, value, flags = run.engine.train(run.mstates, x, y, mask)
+        run.add_loss(value, flags)  # before the callbacks: a checkpoint here includes it
+        values = None
+        if self.step_losses:  # read back now: the callbacks see each step's loss
+            run.flush()
+            values = run.epoch_losses[-len(group) :]
         for k in range(len(group)):
             run.step += 1
             run.position += 1
@@ -307,7 +319,7 @@ class _Loop:
 
 def _epoch_logs(run: Run, epoch: int) -> dict[str, Any]:
     """The epoch's mean training loss over real examples (steps with a non-finite loss excluded:
-    they applied no update), its training metrics and learning rate."""
+    they applied no update, and stopped the run), its training metrics and learning rate."""
     run.flush()
     run.history.steps.extend(run.epoch_losses)
     values, counts = (
@@ -322,12 +334,6 @@ def _epoch_logs(run: Run, epoch: int) -> dict[str, Any]:
     lr = run.engine.learning_rate()
     if lr is not None:
         logs["lr"] = lr
-    if not finite.all() and not run.stop_reason:
-        first = run.step - len(values) + int(np.argmin(finite)) + 1
-        run.stop(
-            f"the loss was not finite at step {first}; no update was applied at such steps, "
-            "so the weights are those of the last good step"
-        )
     return logs
 
 
@@ -464,20 +470,18 @@ def _accumulating(optimizer: Any, k: int) -> optax.GradientTransformation:
     return found[1]
 
 
-def _data_sharding(mesh: jax.sharding.Mesh | None, engine: Engine, model: Any, plan: Any) -> Any:
-    """Place the engine's state by the sharding plan; the batches' sharding (or ``None``)."""
+def _placement(
+    mesh: jax.sharding.Mesh | None, plan: Any
+) -> tuple[tuple[ShardingPlan, jax.sharding.Mesh] | None, Any]:
+    """The sharding plan and its mesh for the engine's state (or ``None``), and the batches'
+    sharding (or ``None``)."""
     if mesh is None:
         if plan is not None:
             raise ValueError("fit: sharding= needs a mesh= to place the parameters on.")
-        return None
+        return None, None
     if "data" not in mesh.axis_names:
         raise ValueError(f"fit: the mesh needs an axis named 'data'; it has {mesh.axis_names}.")
     from jax.sharding import NamedSharding, PartitionSpec
 
     mesh = auto_mesh(mesh)
-    params, opt_state = state_shardings(
-        ShardingPlan.of(plan), mesh, model, engine.params, engine.opt_state
-    )
-    replicated = NamedSharding(mesh, PartitionSpec())
-    engine.shard(params, jax.tree.map(lambda _: replicated, engine.rest), opt_state)
-    return NamedSharding(mesh, PartitionSpec("data"))
+    return (ShardingPlan.of(plan), mesh), NamedSharding(mesh, PartitionSpec("data"))

@@ -63,3 +63,121 @@ def test_cross_entropy_under_jit_is_nan_for_an_out_of_range_label(label: int) ->
     np.testing.assert_allclose(np.asarray(grad), [[-2 / 3, 1 / 3, 1 / 3], [0, 0, 0]], rtol=1e-6)
     with pytest.raises(ValueError, match=rf"label {label} is out of range for 3 classes"):
         ss.losses.cross_entropy(logits, labels)  # eagerly it raises
+
+
+def _linear_batches(n: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [
+        (rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32))
+        for _ in range(n)
+    ]
+
+
+def _sgd_reference(
+    w: np.ndarray, b: np.ndarray, batches: list[tuple[np.ndarray, np.ndarray]], lr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Plain SGD on the mean squared error of ``x @ w + b``, by hand in NumPy (float64)."""
+    w, b = w.astype(np.float64), b.astype(np.float64)
+    for x, y in batches:
+        err = x @ w + b - y  # (4, 1)
+        w = w - lr * 2 * x.T @ err / err.size
+        b = b - lr * 2 * err.sum(axis=0) / err.size
+    return w, b
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 2])
+@pytest.mark.parametrize("where", ["inputs", "targets"])
+def test_a_later_bad_batch_is_found_in_the_step_and_not_trained_on(
+    where: str, steps_per_call: int
+) -> None:
+    """Past the first batch the values are checked inside the jitted step: the batch with a
+    NaN applies no update, the others train (weights as plain SGD without it, by hand), and
+    fit raises the host check's message naming that batch."""
+    batches = _linear_batches(6, np.random.default_rng(0))
+    x_bad, y_bad = batches[3][0].copy(), batches[3][1].copy()
+    (x_bad if where == "inputs" else y_bad)[2, 0] = np.nan
+    batches[3] = (x_bad, y_bad)
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
+    with pytest.raises(
+        ss.ShapesafeError,
+        match=rf"^batch 3 of epoch 1 has NaN or infinite values in its {where}; clean the data "
+        r"\(nothing was trained on this batch\)\.$",
+    ):
+        ss.fit(
+            model,
+            batches,
+            loss=ss.losses.mean_squared_error,
+            optimizer=optax.sgd(0.1),
+            epochs=1,
+            steps_per_call=steps_per_call,
+            progress=False,
+        )
+    w, b = _sgd_reference(w0, b0, batches[:3] + batches[4:], 0.1)
+    np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model.layers[0].bias), b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_later_out_of_range_label_is_found_in_the_step() -> None:
+    rng = np.random.default_rng(1)
+    batches = [
+        (rng.normal(size=(4, 4, 3)).astype(np.float32), rng.integers(0, 3, 4).astype(np.int32))
+        for _ in range(4)
+    ]
+    batches[2][1][[1, 3]] = [5, 3]
+    with pytest.raises(
+        ss.ShapesafeError,
+        match=r"^batch 2 of epoch 1: label 5 is out of range for the model's 3 classes "
+        r"\(labels must be 0\.\.2; 2 of 4 are outside\)\. Fix the labels, or build the model "
+        r"with more output classes\.$",
+    ):
+        ss.fit(
+            _model(3),
+            batches,
+            loss=ss.losses.cross_entropy,
+            optimizer=optax.sgd(0.1),
+            epochs=1,
+            progress=False,
+        )
+
+
+def test_a_padded_slot_never_counts_as_a_bad_value() -> None:
+    """A short last batch is padded (masked); a NaN target or a wrong label in a slot the
+    mask marks as padding is not the data's fault and trains."""
+    x = np.ones((4, 4, 3), np.float32)
+    y = np.array([0, 1, 2, 9], np.int32)  # 9 is in a masked slot
+    mask = np.array([True, True, True, False])
+    batches = [(x, np.array([0, 1, 2, 0], np.int32), np.ones(4, bool)), (x, y, mask)]
+    history = ss.fit(
+        _model(3),
+        batches,
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.sgd(0.1),
+        epochs=1,
+        progress=False,
+    )
+    assert len(history.steps) == 2 and np.isfinite(history.steps).all()
+
+
+class _Steps(ss.callbacks.Callback):
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_step_end(self, run: ss.Run, step: int, loss: float | None) -> None:
+        self.steps = step
+
+
+def test_a_bad_batch_is_reported_within_two_chunks_of_steps_not_at_the_epochs_end() -> None:
+    batches = _linear_batches(1000, np.random.default_rng(2))
+    batches[5][0][0, 0] = np.inf
+    seen = _Steps()
+    with pytest.raises(ss.ShapesafeError, match=r"^batch 5 of epoch 1 has NaN or infinite"):
+        ss.fit(
+            ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0),
+            batches,
+            loss=ss.losses.mean_squared_error,
+            optimizer=optax.sgd(0.1),
+            epochs=1,
+            callbacks=[seen],
+            progress=False,
+        )
+    assert 5 < seen.steps <= 5 + 2 * 64 + 1  # read back with the losses, long before step 1000

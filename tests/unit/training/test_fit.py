@@ -236,6 +236,34 @@ def test_a_non_finite_loss_stops_training_names_the_step_and_keeps_the_last_good
     )  # the state after the last good step
 
 
+def test_without_a_callback_a_non_finite_loss_stops_within_two_chunks_of_steps() -> None:
+    """The losses are read back 64 at a time once 128 are pending, so a run whose loss has
+    overflowed stops there, not at the end of a long epoch, and names the first bad step."""
+    x = np.ones((8, 64), np.float32)
+    y = np.zeros(8, np.int32)
+    model = _mlp()
+    steps: list[int] = []
+
+    class Count(ss.callbacks.Callback):
+        def on_step_end(self, run, step, loss):  # type: ignore[no-untyped-def]
+            steps.append(step)
+
+    history = ss.fit(
+        model,
+        [(x, y)] * 2000,
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.sgd(1e30),
+        epochs=1,
+        callbacks=[Count()],
+        progress=False,
+    )
+    assert 128 <= len(steps) <= 2 * 64 + 64 < 2000
+    bad = int(np.argmin(np.isfinite(history.steps))) + 1  # the first non-finite loss, by hand
+    assert bad <= 8 and np.isfinite(history.steps[: bad - 1]).all()
+    assert np.all(np.isfinite(np.asarray(model.layers[0].kernel[...])))
+    assert len(history.epochs) == 1  # the epoch's logs are still made
+
+
 def test_early_stopping_restores_the_best_weights(digits) -> None:  # type: ignore[no-untyped-def]
     xtr, ytr, xte, yte = digits
     model = _mlp()

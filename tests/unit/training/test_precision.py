@@ -74,7 +74,7 @@ def test_the_mixed_step_multiplies_in_bfloat16_and_returns_a_float32_loss() -> N
     assert len(dots) >= 4  # two forward matmuls, their kernels' gradients (and more)
     assert all("bf16" in line and "f32>" not in line.split("->")[-1] for line in dots)
     assert "bf16" not in _lowered_train_step("float32").as_text()
-    state, _, loss = mixed.out_info  # (new state, metric states, loss)
+    state, _, loss, _ = mixed.out_info  # (new state, metric states, loss, value-check flags)
     assert loss.dtype == jnp.float32 and loss.shape == ()
     assert {a.dtype for a in jax.tree.leaves(state)} == {jnp.dtype(jnp.float32)}
 
