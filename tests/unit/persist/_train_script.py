@@ -7,6 +7,10 @@ the epoch), with SGD + momentum, Dropout (``--dropout``) and BatchNorm (``--batc
 beside it (``<out>.json``), which steps this process ran and the history, so a test can
 tell a resumed run from one that started over. ``--slow S`` sleeps S seconds after each
 step (never touching the numbers) so a test has time to kill the process mid-epoch.
+``--fsdp`` trains under ``sharding="fsdp"`` on a ``data`` mesh of every device (run it with
+``XLA_FLAGS=--xla_force_host_platform_device_count=8``); the report then also holds the bytes
+each device holds of every parameter and of the optimizer state (summed over
+``addressable_shards``) when training began (after any resume) and at the end.
 """
 
 import argparse
@@ -63,12 +67,36 @@ class DigitsBatches:
         return self.epoch(1)
 
 
+def _bytes_per_device(leaf: Any) -> list[int]:
+    out: dict[int, int] = {}
+    for shard in leaf.addressable_shards:
+        out[shard.device.id] = out.get(shard.device.id, 0) + int(shard.data.nbytes)
+    return [out[k] for k in sorted(out)]
+
+
+def _placement(params: Any, opt_state: Any) -> dict[str, Any]:
+    """``{"params": {path: [bytes on each device]}, "opt_state": [bytes on each device]}``."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    opt = [_bytes_per_device(leaf) for leaf in jax.tree.leaves(opt_state)]
+    return {
+        "params": {jax.tree_util.keystr(kp): _bytes_per_device(leaf) for kp, leaf in flat},
+        "opt_state": [sum(col) for col in zip(*opt, strict=True)],
+    }
+
+
 class Trace(Callback):
-    """Counts the steps this process ran (the first one tells whether it resumed) and slows them down."""
+    """Counts the steps this process ran (the first one tells whether it resumed), slows them
+    down, and notes where the state lives when the first epoch of this process begins (after
+    ``fit``'s checkpoint callback resumed, which happens in ``on_train_begin``)."""
 
     def __init__(self, slow: float):
         self.slow, self.steps = slow, 0
         self.first_step: int | None = None
+        self.began: dict[str, Any] | None = None
+
+    def on_epoch_begin(self, run: Any, epoch: int) -> None:
+        if self.began is None:
+            self.began = {"step": run.step, **_placement(run.engine.params, run.engine.opt_state)}
 
     def on_step_end(self, run: Any, step: int, loss: float | None) -> None:
         self.steps += 1
@@ -94,6 +122,8 @@ def main() -> None:
     parser.add_argument(
         "--batch-norm", action="store_true", help="add a BatchNorm after the first layer"
     )
+    parser.add_argument("--hidden", type=int, default=64, help="width of the hidden layer")
+    parser.add_argument("--fsdp", action="store_true", help='sharding="fsdp" on every device')
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     # the settings the test suite runs under (tests/conftest.py)
@@ -102,10 +132,11 @@ def main() -> None:
 
     norm = L.BatchNorm() if args.batch_norm else L.Sequential()
     drop = L.Dropout(args.dropout) if args.dropout else L.Sequential()
-    net = L.Linear(64) >> norm >> L.ReLU() >> drop >> L.Linear(10)
+    net = L.Linear(args.hidden) >> norm >> L.ReLU() >> drop >> L.Linear(10)
     model = ss.build(net, Float32[Array, "batch 64"], seed=args.seed)
     trace = Trace(args.slow)
     data = DigitsBatches(args.batch_size, args.seed)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",)) if args.fsdp else None
     history = ss.fit(
         model,
         data,
@@ -116,6 +147,8 @@ def main() -> None:
         progress=False,
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_every=args.checkpoint_every,
+        mesh=mesh,
+        sharding="fsdp" if args.fsdp else None,
     )
 
     flat = jax.tree_util.tree_flatten_with_path(nnx.state(model))[0]
@@ -131,6 +164,9 @@ def main() -> None:
         "steps_per_epoch": len(data),
         "history_steps": history.steps,
         "epochs": [{k: v for k, v in e.items() if k != "time"} for e in history.epochs],
+        "devices": jax.device_count(),
+        "began": trace.began,
+        "ended": _placement(nnx.state(model, nnx.Param), ()),
     }
     out.with_suffix(".json").write_text(json.dumps(report))
 

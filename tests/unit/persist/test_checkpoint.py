@@ -402,8 +402,10 @@ def _script(directory: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def _start(command: list[str], cwd: Path) -> "subprocess.Popen[bytes]":
+def _start(command: list[str], cwd: Path, devices: int = 1) -> "subprocess.Popen[bytes]":
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}  # the bitwise promise is made for CPU
+    if devices > 1:  # simulated CPU devices (XLA reads the flag once, when JAX starts)
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd
     )
@@ -474,3 +476,68 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights_bitwise(tmp_path: Pa
     # the resumed run's History is the uninterrupted run's (step losses and epoch logs but the time)
     assert b_report["history_steps"] == a_report["history_steps"]
     assert b_report["epochs"] == a_report["epochs"]
+
+
+# The same kill and resume under FSDP on 8 simulated devices, with a hidden layer of 512 so that
+# both kernels are split: (64, 512) along its 512 columns, (512, 10) along its 512 rows (each has
+# at least ss.ShardingPlan's min_size=4096 elements); biases and BatchNorm's 512-vectors are not.
+DEVICES, HIDDEN, F32 = 8, 512, 4
+KERNELS = {
+    "['layers'][0]['kernel'].value": 64 * HIDDEN,
+    "['layers'][4]['kernel'].value": HIDDEN * 10,
+}
+SMALL = {"['layers'][0]['bias'].value": HIDDEN, "['layers'][1]['scale'].value": HIDDEN}
+SMALL |= {"['layers'][1]['bias'].value": HIDDEN, "['layers'][4]['bias'].value": 10}
+
+
+@pytest.mark.skipif(not FIT_CHECKPOINTS, reason="ss.fit does not take checkpoint_dir yet")
+def test_a_run_killed_mid_epoch_under_fsdp_resumes_bitwise_and_still_sharded(
+    tmp_path: Path,
+) -> None:
+    a_dir, b_dir = tmp_path / "A", tmp_path / "B"
+    a_out, b_out = tmp_path / "a.npz", tmp_path / "b.npz"
+    extra = ("--fsdp", "--hidden", str(HIDDEN))
+    whole = _start(_script(a_dir, a_out, *extra), tmp_path, DEVICES)
+    victim = _start(_script(b_dir, b_out, *extra, "--slow", "0.03"), tmp_path, DEVICES)
+    try:
+        saved = _kill_mid_epoch(victim, b_dir)
+        _finish(whole, "the uninterrupted FSDP run")
+    finally:
+        for proc in (victim, whole):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            if proc.stdout is not None and not proc.stdout.closed:
+                proc.communicate(timeout=60)
+    total = 3 * STEPS_PER_EPOCH
+    assert saved and saved[-1] < total and saved[-1] % STEPS_PER_EPOCH, (
+        f"not killed mid-epoch: {saved}"
+    )
+    assert not b_out.exists()
+    _finish(_start(_script(b_dir, b_out, *extra), tmp_path, DEVICES), "the resumed FSDP run")
+
+    a_report = json.loads(a_out.with_suffix(".json").read_text())
+    b_report = json.loads(b_out.with_suffix(".json").read_text())
+    assert a_report["devices"] == b_report["devices"] == DEVICES
+    assert a_report["steps_run"] == total and b_report["steps_run"] == total - saved[-1]
+    assert b_report["first_step"] == saved[-1] + 1  # resumed, not started over
+    with np.load(a_out) as a_file, np.load(b_out) as b_file:
+        a, b = dict(a_file), dict(b_file)
+    assert sorted(a) == sorted(b) and len(a) >= 8
+    for name in a:  # parameters, batch statistics and RNG state, bit for bit
+        assert a[name].dtype == b[name].dtype and a[name].tobytes() == b[name].tobytes(), name
+    assert len(a_report["history_steps"]) == total
+    assert b_report["history_steps"] == a_report["history_steps"]  # every step's loss, exactly
+    assert b_report["epochs"] == a_report["epochs"]
+
+    # where the state lives: as restored (before the resumed run's first step), and at the end
+    began, ended = b_report["began"], b_report["ended"]
+    assert began["step"] == saved[-1]
+    whole_bytes = {path: n * F32 for path, n in (KERNELS | SMALL).items()}
+    expected = {p: [n // DEVICES] * DEVICES for p, n in whole_bytes.items() if p in KERNELS}
+    expected |= {p: [n] * DEVICES for p, n in whole_bytes.items() if p in SMALL}
+    for placement in (began["params"], ended["params"], a_report["began"]["params"]):
+        assert placement == expected
+    one = sum(b[0] for b in expected.values())
+    assert began["opt_state"] == [one] * DEVICES  # SGD's momentum, placed like the parameters
+    kernels = sum(KERNELS.values()) * F32
+    assert sum(expected[p][0] for p in KERNELS) == kernels // DEVICES  # 1/8 of the kernels each

@@ -1,11 +1,13 @@
-"""Parameter sharding on 8 simulated CPU devices: FSDP, a 4 x 2 data x model mesh, refusals.
+"""Parameter sharding on 8 simulated CPU devices: FSDP, a 4 x 2 data x model mesh (an MLP, a
+CNN and the zoo's small ResNet), refusals.
 
 Run by ``tests/unit/training/test_sharding_fit.py`` in a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` (read once, when JAX starts). Every run
-trains on the same fixed digits batches from the same seed; the JSON holds each run's per-step
-losses and final weights, the bytes each device holds of the parameters and of the optimizer
-state (summed over ``addressable_shards``), every parameter's ``PartitionSpec``, and, for the
-refused plans, the error's type and message and how many XLA compilations happened meanwhile.
+trains on the same fixed batches (digits; generated photos for the ResNet) from the same seed;
+the JSON holds each run's per-step losses, final weights and BatchNorm statistics, the bytes
+each device holds of the parameters and of the optimizer state (summed over
+``addressable_shards``), every parameter's ``PartitionSpec``, and, for the refused plans, the
+error's type and message and how many XLA compilations happened meanwhile.
 """
 
 import json
@@ -25,6 +27,7 @@ from sklearn.datasets import load_digits
 
 import shapesafe as ss
 from shapesafe import layers as L
+from shapesafe.models import resnet
 
 COMPILES: list[str] = []
 
@@ -61,6 +64,19 @@ CNN = (
     >> L.Linear(10)
 )
 MLP_SPEC, CNN_SPEC = Float32[Array, "batch 64"], Float32[Array, "batch 8 8 1"]
+RESNET = resnet.resnet_small(4, width=8, size=16)  # uint8 16x16x3 photos, 4 classes
+
+
+def squares(n: int = 96, size: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Noise photos with a bright square in one of 4 quadrants (the class), in 6 batches of 16."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, n).astype(np.int32)
+    x = rng.integers(0, 64, (n, size, size, 3)).astype(np.uint8)
+    h = size // 2
+    for i, c in enumerate(y):
+        row, col = divmod(int(c), 2)
+        x[i, row * h : (row + 1) * h, col * h : (col + 1) * h] += 128
+    return [(x[i : i + 16], y[i : i + 16]) for i in range(0, n, 16)]
 
 
 def spec_of(a: jax.Array) -> list[Any]:
@@ -96,7 +112,14 @@ class Probe(ss.callbacks.Callback):
 
 
 def train(
-    net: Any, spec: Any, data: list[Any], mesh: Mesh | None, sharding: Any, *, at_build: bool
+    net: Any,
+    spec: Any,
+    data: list[Any],
+    mesh: Mesh | None,
+    sharding: Any,
+    *,
+    at_build: bool,
+    optimizer: Any = None,
 ) -> dict[str, Any]:
     model = ss.build(
         net,
@@ -108,14 +131,14 @@ def train(
     first: Any = model.layers[0]
     built = {
         "param_bytes": per_device(nnx.state(model, nnx.Param)),
-        "first_kernel_spec": spec_of(first.kernel[...]),
+        "first_kernel_spec": spec_of(first.kernel[...]) if hasattr(first, "kernel") else None,
     }
     probe = Probe()
     history = ss.fit(
         model,
         data,
         loss=ss.losses.cross_entropy,
-        optimizer=optax.adam(1e-3),
+        optimizer=optimizer or optax.adam(1e-3),
         epochs=1,
         progress=False,
         mesh=mesh,
@@ -126,6 +149,9 @@ def train(
         "steps": history.steps,
         "weights": [
             np.asarray(w).ravel().tolist() for w in jax.tree.leaves(nnx.state(model, nnx.Param))
+        ],
+        "stats": [  # BatchNorm's running means and variances
+            np.asarray(w).ravel().tolist() for w in jax.tree.leaves(nnx.state(model, nnx.BatchStat))
         ],
         "built": built,
         **probe.seen,
@@ -208,6 +234,18 @@ def main() -> None:
     out["grid_mlp"] = train(MLP, MLP_SPEC, mlp, grid, mlp_rules, at_build=True)
     out["single_cnn"] = train(CNN, CNN_SPEC, cnn, None, None, at_build=False)
     out["grid_cnn"] = train(CNN, CNN_SPEC, cnn, grid, cnn_rules, at_build=True)
+    # The ResNet: every convolution split along its output channels and every BatchNorm's scale
+    # and bias with them, the head's kernel along its input rows; SGD with momentum (Adam's
+    # normalised update would turn float noise in near-zero gradients into full-size steps).
+    resnet_rules = {
+        r".*Conv2D\.kernel": (None, None, None, "model"),
+        r".*BatchNorm\.(scale|bias)": ("model",),
+        r".*Linear\.kernel": ("model", None),
+    }
+    sgd = optax.sgd(0.05, momentum=0.9)
+    photos = squares()
+    out["single_resnet"] = train(*RESNET, photos, None, None, at_build=False, optimizer=sgd)
+    out["grid_resnet"] = train(*RESNET, photos, grid, resnet_rules, at_build=True, optimizer=sgd)
 
     out["checkpoints"] = checkpoints(line)
     planned = ss.build(MLP, MLP_SPEC, seed=0)

@@ -22,6 +22,18 @@ MLP_BIASES = 512 + 512 + 16
 # The script's CNN on 8x8x1 digits: Conv2D(16, 3x3) -> MaxPool 2x2 (3x3x16 = 144) -> 64 -> 10
 CONV_KERNEL, CONV_BIAS = 3 * 3 * 1 * 16, 16
 CNN_KERNELS, CNN_BIASES = 144 * 64 + 64 * 10, 64 + 10
+# The script's ResNet (models/resnet.py resnet_small(4, width=8) on 16x16x3): the stem's 3x3
+# convolution to 8 channels, then stages of 8, 16 and 32 channels (two blocks of two 3x3
+# convolutions each; the last two stages start with a 1x1 projection), a BatchNorm after every
+# convolution, and a Linear(4) head on the 32 pooled features.
+RESNET_CONVS = (
+    3 * 3 * 3 * 8
+    + 4 * (3 * 3 * 8 * 8)
+    + (3 * 3 * 8 * 16 + 3 * (3 * 3 * 16 * 16) + 8 * 16)
+    + (3 * 3 * 16 * 32 + 3 * (3 * 3 * 32 * 32) + 16 * 32)
+)
+RESNET_NORMS = 2 * (8 + 4 * 8 + 5 * 16 + 5 * 32)  # scale and bias of each BatchNorm
+RESNET_HEAD_KERNEL, RESNET_HEAD_BIAS = 32 * 4, 4
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +48,15 @@ def _same_run(a: dict[str, Any], b: dict[str, Any]) -> None:
     np.testing.assert_allclose(a["steps"], b["steps"], rtol=1e-5, atol=1e-6)
     for wa, wb in zip(a["weights"], b["weights"], strict=True):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-6)
+    assert len(a["stats"]) == len(b["stats"])
+    for sa, sb in zip(a["stats"], b["stats"], strict=True):  # BatchNorm's running statistics
+        np.testing.assert_allclose(sa, sb, rtol=1e-4, atol=1e-6)
     assert a["steps"][-1] < a["steps"][0]  # it learned something
 
 
-@pytest.mark.parametrize("run", ["fsdp_mlp", "grid_mlp", "grid_cnn"])
+@pytest.mark.parametrize("run", ["fsdp_mlp", "grid_mlp", "grid_cnn", "grid_resnet"])
 def test_sharded_training_matches_one_device(runs: dict[str, Any], run: str) -> None:
-    single = runs["single_cnn" if "cnn" in run else "single_mlp"]
+    single = runs["single_" + run.split("_")[1]]
     _same_run(runs[run], single)
 
 
@@ -166,3 +181,25 @@ def test_sharded_checkpoints_restore_bitwise_onto_fewer_devices_and_back(
     assert back["step"] == 12 and back["weights"] == c["four"]["weights"]
     assert back["param_bytes"] == [one] * DEVICES
     assert c["back"]["steps"] == c["four"]["steps"]  # nothing left to train: the history as saved
+
+
+def test_model_axis_rules_split_the_resnet_on_a_4x2_mesh(runs: dict[str, Any]) -> None:
+    r, single = runs["grid_resnet"], runs["single_resnet"]
+    specs = r["specs"]
+    convs = [p for p in specs if p.endswith("['kernel'].value") and len(specs[p]) == 4]
+    assert len(convs) == 1 + 4 + 5 + 5  # the stem, 4 + 4 block convolutions, 2 projections
+    assert {tuple(specs[p]) for p in convs} == {(None, None, None, "model")}
+    head = "['layers'][8]"
+    norms = [p for p in specs if p.endswith(("['scale'].value", "['bias'].value"))]
+    norms = [p for p in norms if not p.startswith(head)]
+    assert len(norms) == 2 * 15 and {tuple(specs[p]) for p in norms} == {("model",)}
+    assert specs[f"{head}['kernel'].value"] == ["model"]  # the head, row-split
+    assert specs[f"{head}['bias'].value"] == []  # no rule: replicated
+    # 15 BatchNorms' means and variances, moved away from their start (0 and 1) by training
+    assert len(r["stats"]) == 2 * 15
+    assert any(v not in (0.0, 1.0) for stat in r["stats"] for v in stat)
+    whole = (RESNET_CONVS + RESNET_NORMS + RESNET_HEAD_KERNEL + RESNET_HEAD_BIAS) * F32
+    half = ((RESNET_CONVS + RESNET_NORMS + RESNET_HEAD_KERNEL) // 2 + RESNET_HEAD_BIAS) * F32
+    assert single["param_bytes"] == [whole]
+    assert r["param_bytes"] == [half] * DEVICES
+    assert r["opt_bytes"] == [half] * DEVICES  # SGD's momentum, placed like the parameters
