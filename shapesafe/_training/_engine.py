@@ -231,10 +231,21 @@ class Programs:
         )
         return params, rest, opt_state, mstates, values, flags
 
+    def _infer(self, params: Any, rest: Any, x: Any) -> Any:
+        """The eval-mode forward: as built, or in the policy's compute dtype (its remat left
+        out: nothing is differentiated), the outputs in the output spec's dtype."""
+        policy = self.forward
+        if policy is None or policy.compute is None:
+            return nnx.merge(self.eval_graph, params, rest)(x)
+        compute = policy.dtype
+        model = nnx.merge(self.eval_graph, _cast_state(params, compute), _cast_state(rest, compute))
+        with running(Forward(compute=policy.compute)):
+            return model(x)
+
     def _eval_step(
         self, params: Any, rest: Any, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any
     ) -> tuple[Any, Any, Any]:
-        out = nnx.merge(self.eval_graph, params, rest)(x)
+        out = self._infer(params, rest, x)
         mstates = tuple(
             m.update(s, out, y, mask) for m, s in zip(self.metrics, mstates, strict=True)
         )
@@ -245,7 +256,7 @@ class Programs:
         return mstates, value * n, n
 
     def _predict_step(self, params: Any, rest: Any, x: Any) -> Any:
-        return nnx.merge(self.eval_graph, params, rest)(x)
+        return self._infer(params, rest, x)
 
 
 def compiler_options(forward: Forward | None) -> dict[str, Any] | None:

@@ -116,12 +116,20 @@ def fit(
         validation_split: for arrays: the fraction, taken from the end before shuffling (as
             Keras does), evaluated instead of trained on.
         remat: rematerialise the training forward (``jax.checkpoint``): ``True`` cuts the
-            model's layers into about sqrt(n) checkpointed runs; a regex checkpoints each
-            top-level layer whose path (``"3.Residual"``) it matches. Less activation memory,
-            about one more forward of compute; the same gradients.
+            model's top-level layers into about sqrt(n) checkpointed runs; a regex
+            checkpoints each layer, at any depth, whose whole path it matches: a parameter's
+            ``ShardingPlan`` path without the parameter, ``"3.Residual"`` at the top,
+            ``"3.Residual.block.0.Conv2D"`` inside a container, ``"4.Sequential.1.Residual"``
+            inside a nested named sequence (so ``r"\\d+\\.Sequential\\.\\d+\\.Residual"`` is every
+            block of a zoo ResNet's stages). A regex that matches nothing is refused with the
+            model's paths. Less activation memory, about one more forward of compute; the
+            same gradients.
         precision: ``"float32"`` (the default) or ``"mixed_bfloat16"``: parameters stay
-            float32, the training forward computes in bfloat16, the outputs and the loss
-            are float32. Evaluation and prediction run as built.
+            float32, the training forward computes in bfloat16 (integer inputs, such as token
+            ids, stay integers), the outputs and the loss are float32. ``fit``'s own
+            evaluation of ``eval_data`` runs in the same precision (as Keras's dtype policy
+            does); the model keeps no policy, so ``ss.evaluate``, ``ss.predict`` and calling
+            the model afterwards run as built (float32) unless given ``precision=``.
 
     ``data`` may also be arrays, as Keras takes them: ``(x, y)`` or ``{"image": x, "label": y}``
     (NumPy or JAX arrays); they become a ``shapesafe.data`` dataset of their rows, shuffled
@@ -174,7 +182,7 @@ def fit(
         raise ValueError(f"fit: accumulate must be a positive integer, got {accumulate!r}.")
     forward = Forward.of(remat, precision, where="fit")
     if forward is not None:
-        forward.runs(layer_paths(model))  # a remat regex that matches nothing fails here
+        forward.check(layer_paths(model))  # a remat regex that matches nothing fails here
     if accumulate > 1:
         optimizer = _accumulating(optimizer, accumulate)
     check_data_spec(model, data, inputs, targets, loss, what="data")
@@ -361,6 +369,7 @@ def evaluate(
     inputs: str | None = None,
     targets: str | None = None,
     batch_size: int | None = None,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """Metrics (and the mean loss, if given) of ``model`` over all of ``data``, in eval mode.
 
@@ -375,12 +384,17 @@ def evaluate(
         inputs: the dict key of the inputs (default: ``"image"``, ``"x"`` or ``"inputs"``).
         targets: the dict key of the targets (default: ``"label"``, ``"y"`` or ``"targets"``).
         batch_size: for arrays (``(x, y)`` or a dict of them): examples per batch (default 32).
+        precision: ``"float32"`` (the default: as built, whatever precision the model was
+            trained in) or ``"mixed_bfloat16"``: the forward computes in bfloat16 from the
+            float32 parameters, as ``fit(..., precision=)``'s does, and the outputs, metrics
+            and loss are float32.
 
     Returns:
         ``{metric name: value}`` (and ``"loss"``), as Python floats.
 
     Raises:
         ShapeError: the data's spec or a batch does not fit the model (or the loss).
+        ValueError: an unknown precision.
 
     Example:
         >>> import numpy as np
@@ -395,9 +409,10 @@ def evaluate(
         >>> sorted(logs), 0.0 <= logs["accuracy"] <= 1.0
         (['accuracy', 'loss'], True)
     """
+    forward = Forward.of(False, precision, where="evaluate")
     data, loss = prepare_evaluate(model, data, loss=loss, batch_size=batch_size)
     check_data_spec(model, data, inputs, targets, loss, what="data")
-    engine = Engine(model, loss=loss, optimizer=None, metrics=metrics)
+    engine = Engine(model, loss=loss, optimizer=None, metrics=metrics, forward=forward)
     return _evaluate(engine, data, Batcher(model, inputs, targets, None))
 
 
@@ -407,6 +422,7 @@ def predict(
     *,
     inputs: str | None = None,
     batch_size: int | None = None,
+    precision: str = "float32",
 ) -> np.ndarray:
     """The model's outputs (eval mode) for every example of ``data``, stacked, padding removed.
 
@@ -417,12 +433,15 @@ def predict(
             the input.
         inputs: the dict key of the inputs.
         batch_size: for one array: examples per batch (default 32).
+        precision: ``"float32"`` (the default: as built) or ``"mixed_bfloat16"``: computed in
+            bfloat16 from the float32 parameters, the outputs float32 (see ``evaluate``).
 
     Returns:
         A NumPy array ``(examples, *output)``: one row per real example, in order.
 
     Raises:
         ShapeError: a batch does not fit the model.
+        ValueError: an unknown precision.
 
     Example:
         >>> import numpy as np
@@ -434,8 +453,9 @@ def predict(
         >>> ss.predict(model, batches).shape
         (5, 2)
     """
+    forward = Forward.of(False, precision, where="predict")
     data = prepare_predict(model, data, batch_size=batch_size, inputs=inputs)
-    engine = Engine(model, loss=None, optimizer=None, metrics=())
+    engine = Engine(model, loss=None, optimizer=None, metrics=(), forward=forward)
     batcher = Batcher(model, inputs, None, None)
     outs: list[np.ndarray] = []
     for i, batch in enumerate(iter(data)):

@@ -108,7 +108,7 @@ def memory_plan(
     """The ``MemoryPlan`` of ``model`` (see the module's docstring); ``mesh=None`` is one device.
     ``forward`` (remat, compute dtype) is the training forward whose temporaries are measured."""
     if forward is not None:
-        forward.runs(layer_paths(model))  # a remat regex that matches nothing fails here
+        forward.check(layer_paths(model))  # a remat regex that matches nothing fails here
     mesh = auto_mesh(mesh if mesh is not None else Mesh(np.array(jax.devices()[:1]), ("data",)))
     params = nnx.state(model, nnx.Param)
     placements, p_sh = param_placements(ShardingPlan.of(sharding), mesh, model, params)

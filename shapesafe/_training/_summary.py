@@ -1,5 +1,6 @@
 """``summary``: a Keras-style table of a built model, with dimension names."""
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, overload
 
@@ -12,7 +13,7 @@ from .._sharding import ShardingPlan
 from .._specs import dtype_words, format_annotation
 from ..layers import Blueprint, Custom, Model
 from ..layers._build import build_abstract
-from ..layers._forward import Forward
+from ..layers._forward import Forward, layer_paths
 from ._memory import MemoryPlan, memory_plan
 
 
@@ -133,8 +134,10 @@ def summary(
         optimizer: the optax transform whose state to count.
         loss: with ``batch``, compiles one training step to read its temporary memory.
         batch: one global batch ``(x, y)``: arrays or ``jax.ShapeDtypeStruct``s.
-        remat: the training forward's rematerialisation, as ``fit`` takes it; the
-            temporaries are those of the step with it.
+        remat: the training forward's rematerialisation, as ``fit`` takes it (``True``, or
+            a regex of layer paths at any depth, ``"4.Sequential.0.Residual"``); the
+            temporaries are those of the step with it, and a regex's note lists the layers it
+            checkpoints.
         precision: ``"float32"`` or ``"mixed_bfloat16"``, as ``fit`` takes it.
 
     Returns:
@@ -192,6 +195,8 @@ def summary(
     total = _params(model, nnx.Not(nnx.RngState))  # parameters and statistics, not RNG counters
     trainable = _params(model)
     forward = Forward.of(remat, precision, where="summary")
+    if forward is not None and isinstance(forward.remat, str):
+        notes.append(_checkpointed(forward, layer_paths(model)))
     planned = mesh is not None or sharding is not None or optimizer is not None
     memory = (
         memory_plan(
@@ -215,6 +220,20 @@ def summary(
         memory,
         tuple(notes),
     )
+
+
+_NAMED = 4  # checkpointed layers named in the summary's note
+
+
+def _checkpointed(forward: Forward, paths: list[str]) -> str:
+    """The note of a remat regex: how many layers it checkpoints, and the first few
+    (``Forward.check`` refuses a regex that matches none)."""
+    forward.check(paths)
+    pattern = re.compile(str(forward.remat))
+    hits = [p for p in paths if pattern.fullmatch(p)]
+    more = f", ... ({len(hits) - _NAMED} more)" if len(hits) > _NAMED else ""
+    layers = "layer" if len(hits) == 1 else "layers"
+    return f"       (remat checkpoints {len(hits)} {layers}: {', '.join(hits[:_NAMED])}{more})"
 
 
 def _kind(annotation: Any) -> str:

@@ -20,7 +20,7 @@ from .._specs import (
     parse,
 )
 from ._blueprint import GiveDType_co, GiveRank_co, NeedDType_contra, NeedRank_contra
-from ._forward import Forward, cast_floating, layer_paths, taken
+from ._forward import Forward, cast_floating, own_paths, placed, taken
 
 if TYPE_CHECKING:
     from ._sequential import Sequential
@@ -72,8 +72,9 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
         if isinstance(x, np.ndarray) and allowed is not None and x.dtype.name not in allowed:
             raise _boundary_error(self, "input", self.accepted_spec, x)  # before a silent downcast
         y: Any = jnp.asarray(x) if isinstance(x, np.ndarray) else x
-        with jaxtyping.jaxtyped("context"), taken() as policy:  # type: ignore[arg-type]
-            nested = policy is not None and not policy.outer  # its input in the compute dtype
+        with jaxtyping.jaxtyped("context"), taken(self) as (policy, prefix):  # type: ignore[arg-type]
+            mixed = policy is not None and policy.compute is not None
+            nested = mixed and policy is not None and not policy.outer  # input in compute dtype
             seen = cast_floating(y, _dtype(self.input_spec)) if nested else y
             if not isinstance(seen, self.accepted_spec):  # the specs as built
                 raise _boundary_error(self, "input", self.accepted_spec, y)
@@ -84,31 +85,36 @@ class Model(nnx.Module, Generic[NeedDType_contra, NeedRank_contra, GiveDType_co,
             if policy is None:
                 y = self._run(range(len(self.layers)), y, None)
             else:
-                y = self._run_by(policy, y)
-            seen = y if policy is None else cast_floating(y, _dtype(self.output_spec))
+                y = self._run_by(policy, prefix, y)
+            seen = cast_floating(y, _dtype(self.output_spec)) if mixed else y
             if not isinstance(seen, self.output_spec):
                 raise _boundary_error(self, "output", self.output_spec, y)
-        return seen if policy is None or policy.outer else y
+        return y if nested else seen
 
-    def _run_by(self, policy: Forward, y: Any) -> Any:
-        """The layers run by a forward policy (``_forward``): checkpointed runs, compute dtype."""
+    def _run_by(self, policy: Forward, prefix: str | None, y: Any) -> Any:
+        """The layers run by a forward policy (``_forward``): checkpointed runs (where this
+        model's place, ``prefix``, is known), compute dtype."""
         dtype = policy.dtype
         y = cast_floating(y, dtype)
-        for run, checkpointed in policy.runs(layer_paths(self)):
+        n = len(self.layers)
+        runs = [(range(n), False)] if prefix is None else policy.runs(own_paths(self, prefix))
+        for run, checkpointed in runs:
             if checkpointed:
-                y = nnx.remat(_runner(run, dtype))(self, y)
+                y = nnx.remat(_runner(run, dtype, prefix))(self, y)
             else:
-                y = self._run(run, y, dtype)
+                y = self._run(run, y, dtype, prefix)
         return y
 
-    def _run(self, run: range, y: Any, dtype: Any) -> Any:
+    def _run(self, run: range, y: Any, dtype: Any, prefix: str | None = None) -> Any:
         """Layers ``run`` on ``y``, each failure named by its layer; floating outputs cast to
-        ``dtype`` where given."""
+        ``dtype`` where given; the models nested in a layer told their paths behind ``prefix``."""
         n = len(self.layers)
         for i in run:
             bp, layer = self.blueprint.layers[i], self.layers[i]
+            where = None if prefix is None else f"{prefix}{i}.{type(bp).__name__}"
             try:
-                y = cast_floating(layer(y), dtype)
+                with placed(layer, where):
+                    y = cast_floating(layer(y), dtype)
             except LayerShapeError as e:
                 raise e.within(f"layer {i + 1} of {n}, {bp!r}") from e.__cause__
             except TraceContextError as e:
@@ -126,11 +132,12 @@ def _dtype(spec: Any) -> np.dtype:
     return np.dtype(next(iter(spec.dtypes)))
 
 
-def _runner(run: range, dtype: Any) -> Any:
-    """``(model, y) -> model._run(run, y, dtype)``, for ``nnx.remat`` (which binds no defaults)."""
+def _runner(run: range, dtype: Any, prefix: str | None) -> Any:
+    """``(model, y) -> model._run(run, y, dtype, prefix)``, for ``nnx.remat`` (which binds no
+    defaults)."""
 
     def call(model: Model, y: Any) -> Any:
-        return model._run(run, y, dtype)
+        return model._run(run, y, dtype, prefix)
 
     return call
 
