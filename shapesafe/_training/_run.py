@@ -55,7 +55,6 @@ class Run:
         self.pending_losses: list[tuple[Any, Any]] = []
         self._loose = 0  # trailing one-step (0-d) losses in pending_losses, not yet stacked
         self._pending_steps = 0
-        self.classes: int | None = engine.classes
 
     def add_loss(self, value: Any, flags: Any) -> None:
         """Keep a call's loss and value-check flags (device arrays, ``value_flags``: they
@@ -104,7 +103,7 @@ class Run:
         bad = np.flatnonzero(table[:, 0])
         if bad.size:
             where = f"batch {first + int(bad[0])} of epoch {self.epoch}"
-            raise_for_flags(table[bad[0]], where, self.classes)
+            raise_for_flags(table[bad[0]], where, self.engine.classes)
         losses = np.asarray(self.epoch_losses[first:])
         if not self.stop_reason and not np.isfinite(losses).all():
             step = len(self.history.steps) + first + int(np.argmin(np.isfinite(losses))) + 1

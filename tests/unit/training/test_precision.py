@@ -57,16 +57,19 @@ def test_mixed_bfloat16_reaches_the_float32_accuracy_on_digits() -> None:
     assert abs(scores["mixed_bfloat16"] - scores["float32"]) <= 0.01
 
 
-def _lowered_train_step(precision: str) -> jax.stages.Lowered:
-    model = ss.build(NET, SPEC, seed=0)
+def _lowered_train_step(
+    precision: str, net: Any = NET, spec: Any = SPEC, x: Any = None
+) -> jax.stages.Lowered:
+    """The SGD training step of ``net`` built for ``spec``, lowered for a batch of 8 ``x``
+    (zeros of 64 features by default) in ``precision``."""
     engine = Engine(
-        model,
+        ss.build(net, spec, seed=0),
         loss=ss.losses.cross_entropy,
         optimizer=optax.sgd(0.1),
         metrics=(),
         forward=Forward.of(False, precision, where="test"),
     )
-    x = jnp.zeros((8, 64), jnp.float32)
+    x = jnp.zeros((8, 64), jnp.float32) if x is None else x
     y, mask = jnp.zeros((8,), jnp.int32), jnp.ones((8,), bool)
     return engine.programs.train.lower(engine.state, (), x, y, mask)
 
@@ -338,15 +341,8 @@ def test_mixed_bfloat16_trains_on_token_ids_without_casting_them(net: Any) -> No
         assert losses[-1] < 0.5 * losses[0], (precision, losses)
     assert scores["float32"] > 0.95, scores  # the ids arrive whole: their parity is learnt
     assert abs(scores["mixed_bfloat16"] - scores["float32"]) <= 0.02, scores
-    engine = Engine(
-        ss.build(net, spec, seed=0),
-        loss=ss.losses.cross_entropy,
-        optimizer=optax.sgd(0.1),
-        metrics=(),
-        forward=Forward.of(False, "mixed_bfloat16", where="test"),
-    )
-    ids, y, mask = jnp.zeros((8, 5), jnp.int32), jnp.zeros((8,), jnp.int32), jnp.ones(8, bool)
-    text = engine.programs.train.lower(engine.state, (), ids, y, mask).as_text()
+    ids = jnp.zeros((8, 5), jnp.int32)
+    text = _lowered_train_step("mixed_bfloat16", net, spec, ids).as_text()
     converts = [line for line in text.splitlines() if "stablehlo.convert" in line]
     assert converts and not [line for line in converts if "8x5xi32>) -> tensor<8x5xbf16" in line]
     assert "stablehlo.gather" in text and "bf16" in text
@@ -364,15 +360,7 @@ def test_mixed_bfloat16_trains_the_recurrent_zoo_model_to_the_float32_accuracy(c
         assert losses[-1] < 0.25 * losses[0], (precision, losses)
     assert scores["float32"] > 0.9, scores
     assert abs(scores["mixed_bfloat16"] - scores["float32"]) <= 0.02, scores
-    engine = Engine(
-        ss.build(net, spec, seed=0),
-        loss=ss.losses.cross_entropy,
-        optimizer=optax.sgd(0.1),
-        metrics=(),
-        forward=Forward.of(False, "mixed_bfloat16", where="test"),
-    )
-    x, y, mask = jnp.zeros((8, 8, 8), jnp.float32), jnp.zeros((8,), jnp.int32), jnp.ones(8, bool)
-    lowered = engine.programs.train.lower(engine.state, (), x, y, mask)
+    lowered = _lowered_train_step("mixed_bfloat16", net, spec, jnp.zeros((8, 8, 8), jnp.float32))
     text = lowered.as_text()
     dots = [line for line in text.splitlines() if "dot_general" in line]
     assert "stablehlo.while" in text and len(dots) >= 6  # the scan, forward and backward matmuls

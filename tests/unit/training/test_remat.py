@@ -47,6 +47,17 @@ def _reference(batches: list, lr: float) -> tuple[list[float], list[np.ndarray]]
     return losses, [np.asarray(a) for a in jax.tree.leaves(params)]
 
 
+def _temporaries(model: ss.Model, batch: Any, remat: bool | str) -> int:
+    """XLA's temporary bytes of ``model``'s SGD training step on ``batch`` (``ss.summary``)."""
+    s = ss.summary(
+        model, optimizer=optax.sgd(0.1), loss=ss.losses.cross_entropy, batch=batch, remat=remat
+    )
+    assert s.memory is not None
+    one, _ = s.memory.rows["temporaries"]
+    assert one is not None
+    return one
+
+
 @pytest.mark.parametrize("remat", [True, r"[24]\.Linear"], ids=["sqrt-runs", "regex"])
 def test_remat_gives_the_losses_and_weights_of_plain_autodiff(remat: bool | str) -> None:
     batches = _batches()
@@ -103,13 +114,7 @@ def test_remat_shrinks_the_compiled_steps_temporaries() -> None:
     )
 
     def temporaries(remat: bool | str) -> int:
-        s = ss.summary(
-            model, optimizer=optax.sgd(0.1), loss=ss.losses.cross_entropy, batch=batch, remat=remat
-        )
-        assert s.memory is not None
-        one, _ = s.memory.rows["temporaries"]
-        assert one is not None
-        return one
+        return _temporaries(model, batch, remat)
 
     off, on = temporaries(False), temporaries(True)
     activation = 1024 * 512 * 4  # one hidden activation of the batch, float32
@@ -318,13 +323,7 @@ def test_nested_remat_shrinks_the_resnets_compiled_step(small_resnet: ss.Model) 
     )
 
     def temporaries(remat: bool | str) -> int:
-        s = ss.summary(
-            model, optimizer=optax.sgd(0.1), loss=ss.losses.cross_entropy, batch=batch, remat=remat
-        )
-        assert s.memory is not None
-        one, _ = s.memory.rows["temporaries"]
-        assert one is not None
-        return one
+        return _temporaries(model, batch, remat)
 
     off, blocks = temporaries(False), temporaries(r"\d+\.Sequential\.\d+\.Residual")
     activation = 128 * 16 * 16 * 8 * 4  # one activation of the first stage, float32: 1 MiB
