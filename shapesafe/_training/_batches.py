@@ -53,17 +53,25 @@ def split_batch(batch: Any, keys: tuple[Any, Any]) -> tuple[Any, Any, np.ndarray
     else:
         mask = batch[2] if len(batch) == 3 else None
     if mask is None:
-        return x, y, _all_real(int(np.shape(x)[0]))
+        return x, y, all_real(int(np.shape(x)[0]))
     return x, y, np.asarray(mask, bool)
 
 
-_ALL_REAL: dict[int, np.ndarray] = {}
+_ALL_REAL: dict[tuple[int, bool], Any] = {}
 
 
-def _all_real(n: int) -> np.ndarray:
-    """The all-true mask of ``n`` examples, made once per size (read-only, shared)."""
-    mask = _ALL_REAL.get(n)
+def all_real(n: int, *, on_device: bool = False) -> Any:
+    """The all-true mask of ``n`` examples, made once per size (read-only, shared); with
+    ``on_device``, one copy of it on the default device, which a step takes without the
+    copy a NumPy argument costs at every call."""
+    mask = _ALL_REAL.get((n, on_device))
     if mask is None:
-        mask = _ALL_REAL[n] = np.ones((n,), bool)
-        mask.flags.writeable = False
+        if on_device:
+            import jax
+
+            mask = jax.device_put(all_real(n))
+        else:
+            mask = np.ones((n,), bool)
+            mask.flags.writeable = False
+        _ALL_REAL[(n, on_device)] = mask
     return mask

@@ -19,6 +19,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from .._sharding import ShardingPlan, state_shardings
 from ..layers._forward import Forward, cast_floating, running
+from . import _step_log as step_log
 from ._data_checks import label_classes, value_flags
 
 Metric = Any  # an object with name, init(), update(state, outputs, targets, mask), compute(state)
@@ -56,6 +57,16 @@ def _state_field(name: str) -> Any:
             self.programs = self._programs()
 
     return property(get, put)
+
+
+class Rows(NamedTuple):
+    """A batch (or ``steps`` batches) as rows of arrays already on the device: the step
+    gathers ``arrays[rows]`` itself, and ``keys`` pick the element's inputs and targets."""
+
+    arrays: Any
+    rows: Any  # int32 (batch,) or (steps, batch)
+    mask: Any  # bool, rows' shape
+    keys: tuple[Any, Any]
 
 
 class _Id:
@@ -99,14 +110,23 @@ class Programs:
         self.shardings = shardings  # flat NamedShardings of the state (a plan), or None
         self.forward = forward  # the training forward's remat and compute dtype, or None
         options = compiler_options(forward)
+        # (state, metric states, step log, x, y, mask) -> (state, metric states, step log)
         self.train = jax.jit(
-            self._flat(self._train_step, 3, "train_step"),
-            donate_argnums=(0,),
+            self._flat(self._logged_step, 3, "train_step"),
+            donate_argnums=(0, 2),
             compiler_options=options,
         )
         self.train_many = jax.jit(
             self._flat(self._train_scan, 3, "train_steps"),
-            donate_argnums=(0,),
+            donate_argnums=(0, 2),
+            compiler_options=options,
+        )
+        # (state, metric states, step log, arrays, rows, masks; keys) -> the same three: the
+        # batches gathered from arrays already on the device (``_feed.Resident``)
+        self.train_rows = jax.jit(
+            self._flat(self._rows_steps, 3, "train_steps_from_rows"),
+            donate_argnums=(0, 2),
+            static_argnames=("keys",),
             compiler_options=options,
         )
         self.eval = jax.jit(self._flat(self._eval_step, 0, "eval_step"))
@@ -117,9 +137,9 @@ class Programs:
         updated state (``returns`` trees first), those come back as a flat ``TrainState``.
         ``name`` is what JAX's logs and profiles call the program."""
 
-        def flat(state: tuple[Any, ...], *args: Any) -> Any:
+        def flat(state: tuple[Any, ...], *args: Any, **static: Any) -> Any:
             trees = [jax.tree.unflatten(t, lv) for t, lv in zip(self.defs, state, strict=False)]
-            out = fn(*trees, *args)
+            out = fn(*trees, *args, **static)
             if not returns:
                 return out
             new = []
@@ -209,27 +229,72 @@ class Programs:
         )
         return new_params, new_rest, new_opt_state, mstates, value, flags
 
+    def _logged_step(
+        self,
+        params: Any,
+        rest: Any,
+        opt_state: Any,
+        mstates: tuple[Any, ...],
+        log: Any,
+        x: Any,
+        y: Any,
+        mask: Any,
+    ) -> tuple[Any, ...]:
+        """One step, its loss and value checks written into the step log (``_step_log``)."""
+        *new, value, flags = self._train_step(params, rest, opt_state, mstates, x, y, mask)
+        return (*new, step_log.write(log, value, flags))
+
     def _train_scan(
         self,
         params: Any,
         rest: Any,
         opt_state: Any,
         mstates: tuple[Any, ...],
+        log: Any,
         xs: Any,
         ys: Any,
         masks: Any,
     ) -> tuple[Any, ...]:
-        def body(
-            carry: tuple[Any, ...], batch: tuple[Any, Any, Any]
-        ) -> tuple[tuple[Any, ...], Any]:
-            p, r, o, m = carry
-            *new, value, flags = self._train_step(p, r, o, m, *batch, guard="where")
+        state = (params, rest, opt_state, mstates)
+        return self._scan(state, log, (xs, ys, masks), lambda batch: batch)
+
+    def _scan(
+        self, state: tuple[Any, ...], log: Any, inputs: Any, batch: Callable[[Any], Any]
+    ) -> tuple[Any, ...]:
+        """Steps under ``lax.scan``, one per leading entry of ``inputs`` (``batch`` turns one
+        entry into ``(x, y, mask)``); their losses and flags written into the log at the end."""
+
+        def body(carry: tuple[Any, ...], item: Any) -> tuple[tuple[Any, ...], Any]:
+            *new, value, flags = self._train_step(*carry, *batch(item), guard="where")
             return tuple(new), (value, flags)
 
-        (params, rest, opt_state, mstates), (values, flags) = jax.lax.scan(
-            body, (params, rest, opt_state, mstates), (xs, ys, masks)
-        )
-        return params, rest, opt_state, mstates, values, flags
+        carry, (values, flags) = jax.lax.scan(body, state, inputs)
+        return (*carry, step_log.write(log, values, flags))
+
+    def _rows_steps(
+        self,
+        params: Any,
+        rest: Any,
+        opt_state: Any,
+        mstates: tuple[Any, ...],
+        log: Any,
+        arrays: Any,
+        rows: Any,
+        masks: Any,
+        *,
+        keys: tuple[Any, Any],
+    ) -> tuple[Any, ...]:
+        """One step (``rows`` of one batch) or several (``rows`` ``(steps, batch)``, under
+        ``lax.scan``) on the batches ``arrays[rows]``: ``keys`` pick their inputs and targets."""
+
+        def batch(r: Any) -> tuple[Any, Any]:
+            element = jax.tree.map(lambda a: a[r], arrays)
+            return element[keys[0]], element[keys[1]]
+
+        if rows.ndim == 1:
+            return self._logged_step(params, rest, opt_state, mstates, log, *batch(rows), masks)
+        state = (params, rest, opt_state, mstates)
+        return self._scan(state, log, (rows, masks), lambda item: (*batch(item[0]), item[1]))
 
     def _infer(self, params: Any, rest: Any, x: Any) -> Any:
         """The eval-mode forward: as built, or in the policy's compute dtype (its remat left
@@ -470,14 +535,21 @@ class Engine:
         return logs
 
     def train(
-        self, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any
-    ) -> tuple[tuple[Any, ...], Any, Any]:
-        """One call of the step (or of ``len(mask)`` steps): the metric states, the loss(es)
-        and the value checks' flags (``value_flags``), all on the device."""
+        self, mstates: tuple[Any, ...], log: Any, batch: "tuple[Any, Any, Any] | Rows"
+    ) -> tuple[tuple[Any, ...], Any]:
+        """One call of the step (or of several, for a batch with a leading step axis): the
+        metric states and the step log (``_step_log``) with each step's loss and value checks
+        written, on the device. ``batch`` is ``(x, y, mask)`` or ``Rows`` of device arrays."""
         p = self.programs
-        step = p.train_many if jnp.ndim(mask) == 2 else p.train
-        self.state, mstates, value, flags = step(self.state, mstates, x, y, mask)
-        return mstates, value, flags
+        if isinstance(batch, Rows):
+            arrays, rows, mask, keys = batch
+            self.state, mstates, log = p.train_rows(
+                self.state, mstates, log, arrays, rows, mask, keys=keys
+            )
+            return mstates, log
+        step = p.train_many if batch[2].ndim == 2 else p.train
+        self.state, mstates, log = step(self.state, mstates, log, *batch)
+        return mstates, log
 
     def evaluate(
         self, mstates: tuple[Any, ...], x: Any, y: Any, mask: Any
@@ -493,7 +565,21 @@ class Engine:
 
     def learning_rate(self) -> float | None:
         """The current learning rate, where the optimizer exposes it (``optax.inject_hyperparams``)."""
-        found: list[Any] = []
+        if self.optimizer is None:
+            return None
+        index = _learning_rate_leaf(self.defs.opt_state)
+        return None if index is None else float(self.state.opt_state[index])
+
+
+_LEARNING_RATE_LEAF: dict[Any, int | None] = {}
+
+
+def _learning_rate_leaf(treedef: Any) -> int | None:
+    """Which leaf of an optimizer state of this structure is the learning rate that
+    ``optax.inject_hyperparams`` keeps, or ``None``; found once per structure, since making the
+    state's tree (its ``nnx.State`` nodes) costs about 0.5 ms, at every epoch's end."""
+    if treedef not in _LEARNING_RATE_LEAF:
+        found: list[int] = []
 
         def visit(node: Any) -> None:
             hp = getattr(node, "hyperparams", None)
@@ -503,5 +589,8 @@ class Engine:
                 for child in node:
                     visit(child)
 
-        visit(self.opt_state)
-        return float(found[0]) if found else None
+        visit(jax.tree.unflatten(treedef, range(treedef.num_leaves)))  # leaves: their indices
+        if len(_LEARNING_RATE_LEAF) >= 4 * _KEEP:
+            _LEARNING_RATE_LEAF.clear()
+        _LEARNING_RATE_LEAF[treedef] = found[0] if found else None
+    return _LEARNING_RATE_LEAF[treedef]

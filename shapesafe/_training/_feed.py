@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from .._errors import ShapesafeError
-from ._batches import MASK_KEY, pick_keys, split_batch
+from ._batches import MASK_KEY, all_real, pick_keys, split_batch
 from ._data_checks import (
     check_finite,
     check_finite_targets,
@@ -23,6 +23,7 @@ from ._data_checks import (
     check_not_empty,
     label_classes,
 )
+from ._engine import Rows
 
 
 def pad(x: Any, n: int) -> Any:
@@ -120,6 +121,8 @@ class Batcher:
             else (np.stack([np.asarray(g[k]) for g in group]) for k in range(3))
         )
         if self.sharding is None:
+            if mask is all_real(len(mask)):  # the same mask every step: one device copy of it
+                mask = all_real(len(mask), on_device=True)
             return x, y, mask
         from jax.sharding import NamedSharding, PartitionSpec
 
@@ -130,3 +133,69 @@ class Batcher:
             return jax.make_array_from_process_local_data(sharding, np.asarray(a))
 
         return put(x), put(y), put(mask)
+
+
+RESIDENT_BYTES = 256 << 20  # arrays up to this size are copied to the device for training
+
+
+class Resident:
+    """An array pipeline's training batches, gathered on the device.
+
+    ``from_arrays(...)`` (with ``shuffle``, ``take``, ``skip`` or ``split`` parts over it) and
+    then ``batch(n)`` is a function from a batch's number to rows of known arrays; ``fit``
+    copies those arrays to the device once (with one row of zeros after the last, which pads a
+    short last batch as ``batch`` pads it) and gives each step the batch's row numbers instead
+    of its values. The batches are the pipeline's, in its order; the host slices a permutation
+    instead of gathering, checking and copying every batch (about 20 us a step for the
+    digits MLP on CPU).
+    """
+
+    def __init__(self, data: Any, keys: tuple[Any, Any]):
+        self.data, self.keys, self.size = data, keys, int(data.size)
+        arrays = data._arrays()
+        self.zero_row = int(jax.tree.leaves(arrays)[0].shape[0])
+        self.arrays = jax.tree.map(
+            lambda a: jax.device_put(np.concatenate([a, np.zeros((1, *a.shape[1:]), a.dtype)])),
+            arrays,
+        )
+
+    @staticmethod
+    def of(data: Any, batcher: Batcher) -> "Resident | None":
+        """The resident form of ``data`` for training, or ``None`` where it has none: not an
+        array pipeline ending in ``batch``, over ``RESIDENT_BYTES``, or placed on a mesh."""
+        from ..data._batch import Batch
+
+        if batcher.sharding is not None or not isinstance(data, Batch):
+            return None
+        if not data._parents[0]._gathers or data.form == "single":
+            return None
+        arrays = data._arrays()
+        if sum(np.asarray(a).nbytes for a in jax.tree.leaves(arrays)) > RESIDENT_BYTES:
+            return None
+        return Resident(data, pick_keys(data.spec.tree, batcher.inputs, batcher.targets))
+
+    def epoch(self, epoch: int, start: int) -> Any:
+        """``(rows, mask)`` of each batch of ``epoch`` from batch ``start``: ``int32[size]``
+        row numbers (the zero row after the real ones of a short batch) and its mask."""
+        parent, size, real = self.data._parents[0], self.size, all_real(self.size)
+        n = parent._length() or 0
+        rows = np.asarray(parent._rows(epoch, np.arange(start * size, n)), np.int32)
+        for lo in range(0, len(self.data) * size - start * size, size):
+            batch = rows[lo : lo + size]
+            if len(batch) == size:
+                yield batch, real
+            else:
+                k = len(batch)
+                padded = np.full((size,), self.zero_row, np.int32)
+                padded[:k] = batch
+                yield padded, np.arange(size) < k
+
+    def place(self, group: list[tuple[Any, Any]]) -> Rows:
+        """One batch's rows, or ``len(group) > 1`` stacked on a leading step axis."""
+        if len(group) == 1:
+            rows, mask = group[0]
+            if mask is all_real(self.size):
+                mask = all_real(self.size, on_device=True)
+        else:
+            rows, mask = (np.stack([g[k] for g in group]) for k in range(2))
+        return Rows(self.arrays, rows, mask, self.keys)

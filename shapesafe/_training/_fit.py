@@ -21,7 +21,7 @@ from ._arguments import prepare_evaluate, prepare_fit, prepare_predict
 from ._callbacks import Callback
 from ._data_checks import check_data_spec
 from ._engine import Engine
-from ._feed import Batcher
+from ._feed import Batcher, Resident
 from ._history import History
 from ._progress import Progress
 from ._run import Run
@@ -202,15 +202,18 @@ def fit(
         forward=forward,
         placement=placement,
     )
+    batcher = Batcher(model, inputs, targets, on_mesh, step_checks_values=True)
     loop = _Loop(
         engine,
         model,
-        Batcher(model, inputs, targets, on_mesh, step_checks_values=True),
+        batcher,
         Batcher(model, inputs, targets, on_mesh),
         callbacks,
         Progress(enabled=progress, every=log_every),
         eval_data=eval_data,
         eval_every=eval_every,
+        steps_per_call=steps_per_call,
+        resident=Resident.of(data, batcher),
     )
     log = open(log_file, "a") if log_file is not None else None
     try:
@@ -249,12 +252,19 @@ class _Loop:
         *,
         eval_data: Iterable[Any] | None,
         eval_every: int | None,
+        steps_per_call: int = 1,
+        resident: Resident | None = None,
     ):
         self.engine, self.batcher, self.eval_batcher = engine, batcher, eval_batcher
+        self.resident = resident
         self.callbacks, self.bar = callbacks, bar
         self.eval_data, self.eval_every = eval_data, eval_every
-        self.run = Run(engine, model, History(), bar)
+        self.run = Run(engine, model, History(), bar, steps_per_call)
         self.step_losses = any(getattr(c, "wants_step_loss", False) for c in callbacks)
+        # the callbacks called after every step: those that override ``on_step_end``
+        self.step_callbacks = [
+            c for c in callbacks if type(c).on_step_end is not Callback.on_step_end
+        ]
 
     def epoch(self, data: Iterable[Any], epochs: int, steps_per_call: int) -> dict[str, Any]:
         """Train one epoch (the rest of it, when resumed) and return its logs."""
@@ -265,10 +275,9 @@ class _Loop:
             c.on_epoch_begin(run, epoch)
         t0 = time.perf_counter()
         self.bar.start(epoch, epochs, _len(data))
-        pending: list[tuple[Any, Any, Any]] = []
-        for batch in _epoch_iter(data, epoch, run.position):
-            where = f"batch {run.position + len(pending)} of epoch {epoch}"
-            pending.append(self.batcher(batch, where))
+        pending: list[Any] = []
+        for batch in self.batches(data, epoch):
+            pending.append(batch)
             if len(pending) == steps_per_call:
                 self.train(pending)
                 pending = []
@@ -278,7 +287,7 @@ class _Loop:
             if run.stop_reason:
                 break
             self.train([p])
-        if not run.pending_losses and not run.epoch_losses and not run.history.steps:
+        if not run.log.pending and not run.epoch_losses and not run.history.steps:
             raise ShapesafeError(
                 "fit: the training data yielded no batches. Check the dataset is not empty "
                 "(and that batch(..., drop_remainder=True) left at least one batch)."
@@ -288,6 +297,21 @@ class _Loop:
             logs |= _evaluate(self.engine, self.eval_data, self.eval_batcher, prefix="eval_")
         logs["time"] = time.perf_counter() - t0
         return logs
+
+    def batches(self, data: Iterable[Any], epoch: int) -> Iterator[Any]:
+        """The rest of ``epoch``'s batches, read and checked (``Batcher``), or as rows of the
+        arrays on the device (``Resident``; the first batch of a ``fit`` is still read and
+        checked on the host, so that a wrong dataset fails before it trains)."""
+        start = self.run.position
+        if self.resident is None:
+            for i, batch in enumerate(_epoch_iter(data, epoch, start), start):
+                yield self.batcher(batch, f"batch {i} of epoch {epoch}")
+            return
+        if self.batcher.size is None:
+            first = next(_epoch_iter(data, epoch, start), None)
+            if first is not None:
+                self.batcher(first, f"batch {start} of epoch {epoch}")
+        yield from self.resident.epoch(epoch, start)
 
     def end_epoch(self, logs: dict[str, Any]) -> None:
         """Record the epoch's logs, tell the callbacks, and move on to the next epoch."""
@@ -299,13 +323,12 @@ class _Loop:
             c.on_epoch_end(run, run.epoch, logs)
         run.next_epoch()
 
-    def train(self, group: list[tuple[Any, Any, Any]]) -> None:
+    def train(self, group: list[Any]) -> None:
         """One jitted call: one step, or ``len(group)`` steps under ``lax.scan``."""
         run = self.run
-        x, y, mask = self.batcher.place(group)
-        run.mstates, value, flags = run.engine.train(run.mstates, x, y, mask)
-        run.add_loss(value, flags)  # before the callbacks: a checkpoint here includes it
-        values = None
+        feed = self.batcher if self.resident is None else self.resident
+        run.train(feed.place(group), len(group))  # before the callbacks: their
+        values = None  # checkpoints include this call's steps
         if self.step_losses:  # read back now: the callbacks see each step's loss
             run.flush()
             values = run.epoch_losses[-len(group) :]
@@ -315,7 +338,7 @@ class _Loop:
             run.consistent = k == len(group) - 1
             loss = values[k] if values is not None else None
             self.bar.update(run.step, loss)
-            for c in self.callbacks:
+            for c in self.step_callbacks:
                 c.on_step_end(run, run.step, loss)
             every = self.eval_every
             if every and run.step % every == 0 and self.eval_data is not None and run.consistent:

@@ -17,14 +17,7 @@ from ._data_checks import raise_for_flags
 from ._engine import Engine
 from ._history import History
 from ._progress import Progress
-
-_CHUNK = 64
-
-
-@jax.jit
-def _stack(chunk: list[tuple[Any, Any]]) -> tuple[Any, Any]:
-    """A chunk of one-step ``(loss, flags)`` stacked into one pair, in one dispatch."""
-    return jnp.stack([v for v, _ in chunk]), jnp.stack([f for _, f in chunk])
+from ._step_log import StepLog, losses
 
 
 class Run:
@@ -42,7 +35,14 @@ class Run:
         stop_reason: why the run stops, once a callback (or ``fit``) asked it to.
     """
 
-    def __init__(self, engine: Engine, model: nnx.Module, history: History, bar: Progress):
+    def __init__(
+        self,
+        engine: Engine,
+        model: nnx.Module,
+        history: History,
+        bar: Progress,
+        steps_per_call: int = 1,
+    ):
         self.engine, self.model, self.history, self._bar = engine, model, history, bar
         self.step, self.epoch, self.position = 0, 1, 0
         self.epoch_done = False
@@ -51,32 +51,23 @@ class Run:
         self.mstates: Any = engine.init_metrics()
         self.epoch_losses: list[float] = []
         self.epoch_counts: list[float] = []
-        # the steps' (losses, value-check flags), on the device, read back lazily (no sync per step)
-        self.pending_losses: list[tuple[Any, Any]] = []
-        self._loose = 0  # trailing one-step (0-d) losses in pending_losses, not yet stacked
-        self._pending_steps = 0
+        # the steps' losses and value-check flags, written on the device, read back lazily
+        self.log = StepLog(steps_per_call)
 
-    def add_loss(self, value: Any, flags: Any) -> None:
-        """Keep a call's loss and value-check flags (device arrays, ``value_flags``: they
-        also count the batch's real examples) to read back later.
+    def train(self, batch: Any, steps: int) -> None:
+        """One call of the engine's step over ``steps`` batches (``Engine.train``'s ``batch``);
+        their losses and value checks stay on the device until a buffer of them is due
+        (``StepLog``).
 
-        Every ``_CHUNK`` one-step losses are stacked on the device into one array, so reading
-        them back is one transfer per chunk instead of one per step (about 8 us a step on
-        CPU). Once ``2 * _CHUNK`` steps are pending, all but the newest call are read back:
-        they are computed by then (the device works on the newest), so this does not wait,
-        and a batch that failed the value checks in the step is reported within that many
-        steps rather than at the epoch's end.
+        Raises:
+            ShapesafeError: a batch read back had NaN inputs or targets, or labels out of
+                range (the step applied no update for it).
         """
-        self.pending_losses.append((value, flags))
-        one = value.ndim == 0
-        self._pending_steps += 1 if one else value.shape[0]
-        self._loose = self._loose + 1 if one else 0
-        if self._loose == _CHUNK:
-            chunk = self.pending_losses[-_CHUNK:]
-            self.pending_losses[-_CHUNK:] = [_stack(chunk)]
-            self._loose = 0
-        if self._pending_steps >= 2 * _CHUNK and len(self.pending_losses) > 1:
-            self._read(len(self.pending_losses) - 1 - self._loose)
+        log = self.log
+        self.mstates, buffer = self.engine.train(self.mstates, log.buffer(steps), batch)
+        table = log.put(buffer, steps)
+        if table is not None:
+            self._record(table)
 
     def flush(self) -> None:
         """Read the pending step losses back from the device (one transfer for all of them).
@@ -87,26 +78,23 @@ class Run:
             ShapesafeError: a batch had NaN inputs or targets, or labels out of range (the
                 step applied no update for it).
         """
-        self._read(len(self.pending_losses))
+        self._record(self.log.read())
 
-    def _read(self, n: int) -> None:
-        """Read back the first ``n`` pending calls, then raise for the first bad batch among them."""
-        done, self.pending_losses = self.pending_losses[:n], self.pending_losses[n:]
-        self._pending_steps = sum(int(np.size(v)) for v, _ in self.pending_losses)
-        if not done:
+    def _record(self, table: np.ndarray) -> None:
+        """Add read-back rows to the epoch's figures, then raise for the first bad batch."""
+        if not len(table):
             return
         first = len(self.epoch_losses)  # this epoch's index of the first step read here
-        read = jax.device_get(done)
-        table = np.concatenate([np.reshape(f, (-1, 4)) for _, f in read])
-        self.epoch_losses.extend(float(x) for v, _ in read for x in np.ravel(v))
-        self.epoch_counts.extend(float(n) for n in table[:, 3])
-        bad = np.flatnonzero(table[:, 0])
+        values = losses(table)
+        self.epoch_losses.extend(values.tolist())
+        self.epoch_counts.extend(table[:, 4].astype(float).tolist())
+        bad = np.flatnonzero(table[:, 1])
         if bad.size:
             where = f"batch {first + int(bad[0])} of epoch {self.epoch}"
-            raise_for_flags(table[bad[0]], where, self.engine.classes)
-        losses = np.asarray(self.epoch_losses[first:])
-        if not self.stop_reason and not np.isfinite(losses).all():
-            step = len(self.history.steps) + first + int(np.argmin(np.isfinite(losses))) + 1
+            raise_for_flags(table[bad[0], 1:], where, self.engine.classes)
+        finite = np.isfinite(values)
+        if not self.stop_reason and not finite.all():
+            step = len(self.history.steps) + first + int(np.argmin(finite)) + 1
             self.stop(
                 f"the loss was not finite at step {step}; no update was applied at such steps, "
                 "so the weights are those of the last good step"
@@ -163,12 +151,8 @@ def resume(run: Run, trees: dict[str, Any], meta: dict[str, Any]) -> None:
     e.params, e.rest, e.opt_state = trees["params"], trees["rest"], trees["opt_state"]
     run.mstates = trees["metrics"]
     run.step, run.epoch, run.position = int(meta["step"]), int(meta["epoch"]), int(meta["position"])
-    run.epoch_losses, run.pending_losses, run._loose, run._pending_steps = (
-        [float(v) for v in meta["epoch_losses"]],
-        [],
-        0,
-        0,
-    )
+    run.epoch_losses = [float(v) for v in meta["epoch_losses"]]
+    run.log = StepLog(run.log.rows)
     run.epoch_counts = [float(v) for v in meta["epoch_counts"]]
     h = History.from_dict(meta["history"])
     run.history.epochs, run.history.steps = h.epochs, h.steps

@@ -11,9 +11,10 @@ Every dataset is a node with an ``ElementSpec`` and its parents. Nodes come in t
 - streams: everything else (generators, ``filter``, ``flat_map``, infinite ``repeat``,
   ``prefetch``), iterated through ``_open(e, state)``; their state nests their parent's.
 
-Random-access nodes over NumPy arrays also ``_gather`` many indices at once (one fancy index
-per leaf), which ``batch`` uses; nodes that run Python per element (``map``, file readers)
-do not, and keep the element-wise path.
+Random-access nodes over NumPy arrays also map many indices to rows of those arrays at once
+(``_rows``) and ``_gather`` them (one fancy index per leaf), which ``batch`` uses (and ``fit``,
+gathering from a device copy of the arrays); nodes that run Python per element (``map``,
+file readers) do not, and keep the element-wise path.
 
 Internally an item is ``(value, origin)``: origin says where it came from (a file path, an
 index) so a run-time mismatch names it. ``_get`` returns ``None`` for an element a source
@@ -72,15 +73,26 @@ class Dataset:
     def _get(self, epoch: int, index: int) -> Item | None:
         raise NotImplementedError
 
-    #: ``_gather`` works: elements are rows of arrays (``from_arrays``, and ``shuffle``,
-    #: ``take``, ``skip`` and ``split`` parts over it), so ``batch`` takes a batch in one fancy
-    #: index per leaf instead of stacking elements one by one.
+    #: ``_rows`` works: elements are rows of the arrays of a ``from_arrays`` upstream (and
+    #: ``shuffle``, ``take``, ``skip`` and ``split`` parts over it map indices to rows), so
+    #: ``batch`` takes a batch in one fancy index per leaf instead of stacking elements one by
+    #: one, and ``fit`` can gather batches from a device copy of the arrays.
     _gathers: bool = False
 
-    def _gather(self, epoch: int, indices: Any) -> Any:
-        """The elements at ``indices`` (an int array) of epoch ``epoch``, stacked on a new
-        leading axis: the element's tree with every leaf indexed by ``indices``."""
+    def _rows(self, epoch: int, indices: Any) -> Any:
+        """The rows of ``_arrays()`` that elements ``indices`` (an int array) of epoch
+        ``epoch`` are."""
         raise NotImplementedError
+
+    def _arrays(self) -> Any:
+        """The element tree of arrays whose rows this node's elements are (``_rows``)."""
+        return self._parents[0]._arrays()
+
+    def _gather(self, epoch: int, indices: Any) -> Any:
+        """The elements at ``indices`` of epoch ``epoch``, stacked on a new leading axis: the
+        element's tree with every leaf indexed by their rows (fancy indexing copies)."""
+        rows = self._rows(epoch, indices)
+        return jtu.tree_map(lambda a: a[rows], self._arrays())
 
     def _open(self, epoch: int, state: State | None) -> "Iter":
         if self._random_access:

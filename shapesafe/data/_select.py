@@ -86,8 +86,8 @@ class Take(Dataset):
     def _get(self, epoch: int, index: int) -> Item | None:
         return self._parents[0]._get(epoch, index)
 
-    def _gather(self, epoch: int, indices: Any) -> Any:
-        return self._parents[0]._gather(epoch, indices)
+    def _rows(self, epoch: int, indices: Any) -> Any:
+        return self._parents[0]._rows(epoch, indices)
 
     def _open(self, epoch: int, state: State | None) -> Iter:
         if self._random_access:
@@ -129,8 +129,8 @@ class Skip(Dataset):
     def _get(self, epoch: int, index: int) -> Item | None:
         return self._parents[0]._get(epoch, index + self.count)
 
-    def _gather(self, epoch: int, indices: Any) -> Any:
-        return self._parents[0]._gather(epoch, indices + self.count)
+    def _rows(self, epoch: int, indices: Any) -> Any:
+        return self._parents[0]._rows(epoch, indices + self.count)
 
     def _open(self, epoch: int, state: State | None) -> Iter:
         if self._random_access:
@@ -166,8 +166,8 @@ class Subset(Dataset):
     def _get(self, epoch: int, index: int) -> Item | None:
         return self._parents[0]._get(epoch, int(self.indices[index]))
 
-    def _gather(self, epoch: int, indices: Any) -> Any:
-        return self._parents[0]._gather(epoch, self.indices[indices])
+    def _rows(self, epoch: int, indices: Any) -> Any:
+        return self._parents[0]._rows(epoch, self.indices[indices])
 
     def _labels(self) -> Any:
         labels = self._parents[0]._labels()

@@ -47,8 +47,11 @@ class ArraySource(Dataset):
     def _get(self, epoch: int, index: int) -> Item | None:
         return jtu.tree_map(lambda x: np.array(x[index]), self.arrays), f"example {index}"
 
-    def _gather(self, epoch: int, indices: Any) -> Any:
-        return jtu.tree_map(lambda x: x[indices], self.arrays)  # fancy indexing copies
+    def _rows(self, epoch: int, indices: Any) -> Any:
+        return indices
+
+    def _arrays(self) -> Any:
+        return self.arrays
 
     def _labels(self) -> Any:
         if isinstance(self.arrays, Mapping) and "label" in self.arrays:

@@ -331,8 +331,8 @@ class Shuffle(Dataset):
     def _get(self, epoch: int, index: int) -> Item | None:
         return self._parents[0]._get(epoch, int(self.permutation(epoch)[index]))
 
-    def _gather(self, epoch: int, indices: Any) -> Any:
-        return self._parents[0]._gather(epoch, self.permutation(epoch)[indices])
+    def _rows(self, epoch: int, indices: Any) -> Any:
+        return self._parents[0]._rows(epoch, self.permutation(epoch)[indices])
 
 
 @stage("buffer_shuffle")

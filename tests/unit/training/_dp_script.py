@@ -65,7 +65,8 @@ class Spy(Callback):
         engine = run.engine
         train = engine.train
 
-        def spy(mstates: Any, x: Any, y: Any, mask: Any) -> Any:
+        def spy(mstates: Any, log: Any, batch: Any) -> Any:
+            x, y, mask = batch
             if len(self.batches) < 2:
                 self.batches.append(
                     {
@@ -73,7 +74,7 @@ class Spy(Callback):
                         for k, v in (("x", x), ("y", y), ("mask", mask))
                     }
                 )
-            return train(mstates, x, y, mask)
+            return train(mstates, log, batch)
 
         engine.train = spy
         evaluate = engine.evaluate

@@ -57,11 +57,12 @@ def test_mixed_bfloat16_reaches_the_float32_accuracy_on_digits() -> None:
     assert abs(scores["mixed_bfloat16"] - scores["float32"]) <= 0.01
 
 
-def _lowered_train_step(
+def _train_step(
     precision: str, net: Any = NET, spec: Any = SPEC, x: Any = None
-) -> jax.stages.Lowered:
+) -> tuple[jax.stages.Lowered, Any]:
     """The SGD training step of ``net`` built for ``spec``, lowered for a batch of 8 ``x``
-    (zeros of 64 features by default) in ``precision``."""
+    (zeros of 64 features by default) in ``precision``, and the abstract loss it computes
+    (the step writes it into the step log as float32 bits, so it is read off the pure step)."""
     engine = Engine(
         ss.build(net, spec, seed=0),
         loss=ss.losses.cross_entropy,
@@ -71,16 +72,20 @@ def _lowered_train_step(
     )
     x = jnp.zeros((8, 64), jnp.float32) if x is None else x
     y, mask = jnp.zeros((8,), jnp.int32), jnp.ones((8,), bool)
-    return engine.programs.train.lower(engine.state, (), x, y, mask)
+    log = np.zeros((65, 5), np.int32)
+    lowered = engine.programs.train.lower(engine.state, (), log, x, y, mask)
+    trees = (engine.params, engine.rest, engine.opt_state, ())
+    out = jax.eval_shape(engine.programs._train_step, *trees, x, y, mask)
+    return lowered, out[4]  # (params, rest, opt_state, metric states, loss, value-check flags)
 
 
 def test_the_mixed_step_multiplies_in_bfloat16_and_returns_a_float32_loss() -> None:
-    mixed = _lowered_train_step("mixed_bfloat16")
+    mixed, loss = _train_step("mixed_bfloat16")
     dots = [line for line in mixed.as_text().splitlines() if "dot_general" in line]
     assert len(dots) >= 4  # two forward matmuls, their kernels' gradients (and more)
     assert all("bf16" in line and "f32>" not in line.split("->")[-1] for line in dots)
-    assert "bf16" not in _lowered_train_step("float32").as_text()
-    state, _, loss, _ = mixed.out_info  # (new state, metric states, loss, value-check flags)
+    assert "bf16" not in _train_step("float32")[0].as_text()
+    state, _, _ = mixed.out_info  # (new state, metric states, step log)
     assert loss.dtype == jnp.float32 and loss.shape == ()
     assert {a.dtype for a in jax.tree.leaves(state)} == {jnp.dtype(jnp.float32)}
 
@@ -342,7 +347,7 @@ def test_mixed_bfloat16_trains_on_token_ids_without_casting_them(net: Any) -> No
     assert scores["float32"] > 0.95, scores  # the ids arrive whole: their parity is learnt
     assert abs(scores["mixed_bfloat16"] - scores["float32"]) <= 0.02, scores
     ids = jnp.zeros((8, 5), jnp.int32)
-    text = _lowered_train_step("mixed_bfloat16", net, spec, ids).as_text()
+    text = _train_step("mixed_bfloat16", net, spec, ids)[0].as_text()
     converts = [line for line in text.splitlines() if "stablehlo.convert" in line]
     assert converts and not [line for line in converts if "8x5xi32>) -> tensor<8x5xbf16" in line]
     assert "stablehlo.gather" in text and "bf16" in text
@@ -360,10 +365,9 @@ def test_mixed_bfloat16_trains_the_recurrent_zoo_model_to_the_float32_accuracy(c
         assert losses[-1] < 0.25 * losses[0], (precision, losses)
     assert scores["float32"] > 0.9, scores
     assert abs(scores["mixed_bfloat16"] - scores["float32"]) <= 0.02, scores
-    lowered = _lowered_train_step("mixed_bfloat16", net, spec, jnp.zeros((8, 8, 8), jnp.float32))
+    lowered, loss = _train_step("mixed_bfloat16", net, spec, jnp.zeros((8, 8, 8), jnp.float32))
     text = lowered.as_text()
     dots = [line for line in text.splitlines() if "dot_general" in line]
     assert "stablehlo.while" in text and len(dots) >= 6  # the scan, forward and backward matmuls
     assert all("bf16" in line and "f32>" not in line.split("->")[-1] for line in dots)
-    loss = lowered.out_info[2]  # (new state, metric states, loss, ...)
     assert loss.dtype == jnp.float32 and loss.shape == ()

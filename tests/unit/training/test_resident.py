@@ -1,0 +1,196 @@
+"""Array pipelines trained from a device copy of their arrays (``_feed.Resident``): the same
+batches in the same order as the pipeline yields, the same weights as hand-written NumPy SGD
+over those batches, value checks and a short last batch as on the host path."""
+
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from jaxtyping import Array, Float32
+
+import shapesafe as ss
+from shapesafe import layers as L
+from shapesafe._training import _feed
+from shapesafe._training._feed import Batcher, Resident
+from shapesafe.data import from_arrays
+
+
+def _arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "x": rng.normal(size=(n, 3)).astype(np.float32),
+        "y": rng.normal(size=(n, 1)).astype(np.float32),
+    }
+
+
+def _placed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the steps fed from device rows (``Resident.place``)."""
+    calls: list[int] = []
+    place = Resident.place
+
+    def spy(self: Resident, group: list[Any]) -> Any:
+        calls.append(len(group))
+        return place(self, group)
+
+    monkeypatch.setattr(Resident, "place", spy)
+    return calls
+
+
+@pytest.mark.parametrize("drop", [False, True])
+@pytest.mark.parametrize("epoch", [0, 1, 2])
+def test_resident_rows_are_the_pipelines_batches_in_its_order(epoch: int, drop: bool) -> None:
+    """Rows (into the arrays with a zero row after them) give exactly the batches the
+    pipeline yields, short last batch and its zero padding included, also from a later start."""
+    data = _arrays(23)
+    ds = from_arrays(data).shuffle(seed=1).skip(3).take(17).batch(5, drop_remainder=drop)
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    resident = Resident.of(ds, Batcher(model, None, None, None))
+    assert resident is not None
+    padded = {k: np.concatenate([v, np.zeros((1, *v.shape[1:]), v.dtype)]) for k, v in data.items()}
+    for start in (0, 2):
+        want = list(ds.epoch(epoch, start=start))
+        got = list(resident.epoch(epoch, start))
+        assert len(got) == len(want) == (3 if drop else 4) - start  # 17 examples, batches of 5
+        for (rows, mask), batch in zip(got, want, strict=True):
+            np.testing.assert_array_equal(mask, batch["mask"])
+            for key in ("x", "y"):
+                np.testing.assert_array_equal(padded[key][rows], batch[key])
+
+
+def _sgd(
+    w: np.ndarray, b: np.ndarray, batches: list[dict[str, np.ndarray]], lr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """SGD on the masked mean squared error of ``x @ w + b``, by hand in NumPy (float64)."""
+    w, b = w.astype(np.float64), b.astype(np.float64)
+    for batch in batches:
+        real = batch["mask"]
+        x, y = batch["x"][real].astype(np.float64), batch["y"][real]
+        err = x @ w + b - y
+        w = w - lr * 2 * x.T @ err / err.size
+        b = b - lr * 2 * err.sum(axis=0) / err.size
+    return w, b
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 2])
+def test_fit_on_an_array_pipeline_trains_from_device_rows_as_numpy_sgd(
+    monkeypatch: pytest.MonkeyPatch, steps_per_call: int
+) -> None:
+    calls = _placed(monkeypatch)
+    ds = from_arrays(_arrays(10)).shuffle(seed=0).batch(4)  # batches of 4, 4 and 2
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
+    history = ss.fit(
+        model,
+        ds,
+        loss=ss.losses.mean_squared_error,
+        optimizer=optax.sgd(0.1),
+        epochs=3,
+        steps_per_call=steps_per_call,
+        inputs="x",
+        targets="y",
+        progress=False,
+    )
+    assert sum(calls) == 9 and len(history.steps) == 9  # every step was fed from rows
+    w, b = _sgd(w0, b0, [batch for e in range(1, 4) for batch in ds.epoch(e)], 0.1)
+    np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model.layers[0].bias), b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bad_row_is_found_in_the_step_and_names_its_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A NaN in the arrays reaches the step only through the gather: the batch holding that
+    row applies no update and fit raises the host check's message naming the batch."""
+    calls = _placed(monkeypatch)
+    data = _arrays(12)
+    ds = from_arrays(data).shuffle(seed=0).batch(4)
+    batches = list(ds.epoch(1))
+    shuffled = ds._parents[0]
+    data["x"][shuffled.permutation(1)[9], 1] = np.nan  # a row of batch 2 of epoch 1
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
+    with pytest.raises(
+        ss.ShapesafeError,
+        match=r"^batch 2 of epoch 1 has NaN or infinite values in its inputs; clean the data "
+        r"\(nothing was trained on this batch\)\.$",
+    ):
+        ss.fit(
+            model,
+            ds,
+            loss=ss.losses.mean_squared_error,
+            optimizer=optax.sgd(0.1),
+            epochs=1,
+            inputs="x",
+            targets="y",
+            progress=False,
+        )
+    assert sum(calls) == 3
+    w, b = _sgd(w0, b0, batches[:2], 0.1)
+    np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model.layers[0].bias), b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_first_batch_is_still_checked_on_the_host_before_it_trains() -> None:
+    data = _arrays(8)
+    ds = from_arrays(data).batch(4)
+    data["y"][1, 0] = np.inf
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    w0 = np.asarray(model.layers[0].kernel).copy()
+    with pytest.raises(
+        ss.ShapesafeError,
+        match=r"^batch 0 of epoch 1 has NaN or infinite values in its targets",
+    ):
+        ss.fit(
+            model,
+            ds,
+            loss=ss.losses.mean_squared_error,
+            optimizer=optax.sgd(0.1),
+            epochs=1,
+            inputs="x",
+            targets="y",
+            progress=False,
+        )
+    np.testing.assert_array_equal(np.asarray(model.layers[0].kernel), w0)  # nothing trained
+
+
+def test_batch_norm_on_a_short_padded_batch_matches_the_host_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """BatchNorm's batch statistics see the padded rows: the device rows pad with zeros, as
+    ``batch`` does, so the weights and running statistics equal training on the pipeline's
+    own batches fed from the host (a list of them); arrays over the size limit stay on the
+    host and train the same."""
+    rng = np.random.default_rng(3)
+    data = {
+        "x": rng.normal(size=(14, 3)).astype(np.float32) * 3 + 1,
+        "label": rng.integers(0, 2, 14).astype(np.int32),
+    }
+    ds = from_arrays(data).shuffle(seed=2).batch(4)  # batches of 4, 4, 4 and 2
+    net = L.Linear(4) >> L.BatchNorm() >> L.ReLU() >> L.Linear(2)
+
+    def train(batches: Any) -> list[np.ndarray]:
+        model = ss.build(net, Float32[Array, "batch 3"], seed=0)
+        ss.fit(
+            model,
+            batches,
+            loss=ss.losses.cross_entropy,
+            optimizer=optax.adam(0.01),
+            epochs=1,
+            progress=False,
+        )
+        return [np.asarray(a) for a in jax.tree.leaves(nnx.state(model))]
+
+    calls = _placed(monkeypatch)
+    resident = train(ds)
+    assert sum(calls) == 4
+    host = train(list(ds.epoch(1)))
+    monkeypatch.setattr(_feed, "RESIDENT_BYTES", 0)
+    over_the_limit = train(ds)
+    assert sum(calls) == 4  # neither the list nor the large arrays were fed from rows
+    assert len(resident) == len(host) == 8  # 2 kernels, 2 biases, scale, bias, mean, var
+    for a, b, c in zip(resident, host, over_the_limit, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(b, c)
