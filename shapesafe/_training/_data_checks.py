@@ -139,7 +139,7 @@ def _out_of_range(where: str, first: int, bad: int, real: int, classes: int) -> 
 _INPUTS, _TARGETS, _LABELS = 1, 2, 3
 
 
-def value_flags(x: Any, y: Any, mask: Any, classes: int | None) -> Any:
+def value_flags(x: Any, y: Any, mask: Any, classes: int | None, *, values: bool = True) -> Any:
     """The host's value checks of one batch (``check_finite``, ``check_finite_targets``,
     ``check_label_range``) as a traced computation, for the training step: an int32
     ``[what, first bad label, labels outside, real examples]``, ``what`` 0 when the batch is
@@ -147,11 +147,14 @@ def value_flags(x: Any, y: Any, mask: Any, classes: int | None) -> Any:
 
     Fused into the step, they cost the host nothing and read nothing back per step; the
     step applies no update when ``what`` is not 0, and ``raise_for_flags`` raises when the
-    flags are read back (with the losses).
+    flags are read back (with the losses). ``values=False`` checks nothing (the data were
+    checked whole, ``clean``) and only counts the real examples.
     """
     what = jnp.zeros((), jnp.int32)
     first = count = jnp.zeros((), jnp.int32)
     real = jnp.asarray(mask, bool)
+    if not values:
+        return jnp.stack([what, first, count, jnp.sum(real, dtype=jnp.int32)])
     if isinstance(y, jax.Array) and y.ndim == 1 and classes is not None:
         if jnp.issubdtype(y.dtype, jnp.integer):
             outside = ((y < 0) | (y >= classes)) & real
@@ -167,6 +170,21 @@ def value_flags(x: Any, y: Any, mask: Any, classes: int | None) -> Any:
         clean = jnp.all(jnp.stack([jnp.isfinite(a).all() for a in leaves]))
         what = jnp.where(clean, what, _INPUTS)
     return jnp.stack([what, first, count, jnp.sum(real, dtype=jnp.int32)])
+
+
+def clean(x: Any, y: Any, classes: int | None) -> bool:
+    """Whether every row of the arrays ``x`` (a tree) and ``y`` passes ``value_flags``'s
+    checks, so that no batch of their rows can fail them: ``fit`` then trains an array
+    pipeline without checking each batch (about 5 us a step for the digits MLP on CPU)."""
+    for a in jax.tree.leaves(x):
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            return False
+    y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.floating):
+        return bool(np.isfinite(y).all())
+    if classes is not None and y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and y.size:
+        return bool(y.min() >= 0 and y.max() < classes)
+    return True
 
 
 def raise_for_flags(flags: Any, where: str, classes: int | None) -> None:

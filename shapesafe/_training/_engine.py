@@ -8,6 +8,7 @@ Several steps per call run under ``lax.scan`` where dispatch dominates.
 """
 
 import collections
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -61,12 +62,13 @@ def _state_field(name: str) -> Any:
 
 class Rows(NamedTuple):
     """A batch (or ``steps`` batches) as rows of arrays already on the device: the step
-    gathers ``arrays[rows]`` itself, and ``keys`` pick the element's inputs and targets."""
+    gathers ``arrays[rows]`` itself, ``keys`` pick the element's inputs and targets."""
 
     arrays: Any
     rows: Any  # int32 (batch,) or (steps, batch)
     mask: Any  # bool, rows' shape
     keys: tuple[Any, Any]
+    checks: bool  # the step checks the batches' values (False: the arrays were checked whole)
 
 
 class _Id:
@@ -121,14 +123,8 @@ class Programs:
             donate_argnums=(0, 2),
             compiler_options=options,
         )
-        # (state, metric states, step log, arrays, rows, masks; keys) -> the same three: the
-        # batches gathered from arrays already on the device (``_feed.Resident``)
-        self.train_rows = jax.jit(
-            self._flat(self._rows_steps, 3, "train_steps_from_rows"),
-            donate_argnums=(0, 2),
-            static_argnames=("keys",),
-            compiler_options=options,
-        )
+        self._options = options
+        self._train_rows: dict[tuple[Any, bool], Callable[..., Any]] = {}
         self.eval = jax.jit(self._flat(self._eval_step, 0, "eval_step"))
         self.predict = jax.jit(self._flat(self._predict_step, 0, "predict_step"))
 
@@ -137,9 +133,9 @@ class Programs:
         updated state (``returns`` trees first), those come back as a flat ``TrainState``.
         ``name`` is what JAX's logs and profiles call the program."""
 
-        def flat(state: tuple[Any, ...], *args: Any, **static: Any) -> Any:
+        def flat(state: tuple[Any, ...], *args: Any) -> Any:
             trees = [jax.tree.unflatten(t, lv) for t, lv in zip(self.defs, state, strict=False)]
-            out = fn(*trees, *args, **static)
+            out = fn(*trees, *args)
             if not returns:
                 return out
             new = []
@@ -157,6 +153,22 @@ class Programs:
         flat.__name__ = flat.__qualname__ = name
         return flat
 
+    def train_rows(self, keys: tuple[Any, Any], checks: bool) -> Callable[..., Any]:
+        """The jitted step on rows of arrays already on the device (``_feed.Resident``):
+        ``(state, metric states, step log, arrays, rows, masks)`` to the first three, ``keys``
+        picking the element's inputs and targets; without the value checks where ``checks``
+        is false (the arrays were checked whole). One program per ``(keys, checks)``, bound
+        here rather than passed as static arguments (which cost about 4 us a call)."""
+        found = self._train_rows.get((keys, checks))
+        if found is None:
+            steps = functools.partial(self._rows_steps, keys=keys, checks=checks)
+            found = self._train_rows[(keys, checks)] = jax.jit(
+                self._flat(steps, 3, "train_steps"),
+                donate_argnums=(0, 2),
+                compiler_options=self._options,
+            )
+        return found
+
     # -- pure functions ---------------------------------------------------------------------
     def _train_step(
         self,
@@ -169,6 +181,7 @@ class Programs:
         mask: Any,
         *,
         guard: str = "cond",
+        checks: bool = True,
     ) -> tuple[Any, ...]:
         loss, optimizer = self.loss, self.optimizer
         if loss is None or optimizer is None:
@@ -191,7 +204,8 @@ class Programs:
             return value, (out, new_rest)
 
         (value, (out, new_rest)), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        flags = value_flags(x, y, mask, self.classes)  # the batch's NaN and label checks
+        # the batch's NaN and label checks (``checks=False``: its data were checked whole)
+        flags = value_flags(x, y, mask, self.classes, values=checks)
         if self.shardings is not None:  # gradients placed like their parameters (FSDP: scattered)
             grads = jax.lax.with_sharding_constraint(
                 grads, jax.tree.unflatten(self.defs.params, self.shardings.params)
@@ -259,13 +273,20 @@ class Programs:
         return self._scan(state, log, (xs, ys, masks), lambda batch: batch)
 
     def _scan(
-        self, state: tuple[Any, ...], log: Any, inputs: Any, batch: Callable[[Any], Any]
+        self,
+        state: tuple[Any, ...],
+        log: Any,
+        inputs: Any,
+        batch: Callable[[Any], Any],
+        checks: bool = True,
     ) -> tuple[Any, ...]:
         """Steps under ``lax.scan``, one per leading entry of ``inputs`` (``batch`` turns one
         entry into ``(x, y, mask)``); their losses and flags written into the log at the end."""
 
         def body(carry: tuple[Any, ...], item: Any) -> tuple[tuple[Any, ...], Any]:
-            *new, value, flags = self._train_step(*carry, *batch(item), guard="where")
+            *new, value, flags = self._train_step(
+                *carry, *batch(item), guard="where", checks=checks
+            )
             return tuple(new), (value, flags)
 
         carry, (values, flags) = jax.lax.scan(body, state, inputs)
@@ -283,18 +304,23 @@ class Programs:
         masks: Any,
         *,
         keys: tuple[Any, Any],
+        checks: bool,
     ) -> tuple[Any, ...]:
         """One step (``rows`` of one batch) or several (``rows`` ``(steps, batch)``, under
-        ``lax.scan``) on the batches ``arrays[rows]``: ``keys`` pick their inputs and targets."""
+        ``lax.scan``) on the batches ``arrays[rows]``: ``keys`` pick their inputs and targets,
+        ``checks`` whether the step checks their values."""
 
         def batch(r: Any) -> tuple[Any, Any]:
             element = jax.tree.map(lambda a: a[r], arrays)
             return element[keys[0]], element[keys[1]]
 
-        if rows.ndim == 1:
-            return self._logged_step(params, rest, opt_state, mstates, log, *batch(rows), masks)
         state = (params, rest, opt_state, mstates)
-        return self._scan(state, log, (rows, masks), lambda item: (*batch(item[0]), item[1]))
+        if rows.ndim == 1:
+            *new, value, flags = self._train_step(*state, *batch(rows), masks, checks=checks)
+            return (*new, step_log.write(log, value, flags))
+        return self._scan(
+            state, log, (rows, masks), lambda item: (*batch(item[0]), item[1]), checks=checks
+        )
 
     def _infer(self, params: Any, rest: Any, x: Any) -> Any:
         """The eval-mode forward: as built, or in the policy's compute dtype (its remat left
@@ -404,9 +430,9 @@ def programs(
 ) -> Programs:
     """The shared ``Programs`` for this model structure, these objects, this placement,
     this forward policy (remat, compute dtype) and class count."""
-    key = (
-        train_graph,
-        eval_graph,
+    key = (  # the graphs by identity: ``_mode_graphs`` gives one object per graph (hashing one
+        _Id(train_graph),  # walks it, about 0.1 ms)
+        _Id(eval_graph),
         defs,
         _Id(loss),
         _Id(optimizer),
@@ -542,10 +568,9 @@ class Engine:
         written, on the device. ``batch`` is ``(x, y, mask)`` or ``Rows`` of device arrays."""
         p = self.programs
         if isinstance(batch, Rows):
-            arrays, rows, mask, keys = batch
-            self.state, mstates, log = p.train_rows(
-                self.state, mstates, log, arrays, rows, mask, keys=keys
-            )
+            arrays, rows, mask, keys, checks = batch
+            step = p.train_rows(keys, checks)
+            self.state, mstates, log = step(self.state, mstates, log, arrays, rows, mask)
             return mstates, log
         step = p.train_many if batch[2].ndim == 2 else p.train
         self.state, mstates, log = step(self.state, mstates, log, *batch)

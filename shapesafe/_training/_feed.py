@@ -21,6 +21,7 @@ from ._data_checks import (
     check_input_spec,
     check_label_range,
     check_not_empty,
+    clean,
     label_classes,
 )
 from ._engine import Rows
@@ -150,9 +151,13 @@ class Resident:
     digits MLP on CPU).
     """
 
-    def __init__(self, data: Any, keys: tuple[Any, Any]):
+    def __init__(self, data: Any, keys: tuple[Any, Any], classes: int | None):
         self.data, self.keys, self.size = data, keys, int(data.size)
+        self.real = all_real(self.size)  # a full batch's mask, and its device copy
+        self.real_on_device = all_real(self.size, on_device=True)
         arrays = data._arrays()
+        # arrays clean in every row need no value checks in the step (the padding row is clean)
+        self.checks = not clean(arrays[keys[0]], arrays[keys[1]], classes)
         self.zero_row = int(jax.tree.leaves(arrays)[0].shape[0])
         self.arrays = jax.tree.map(
             lambda a: jax.device_put(np.concatenate([a, np.zeros((1, *a.shape[1:]), a.dtype)])),
@@ -172,12 +177,13 @@ class Resident:
         arrays = data._arrays()
         if sum(np.asarray(a).nbytes for a in jax.tree.leaves(arrays)) > RESIDENT_BYTES:
             return None
-        return Resident(data, pick_keys(data.spec.tree, batcher.inputs, batcher.targets))
+        keys = pick_keys(data.spec.tree, batcher.inputs, batcher.targets)
+        return Resident(data, keys, batcher.classes)
 
     def epoch(self, epoch: int, start: int) -> Any:
         """``(rows, mask)`` of each batch of ``epoch`` from batch ``start``: ``int32[size]``
         row numbers (the zero row after the real ones of a short batch) and its mask."""
-        parent, size, real = self.data._parents[0], self.size, all_real(self.size)
+        parent, size, real = self.data._parents[0], self.size, self.real
         n = parent._length() or 0
         rows = np.asarray(parent._rows(epoch, np.arange(start * size, n)), np.int32)
         for lo in range(0, len(self.data) * size - start * size, size):
@@ -194,8 +200,8 @@ class Resident:
         """One batch's rows, or ``len(group) > 1`` stacked on a leading step axis."""
         if len(group) == 1:
             rows, mask = group[0]
-            if mask is all_real(self.size):
-                mask = all_real(self.size, on_device=True)
+            if mask is self.real:
+                mask = self.real_on_device
         else:
             rows, mask = (np.stack([g[k] for g in group]) for k in range(2))
-        return Rows(self.arrays, rows, mask, self.keys)
+        return Rows(self.arrays, rows, mask, self.keys, self.checks)

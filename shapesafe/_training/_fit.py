@@ -133,7 +133,10 @@ def fit(
 
     ``data`` may also be arrays, as Keras takes them: ``(x, y)`` or ``{"image": x, "label": y}``
     (NumPy or JAX arrays); they become a ``shapesafe.data`` dataset of their rows, shuffled
-    (``shuffle``) and batched (``batch_size``). The model trains in training mode (Dropout on,
+    (``shuffle``) and batched (``batch_size``). Such an array pipeline (``from_arrays``, its
+    ``shuffle``/``take``/``skip``/``split`` parts, then ``batch``) trains from one device copy
+    of its arrays, each step gathering its batch by row numbers: the same batches, in the same
+    order, without host work per step. The model trains in training mode (Dropout on,
     BatchNorm on batch statistics) and is left in inference mode.
 
     Returns:

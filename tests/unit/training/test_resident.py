@@ -194,3 +194,31 @@ def test_batch_norm_on_a_short_padded_batch_matches_the_host_path(
     for a, b, c in zip(resident, host, over_the_limit, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(b, c)
+
+
+def test_arrays_clean_in_every_row_train_without_the_steps_value_checks() -> None:
+    """``clean`` looks at every row once per ``fit``: arrays that pass leave the checks out
+    of the step; a bad row anywhere keeps them in, and a bad row that no batch uses trains."""
+    rng = np.random.default_rng(0)
+    data = {
+        "x": rng.normal(size=(12, 4, 3)).astype(np.float32),
+        "label": rng.integers(0, 3, 12).astype(np.int32),
+    }
+    model = ss.build(L.Flatten() >> L.Linear(3), Float32[Array, "batch 4 3"], seed=0)
+    batcher = Batcher(model, None, None, None)
+    checks = lambda ds: Resident.of(ds, batcher).checks  # type: ignore[union-attr]  # noqa: E731
+    assert checks(from_arrays(data).batch(4)) is False
+    for key, row, value in (("x", 0, np.inf), ("label", 1, 3), ("label", 2, -1)):
+        bad = {k: v.copy() for k, v in data.items()}
+        bad[key][row] = value
+        assert checks(from_arrays(bad).batch(4)) is True, (key, value)
+    bad["label"][2] = 7  # rows 0..3 of ``bad`` are never trained on below
+    history = ss.fit(
+        model,
+        from_arrays(bad).skip(4).batch(4),
+        loss=ss.losses.cross_entropy,
+        optimizer=optax.sgd(0.1),
+        epochs=2,
+        progress=False,
+    )
+    assert len(history.steps) == 4 and np.isfinite(history.steps).all()
