@@ -253,9 +253,11 @@ class Programs:
         x: Any,
         y: Any,
         mask: Any,
+        checks: bool = True,
     ) -> tuple[Any, ...]:
         """One step, its loss and value checks written into the step log (``_step_log``)."""
-        *new, value, flags = self._train_step(params, rest, opt_state, mstates, x, y, mask)
+        state = (params, rest, opt_state, mstates)
+        *new, value, flags = self._train_step(*state, x, y, mask, checks=checks)
         return (*new, step_log.write(log, value, flags))
 
     def _train_scan(
@@ -314,10 +316,10 @@ class Programs:
             element = jax.tree.map(lambda a: a[r], arrays)
             return element[keys[0]], element[keys[1]]
 
-        state = (params, rest, opt_state, mstates)
         if rows.ndim == 1:
-            *new, value, flags = self._train_step(*state, *batch(rows), masks, checks=checks)
-            return (*new, step_log.write(log, value, flags))
+            x, y = batch(rows)
+            return self._logged_step(params, rest, opt_state, mstates, log, x, y, masks, checks)
+        state = (params, rest, opt_state, mstates)
         return self._scan(
             state, log, (rows, masks), lambda item: (*batch(item[0]), item[1]), checks=checks
         )

@@ -60,6 +60,20 @@ def test_resident_rows_are_the_pipelines_batches_in_its_order(epoch: int, drop: 
                 np.testing.assert_array_equal(padded[key][rows], batch[key])
 
 
+def _fit_xy(model: ss.Model, ds: Any, **kw: Any) -> ss.History:
+    """``fit`` with SGD(0.1) on the mean squared error of the ``"x"``/``"y"`` arrays."""
+    return ss.fit(
+        model,
+        ds,
+        loss=ss.losses.mean_squared_error,
+        optimizer=optax.sgd(0.1),
+        inputs="x",
+        targets="y",
+        progress=False,
+        **kw,
+    )
+
+
 def _sgd(
     w: np.ndarray, b: np.ndarray, batches: list[dict[str, np.ndarray]], lr: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -82,17 +96,7 @@ def test_fit_on_an_array_pipeline_trains_from_device_rows_as_numpy_sgd(
     ds = from_arrays(_arrays(10)).shuffle(seed=0).batch(4)  # batches of 4, 4 and 2
     model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
     w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
-    history = ss.fit(
-        model,
-        ds,
-        loss=ss.losses.mean_squared_error,
-        optimizer=optax.sgd(0.1),
-        epochs=3,
-        steps_per_call=steps_per_call,
-        inputs="x",
-        targets="y",
-        progress=False,
-    )
+    history = _fit_xy(model, ds, epochs=3, steps_per_call=steps_per_call)
     assert sum(calls) == 9 and len(history.steps) == 9  # every step was fed from rows
     w, b = _sgd(w0, b0, [batch for e in range(1, 4) for batch in ds.epoch(e)], 0.1)
     np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
@@ -117,16 +121,7 @@ def test_a_bad_row_is_found_in_the_step_and_names_its_batch(
         match=r"^batch 2 of epoch 1 has NaN or infinite values in its inputs; clean the data "
         r"\(nothing was trained on this batch\)\.$",
     ):
-        ss.fit(
-            model,
-            ds,
-            loss=ss.losses.mean_squared_error,
-            optimizer=optax.sgd(0.1),
-            epochs=1,
-            inputs="x",
-            targets="y",
-            progress=False,
-        )
+        _fit_xy(model, ds, epochs=1)
     assert sum(calls) == 3
     w, b = _sgd(w0, b0, batches[:2], 0.1)
     np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
@@ -143,16 +138,7 @@ def test_the_first_batch_is_still_checked_on_the_host_before_it_trains() -> None
         ss.ShapesafeError,
         match=r"^batch 0 of epoch 1 has NaN or infinite values in its targets",
     ):
-        ss.fit(
-            model,
-            ds,
-            loss=ss.losses.mean_squared_error,
-            optimizer=optax.sgd(0.1),
-            epochs=1,
-            inputs="x",
-            targets="y",
-            progress=False,
-        )
+        _fit_xy(model, ds, epochs=1)
     np.testing.assert_array_equal(np.asarray(model.layers[0].kernel), w0)  # nothing trained
 
 
