@@ -330,8 +330,9 @@ class _Loop:
         """One jitted call: one step, or ``len(group)`` steps under ``lax.scan``."""
         run = self.run
         feed = self.batcher if self.resident is None else self.resident
-        run.train(feed.place(group), len(group))  # before the callbacks: their
-        values = None  # checkpoints include this call's steps
+        # before the callbacks, so that a checkpoint one of them saves includes these steps
+        run.train(feed.place(group), len(group))
+        values = None
         if self.step_losses:  # read back now: the callbacks see each step's loss
             run.flush()
             values = run.epoch_losses[-len(group) :]
