@@ -43,7 +43,9 @@ def test_talk_cnn_builds_summarises_and_runs_under_jit_at_250() -> None:
     assert s.rows[3][3] == "Float32[batch, 124, 124, 32]"
     assert s.rows[4][3] == "Float32[batch, 492032]"
     assert s.rows[1][4] == 3 * 3 * 3 * 32 + 32
-    y = jax.jit(model)(jnp.zeros((2, 250, 250, 3), jnp.uint8))
+    # the model passed in: jax.jit(model) would close over its 1 GB of weights, making them
+    # constants of the program (17.7 s to compile, against 0.8 s)
+    y = nnx.jit(lambda m, x: m(x))(model, jnp.zeros((2, 250, 250, 3), jnp.uint8))
     assert y.shape == (2, 2) and y.dtype == jnp.float32
 
 
