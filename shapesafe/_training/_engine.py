@@ -60,6 +60,16 @@ def _state_field(name: str) -> Any:
     return property(get, put)
 
 
+class Batches(NamedTuple):
+    """A batch (or ``steps`` batches stacked on a leading axis) for the step: ``(x, y, mask)``
+    of host or device arrays."""
+
+    x: Any
+    y: Any
+    mask: Any  # bool (batch,) or (steps, batch)
+    checks: bool  # the step checks the values (False: the host checked them as it read them)
+
+
 class Rows(NamedTuple):
     """A batch (or ``steps`` batches) as rows of arrays already on the device: the step
     gathers ``arrays[rows]`` itself, ``keys`` pick the element's inputs and targets."""
@@ -111,20 +121,8 @@ class Programs:
         self.loss, self.optimizer, self.metrics = loss, optimizer, metrics
         self.shardings = shardings  # flat NamedShardings of the state (a plan), or None
         self.forward = forward  # the training forward's remat and compute dtype, or None
-        options = compiler_options(forward)
-        # (state, metric states, step log, x, y, mask) -> (state, metric states, step log)
-        self.train = jax.jit(
-            self._flat(self._logged_step, 3, "train_step"),
-            donate_argnums=(0, 2),
-            compiler_options=options,
-        )
-        self.train_many = jax.jit(
-            self._flat(self._train_scan, 3, "train_steps"),
-            donate_argnums=(0, 2),
-            compiler_options=options,
-        )
-        self._options = options
-        self._train_rows: dict[tuple[Any, bool], Callable[..., Any]] = {}
+        self._options = compiler_options(forward)
+        self._train: dict[tuple[Any, bool], Callable[..., Any]] = {}
         self.eval = jax.jit(self._flat(self._eval_step, 0, "eval_step"))
         self.predict = jax.jit(self._flat(self._predict_step, 0, "predict_step"))
 
@@ -153,17 +151,19 @@ class Programs:
         flat.__name__ = flat.__qualname__ = name
         return flat
 
-    def train_rows(self, keys: tuple[Any, Any], checks: bool) -> Callable[..., Any]:
-        """The jitted step on rows of arrays already on the device (``_feed.Resident``):
-        ``(state, metric states, step log, arrays, rows, masks)`` to the first three, ``keys``
-        picking the element's inputs and targets; without the value checks where ``checks``
-        is false (the arrays were checked whole). One program per ``(keys, checks)``, bound
-        here rather than passed as static arguments (which cost about 4 us a call)."""
-        found = self._train_rows.get((keys, checks))
+    def train(self, keys: tuple[Any, Any] | None = None, checks: bool = True) -> Callable[..., Any]:
+        """The jitted training step: ``(state, metric states, step log, x, y, masks)`` to the
+        first three, or, with ``keys``, ``(..., arrays, rows, masks)`` on rows of arrays already
+        on the device (``_feed.Resident``), ``keys`` picking the element's inputs and targets.
+        One step for a mask of one batch, several under ``lax.scan`` for masks
+        ``(steps, batch)``; without the value checks where ``checks`` is false (the data
+        were checked on the host). One program per ``(keys, checks)``, bound here rather than
+        passed as static arguments (which cost about 4 us a call)."""
+        found = self._train.get((keys, checks))
         if found is None:
-            steps = functools.partial(self._rows_steps, keys=keys, checks=checks)
-            found = self._train_rows[(keys, checks)] = jax.jit(
-                self._flat(steps, 3, "train_steps"),
+            steps = functools.partial(self._steps, keys=keys, checks=checks)
+            found = self._train[(keys, checks)] = jax.jit(
+                self._flat(steps, 3, "train_step"),
                 donate_argnums=(0, 2),
                 compiler_options=self._options,
             )
@@ -260,20 +260,6 @@ class Programs:
         *new, value, flags = self._train_step(*state, x, y, mask, checks=checks)
         return (*new, step_log.write(log, value, flags))
 
-    def _train_scan(
-        self,
-        params: Any,
-        rest: Any,
-        opt_state: Any,
-        mstates: tuple[Any, ...],
-        log: Any,
-        xs: Any,
-        ys: Any,
-        masks: Any,
-    ) -> tuple[Any, ...]:
-        state = (params, rest, opt_state, mstates)
-        return self._scan(state, log, (xs, ys, masks), lambda batch: batch)
-
     def _scan(
         self,
         state: tuple[Any, ...],
@@ -294,35 +280,38 @@ class Programs:
         carry, (values, flags) = jax.lax.scan(body, state, inputs)
         return (*carry, step_log.write(log, values, flags))
 
-    def _rows_steps(
+    def _steps(
         self,
         params: Any,
         rest: Any,
         opt_state: Any,
         mstates: tuple[Any, ...],
         log: Any,
-        arrays: Any,
-        rows: Any,
+        first: Any,
+        second: Any,
         masks: Any,
         *,
-        keys: tuple[Any, Any],
+        keys: tuple[Any, Any] | None,
         checks: bool,
     ) -> tuple[Any, ...]:
-        """One step (``rows`` of one batch) or several (``rows`` ``(steps, batch)``, under
-        ``lax.scan``) on the batches ``arrays[rows]``: ``keys`` pick their inputs and targets,
-        ``checks`` whether the step checks their values."""
+        """One step (``masks`` of one batch) or several (``masks`` ``(steps, batch)``, under
+        ``lax.scan``) on the batches ``(first, second)``: inputs and targets, or (``keys``
+        given) the rows ``second`` of the arrays ``first``, ``keys`` picking the element's
+        inputs and targets; ``checks`` whether the step checks their values."""
 
-        def batch(r: Any) -> tuple[Any, Any]:
-            element = jax.tree.map(lambda a: a[r], arrays)
-            return element[keys[0]], element[keys[1]]
+        def batch(item: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+            x, y, mask = item
+            if keys is None:
+                return x, y, mask
+            element = jax.tree.map(lambda a: a[y], first)  # ``y``: this step's rows
+            return element[keys[0]], element[keys[1]], mask
 
-        if rows.ndim == 1:
-            x, y = batch(rows)
-            return self._logged_step(params, rest, opt_state, mstates, log, x, y, masks, checks)
+        if masks.ndim == 1:
+            x, y, mask = batch((first, second, masks))
+            return self._logged_step(params, rest, opt_state, mstates, log, x, y, mask, checks)
         state = (params, rest, opt_state, mstates)
-        return self._scan(
-            state, log, (rows, masks), lambda item: (*batch(item[0]), item[1]), checks=checks
-        )
+        scanned = (first if keys is None else None, second, masks)  # the arrays stay whole
+        return self._scan(state, log, scanned, batch, checks=checks)
 
     def _infer(self, params: Any, rest: Any, x: Any) -> Any:
         """The eval-mode forward: as built, or in the policy's compute dtype (its remat left
@@ -563,19 +552,14 @@ class Engine:
         return logs
 
     def train(
-        self, mstates: tuple[Any, ...], log: Any, batch: "tuple[Any, Any, Any] | Rows"
+        self, mstates: tuple[Any, ...], log: Any, batch: "Batches | Rows"
     ) -> tuple[tuple[Any, ...], Any]:
         """One call of the step (or of several, for a batch with a leading step axis): the
         metric states and the step log (``_step_log``) with each step's loss and value checks
-        written, on the device. ``batch`` is ``(x, y, mask)`` or ``Rows`` of device arrays."""
-        p = self.programs
-        if isinstance(batch, Rows):
-            arrays, rows, mask, keys, checks = batch
-            step = p.train_rows(keys, checks)
-            self.state, mstates, log = step(self.state, mstates, log, arrays, rows, mask)
-            return mstates, log
-        step = p.train_many if batch[2].ndim == 2 else p.train
-        self.state, mstates, log = step(self.state, mstates, log, *batch)
+        written, on the device."""
+        keys = batch.keys if isinstance(batch, Rows) else None
+        step = self.programs.train(keys, batch.checks)
+        self.state, mstates, log = step(self.state, mstates, log, *batch[:3])
         return mstates, log
 
     def evaluate(

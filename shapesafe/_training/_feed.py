@@ -3,9 +3,10 @@
 The host work of a step lives here, so its cost is in one place: keys are picked once, an
 input shape and dtype is compared with the model's spec once (the answer depends on nothing
 else), the class count is read once. What depends on the values (NaN, label range) is
-checked here for evaluation batches and for the first training batch (so that a wrong
-dataset fails at once); the training step checks every batch's values itself
-(``_data_checks.value_flags``), where they cost the host nothing.
+checked here for every batch read from the host (``check_values``: one pass over a clean
+batch, before it trains); batches already on the device (JAX arrays), which the host would
+have to copy back to look at, and an array pipeline's rows are checked by the training step
+itself (``_data_checks.value_flags``), the first batch of a ``fit`` on the host as well.
 """
 
 from typing import Any
@@ -17,14 +18,13 @@ from .._errors import ShapesafeError
 from ._batches import MASK_KEY, all_real, pick_keys, split_batch
 from ._data_checks import (
     check_finite,
-    check_finite_targets,
     check_input_spec,
-    check_label_range,
     check_not_empty,
+    check_values,
     clean,
     label_classes,
 )
-from ._engine import Rows
+from ._engine import Batches, Rows
 
 
 def pad(x: Any, n: int) -> Any:
@@ -50,7 +50,7 @@ class Batcher:
         step_checks_values: bool = False,
     ):
         self.model, self.inputs, self.targets, self.sharding = model, inputs, targets, sharding
-        self.step_checks_values = step_checks_values  # the training step: host checks the first
+        self.step_checks_values = step_checks_values  # the training step checks device batches
         self.keys: tuple[Any, Any] | None = None
         self.size: int | None = None
         self.classes = label_classes(model)
@@ -59,10 +59,13 @@ class Batcher:
     def check(self, x: Any, where: str, *, fixed: bool = True, values: bool = True) -> int:
         """Check one batch's inputs (their values too where ``values``); the first fixes the
         batch size, which later batches must not exceed where ``fixed``. Returns its length."""
-        check_not_empty(x, where)
-        shape = tuple(np.shape(x))
-        dtype = np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
+        if type(x) is np.ndarray:  # the common case, without the conversions below
+            shape, dtype = x.shape, x.dtype
+        else:
+            shape = tuple(np.shape(x))
+            dtype = np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
         if (shape, dtype) not in self.seen:
+            check_not_empty(x, where)
             check_input_spec(self.model, shape, dtype, x, where)
             self.seen.add((shape, dtype))
         if values:
@@ -85,20 +88,21 @@ class Batcher:
             )
         return n
 
-    def __call__(self, batch: Any, where: str) -> tuple[Any, Any, Any]:
+    def __call__(self, batch: Any, where: str) -> Batches:
+        """One batch, padded to the first batch's size, its values checked here or (``checks``)
+        left to the training step: a training batch already on the device, but the first."""
         if self.keys is None:
             self.keys = pick_keys(batch, self.inputs, self.targets)
         x, y, mask = split_batch(batch, self.keys)
-        values = not self.step_checks_values or self.size is None
-        n = self.check(x, where, values=values)
-        if values:
-            check_finite_targets(y, mask, where)
-            check_label_range(y, mask, self.classes, where)
+        step_checks = self.step_checks_values and self.size is not None and _on_device(x, y)
+        n = self.check(x, where, values=False)
+        if not step_checks:
+            check_values(x, y, mask, self.classes, where)
         size = self.size or n
-        if n < size:
+        if n < size:  # padding copies to the host; ``checks`` still says where x, y came from
             x, y = pad(x, size), pad(y, size)
             mask = np.concatenate([mask, np.zeros(size - n, bool)])
-        return x, y, mask
+        return Batches(x, y, mask, step_checks)
 
     def inputs_of(self, batch: Any, where: str) -> tuple[Any, Any, int]:
         """``(x padded to the batch size, mask or None, real length)`` of a batch for
@@ -113,18 +117,19 @@ class Batcher:
         n = self.check(x, where, fixed=False)
         return pad(x, self.size or n), mask, n
 
-    def place(self, group: list[tuple[Any, Any, Any]]) -> tuple[Any, Any, Any]:
+    def place(self, group: list[Batches]) -> Batches:
         """One batch as is, or ``len(group) > 1`` batches stacked on a new leading (step) axis;
-        with a mesh, sharded along the batch axis over the mesh's ``data`` axis."""
-        x, y, mask = (
-            group[0]
-            if len(group) == 1
-            else (np.stack([np.asarray(g[k]) for g in group]) for k in range(3))
-        )
+        with a mesh, sharded along the batch axis over the mesh's ``data`` axis. The step
+        checks the values of a group holding a batch that the host left to it."""
+        if len(group) == 1:
+            x, y, mask, checks = group[0]
+        else:
+            x, y, mask = (np.stack([np.asarray(g[k]) for g in group]) for k in range(3))
+            checks = any(g.checks for g in group)
         if self.sharding is None:
             if mask is all_real(len(mask)):  # the same mask every step: one device copy of it
                 mask = all_real(len(mask), on_device=True)
-            return x, y, mask
+            return Batches(x, y, mask, checks)
         from jax.sharding import NamedSharding, PartitionSpec
 
         spec = PartitionSpec("data") if len(group) == 1 else PartitionSpec(None, "data")
@@ -133,7 +138,14 @@ class Batcher:
         def put(a: Any) -> Any:  # this process's examples: its part of the global batch
             return jax.make_array_from_process_local_data(sharding, np.asarray(a))
 
-        return put(x), put(y), put(mask)
+        return Batches(put(x), put(y), put(mask), checks)
+
+
+def _on_device(x: Any, y: Any) -> bool:
+    """Whether a batch's inputs or targets hold JAX arrays (on a device) rather than host data."""
+    if type(x) is np.ndarray and type(y) is np.ndarray:  # the common case, at once
+        return False
+    return any(isinstance(a, jax.Array) for a in jax.tree.leaves((x, y)))
 
 
 RESIDENT_BYTES = 256 << 20  # arrays up to this size are copied to the device for training

@@ -146,9 +146,11 @@ def fit(
         ShapeError: the data does not fit the model.
         ShardingError: the sharding plan does not fit the parameters or the mesh.
         ShapesafeError: an empty dataset, an unusable batch, NaN or infinite inputs or targets,
-            labels outside the model's classes. The first batch is checked before it trains;
-            later ones inside the step, which skips a bad batch's update, and the error names
-            the batch once the step's results are read back (within 128 steps).
+            labels outside the model's classes, naming the batch. A batch read from the host
+            (NumPy) is checked before it trains. A batch already on the device (JAX arrays),
+            past the first, and an array pipeline's rows are checked inside the step, which
+            skips a bad batch's update; the error comes once the step's results are read
+            back (within 128 steps).
 
     Example:
         >>> import numpy as np, optax
@@ -378,7 +380,7 @@ def _evaluate(
     mstates = engine.init_metrics()
     total, count = jnp.zeros(()), jnp.zeros(())
     for i, batch in enumerate(iter(data)):
-        x, y, mask = batcher.place([batcher(batch, f"evaluation batch {i}")])
+        x, y, mask, _ = batcher.place([batcher(batch, f"evaluation batch {i}")])
         mstates, loss_sum, n = engine.evaluate(mstates, x, y, mask)
         total, count = total + loss_sum, count + n
     if float(count) == 0:

@@ -66,7 +66,7 @@ class Spy(Callback):
         train = engine.train
 
         def spy(mstates: Any, log: Any, batch: Any) -> Any:
-            x, y, mask = batch
+            x, y, mask = batch[:3]
             if len(self.batches) < 2:
                 self.batches.append(
                     {

@@ -84,46 +84,99 @@ def _sgd_reference(
     return w, b
 
 
+def _fit_sgd(model: ss.Model, batches: list, steps_per_call: int = 1, **kw) -> ss.History:  # type: ignore[type-arg]
+    return ss.fit(
+        model,
+        batches,
+        loss=ss.losses.mean_squared_error,
+        optimizer=optax.sgd(0.1),
+        epochs=1,
+        steps_per_call=steps_per_call,
+        progress=False,
+        **kw,
+    )
+
+
+def _with_nan(where: str, at: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
+    batches = _linear_batches(6, np.random.default_rng(0))
+    x_bad, y_bad = batches[at][0].copy(), batches[at][1].copy()
+    (x_bad if where == "inputs" else y_bad)[2, 0] = np.nan
+    batches[at] = (x_bad, y_bad)
+    return batches
+
+
+_NAN_IN_BATCH_3 = (
+    r"^batch 3 of epoch 1 has NaN or infinite values in its {where}; clean the data "
+    r"\(nothing was trained on this batch\)\.$"
+)
+
+
 @pytest.mark.parametrize("steps_per_call", [1, 2])
 @pytest.mark.parametrize("where", ["inputs", "targets"])
-def test_a_later_bad_batch_is_found_in_the_step_and_not_trained_on(
-    where: str, steps_per_call: int
-) -> None:
-    """Past the first batch the values are checked inside the jitted step: the batch with a
-    NaN applies no update, the others train (weights as plain SGD without it, by hand), and
-    fit raises the host check's message naming that batch."""
-    batches = _linear_batches(6, np.random.default_rng(0))
-    x_bad, y_bad = batches[3][0].copy(), batches[3][1].copy()
-    (x_bad if where == "inputs" else y_bad)[2, 0] = np.nan
-    batches[3] = (x_bad, y_bad)
+def test_a_later_bad_host_batch_is_refused_as_it_is_read(where: str, steps_per_call: int) -> None:
+    """NumPy batches are checked on the host as they are read: fit stops at the bad batch
+    before it trains, with the batches before it trained (plain SGD by hand); a batch
+    waiting to be stacked with it for ``steps_per_call=2`` does not train either."""
+    batches = _with_nan(where)
     model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
     w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
-    with pytest.raises(
-        ss.ShapesafeError,
-        match=rf"^batch 3 of epoch 1 has NaN or infinite values in its {where}; clean the data "
-        r"\(nothing was trained on this batch\)\.$",
-    ):
-        ss.fit(
-            model,
-            batches,
-            loss=ss.losses.mean_squared_error,
-            optimizer=optax.sgd(0.1),
-            epochs=1,
-            steps_per_call=steps_per_call,
-            progress=False,
-        )
+    with pytest.raises(ss.ShapesafeError, match=_NAN_IN_BATCH_3.format(where=where)):
+        _fit_sgd(model, batches, steps_per_call)
+    trained = batches[:3] if steps_per_call == 1 else batches[:2]
+    w, b = _sgd_reference(w0, b0, trained, 0.1)
+    np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model.layers[0].bias), b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 2])
+@pytest.mark.parametrize("where", ["inputs", "targets"])
+def test_a_later_bad_device_batch_is_found_in_the_step_and_not_trained_on(
+    where: str, steps_per_call: int
+) -> None:
+    """Batches already on the device (JAX arrays) are checked inside the jitted step, so the
+    host copies nothing back to look at them: the batch with a NaN applies no update, the
+    others train (weights as plain SGD without it, by hand), and fit raises the host check's
+    message naming that batch once the step's log is read."""
+    batches = _with_nan(where)
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
+    on_device = [(jnp.asarray(x), jnp.asarray(y)) for x, y in batches]
+    with pytest.raises(ss.ShapesafeError, match=_NAN_IN_BATCH_3.format(where=where)):
+        _fit_sgd(model, on_device, steps_per_call)
     w, b = _sgd_reference(w0, b0, batches[:3] + batches[4:], 0.1)
     np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(model.layers[0].bias), b, rtol=1e-5, atol=1e-6)
 
 
-def test_a_later_out_of_range_label_is_found_in_the_step() -> None:
+def test_a_short_last_device_batch_is_still_checked_though_padding_copies_it() -> None:
+    """A short batch is padded on the host, which turns it into NumPy; its values are still
+    checked (by the step, as it came from the device), and the batches before it trained."""
+    batches = _linear_batches(4, np.random.default_rng(3))
+    x_short, y_short = batches[3][0][:2].copy(), batches[3][1][:2].copy()
+    x_short[1, 2] = np.nan
+    batches[3] = (x_short, y_short)
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
+    on_device = [(jnp.asarray(x), jnp.asarray(y)) for x, y in batches]
+    with pytest.raises(
+        ss.ShapesafeError, match=r"^batch 3 of epoch 1 has NaN or infinite values in its inputs"
+    ):
+        _fit_sgd(model, on_device)
+    w, b = _sgd_reference(w0, b0, batches[:3], 0.1)
+    np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model.layers[0].bias), b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_a_later_out_of_range_label_names_the_label_and_the_batch(on_device: bool) -> None:
+    """The same message from the host's check of a NumPy batch and the step's of a JAX one."""
     rng = np.random.default_rng(1)
     batches = [
         (rng.normal(size=(4, 4, 3)).astype(np.float32), rng.integers(0, 3, 4).astype(np.int32))
         for _ in range(4)
     ]
     batches[2][1][[1, 3]] = [5, 3]
+    data = [(jnp.asarray(x), jnp.asarray(y)) for x, y in batches] if on_device else batches
     with pytest.raises(
         ss.ShapesafeError,
         match=r"^batch 2 of epoch 1: label 5 is out of range for the model's 3 classes "
@@ -132,7 +185,7 @@ def test_a_later_out_of_range_label_is_found_in_the_step() -> None:
     ):
         ss.fit(
             _model(3),
-            batches,
+            data,
             loss=ss.losses.cross_entropy,
             optimizer=optax.sgd(0.1),
             epochs=1,
@@ -166,9 +219,10 @@ class _Steps(ss.callbacks.Callback):
         self.steps = step
 
 
-def test_a_bad_batch_is_reported_within_two_chunks_of_steps_not_at_the_epochs_end() -> None:
+def test_a_bad_device_batch_is_reported_within_two_chunks_of_steps_not_at_the_epochs_end() -> None:
     batches = _linear_batches(1000, np.random.default_rng(2))
     batches[5][0][0, 0] = np.inf
+    batches = [(jnp.asarray(x), jnp.asarray(y)) for x, y in batches]
     seen = _Steps()
     with pytest.raises(ss.ShapesafeError, match=r"^batch 5 of epoch 1 has NaN or infinite"):
         ss.fit(

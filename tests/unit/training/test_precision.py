@@ -73,7 +73,7 @@ def _train_step(
     x = jnp.zeros((8, 64), jnp.float32) if x is None else x
     y, mask = jnp.zeros((8,), jnp.int32), jnp.ones((8,), bool)
     log = np.zeros((65, 5), np.int32)
-    lowered = engine.programs.train.lower(engine.state, (), log, x, y, mask)
+    lowered = engine.programs.train().lower(engine.state, (), log, x, y, mask)
     trees = (engine.params, engine.rest, engine.opt_state, ())
     out = jax.eval_shape(engine.programs._train_step, *trees, x, y, mask)
     return lowered, out[4]  # (params, rest, opt_state, metric states, loss, value-check flags)
