@@ -15,9 +15,13 @@ of 32, Adam(1e-3), cross-entropy. Every contender is called as its user calls it
     with a permutation, and as a fraction of the pure JAX step;
 (d) ``per_step``: ``fit`` over a list of 200 NumPy ``(x, y)`` batches, microseconds per step,
     with ``steps_per_call`` 1, 10 and 200, vs the pure JAX step over the same NumPy batches and
-    Keras with ``steps_per_execution`` 1 and 32.
+    Keras with ``steps_per_execution`` 1 and 32; the same 200 batches read one by one (an
+    iterable that is not a list, as from files: the host path); and the marginal cost of a
+    step (``fit`` over those batches twice, 400 steps, less ``fit`` over 200, per 200 steps,
+    beside pure JAX's own), which leaves out ``fit``'s fixed cost per call, (a)'s subject.
 
-Rounds alternate the contenders; figures are medians over rounds. Prints one JSON object.
+Rounds alternate the contenders; figures are medians over rounds, ratios medians of each
+round's ratio (the machine's speed drifts between rounds). Prints one JSON object.
 
     python benchmarks/fit_overhead.py
     python benchmarks/fit_overhead.py --rounds 2   # quicker
@@ -127,6 +131,17 @@ class PureJax:
         return value
 
 
+class Reader:
+    """Batches read one by one, as from files: an iterable that is not a list, which ``fit``
+    reads, checks and copies batch by batch (the host path)."""
+
+    def __init__(self, batches: list[Any]):
+        self.batches = batches
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+
 def permuted(x: np.ndarray, y: np.ndarray, epoch: int) -> Any:
     """Full batches of a seeded permutation (the pure JAX user's pipeline)."""
     perm = np.random.default_rng([0, epoch]).permutation(len(x))
@@ -177,6 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for _ in range(args.steps)
     ]
     xs, ys = np.concatenate([a for a, _ in lists]), np.concatenate([b for _, b in lists])
+    twice, reader = lists + lists, Reader(lists)
 
     first: dict[str, float] = {}
     s, p = Shapesafe(x, y), PureJax()
@@ -188,8 +204,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     spc = {k: Shapesafe(x, y) for k in (1, 10, 200)}
     for k, m in spc.items():
         first[f"shapesafe_list_spc{k}"] = timed(lambda m=m, k=k: m.fit(lists, steps_per_call=k))
+    host = Shapesafe(x, y)
+    first["shapesafe_reader_spc1"] = timed(lambda: host.fit(reader))
     pl = PureJax()
     first["pure_jax_list"] = timed(lambda: pl.run(lists))
+    first["pure_jax_twice"] = timed(lambda: pl.run(twice))
+    timed(lambda: spc[1].fit(twice))
     km: dict[int, Any] = {}
     kr: Any = None
     if use_keras:
@@ -211,6 +231,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "pipeline_shapesafe": s.iterate,
         "pipeline_permutation": lambda: sum(1 for _ in permuted(x, y, 0)),
         "list_pure_jax": lambda: pl.run(lists),
+        "twice_pure_jax": lambda: pl.run(twice),
+        "twice_shapesafe_spc1": lambda: spc[1].fit(twice),
+        "reader_shapesafe_spc1": lambda: host.fit(reader),
         **{
             f"list_shapesafe_spc{k}": (lambda m=m, k=k: m.fit(lists, steps_per_call=k))
             for k, m in spc.items()
@@ -230,12 +253,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for n in names if r % 2 == 0 else names[::-1]:
             times[n].append(timed(fns[n]))
     med = {n: statistics.median(v) for n, v in times.items()}
+
+    def ratio(a: str, b: str) -> float:  # the median of the rounds' ratios
+        return statistics.median(u / v for u, v in zip(times[a], times[b], strict=True))
+
+    marginal = [
+        (t2 - t1) / (p2 - p1)
+        for t1, t2, p1, p2 in zip(
+            times["list_shapesafe_spc1"],
+            times["twice_shapesafe_spc1"],
+            times["list_pure_jax"],
+            times["twice_pure_jax"],
+            strict=True,
+        )
+    ]
     batches_per_epoch = len(s.ds)
     full_batches = len(x) // BATCH
     step_us = med["list_pure_jax"] / args.steps * 1e6
     per_step = {
         n.removeprefix("list_"): med[n] / args.steps * 1e6 for n in med if n.startswith("list_")
     }
+    per_step["reader_shapesafe_spc1"] = med["reader_shapesafe_spc1"] / args.steps * 1e6
     result = {
         "benchmark": "fit_overhead",
         **common.environment(),
@@ -271,7 +309,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             / step_us,
         },
         "d_per_step_us": per_step,
-        "d_ratio_vs_pure_jax": {n: v / step_us for n, v in per_step.items()},
+        "d_ratio_vs_pure_jax": {
+            n: ratio(n if n.startswith("reader") else f"list_{n}", "list_pure_jax")
+            for n in per_step
+        },
+        "d_marginal_step": {
+            "shapesafe_us": (med["twice_shapesafe_spc1"] - med["list_shapesafe_spc1"])
+            / args.steps
+            * 1e6,
+            "pure_jax_us": (med["twice_pure_jax"] - med["list_pure_jax"]) / args.steps * 1e6,
+            "ratio": statistics.median(marginal),
+            "shapesafe_fixed_cost_s": statistics.median(
+                2 * a - b
+                for a, b in zip(
+                    times["list_shapesafe_spc1"], times["twice_shapesafe_spc1"], strict=True
+                )
+            ),
+        },
         "rounds_s": times,
     }
     return result

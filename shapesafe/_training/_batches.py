@@ -47,6 +47,8 @@ def pick_keys(batch: Any, inputs: str | None, targets: str | None) -> tuple[Any,
 
 def split_batch(batch: Any, keys: tuple[Any, Any]) -> tuple[Any, Any, np.ndarray]:
     """``(x, y, mask)`` of one batch; the mask is all-true when the batch has none."""
+    if type(batch) is tuple and len(batch) == 2 and type(batch[0]) is np.ndarray:
+        return batch[0], batch[1], all_real(batch[0].shape[0])  # the common case, at once
     x, y = batch[keys[0]], batch[keys[1]]
     if isinstance(batch, Mapping):
         mask = batch.get(MASK_KEY)

@@ -9,6 +9,7 @@ have to copy back to look at, and an array pipeline's rows are checked by the tr
 itself (``_data_checks.value_flags``), the first batch of a ``fit`` on the host as well.
 """
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -24,7 +25,7 @@ from ._data_checks import (
     clean,
     label_classes,
 )
-from ._engine import Batches, Rows
+from ._engine import Batches, Slices
 
 
 def pad(x: Any, n: int) -> Any:
@@ -152,68 +153,162 @@ RESIDENT_BYTES = 256 << 20  # arrays up to this size are copied to the device fo
 
 
 class Resident:
-    """An array pipeline's training batches, gathered on the device.
+    """Training batches trained from one device copy of their arrays.
 
-    ``from_arrays(...)`` (with ``shuffle``, ``take``, ``skip`` or ``split`` parts over it) and
-    then ``batch(n)`` is a function from a batch's number to rows of known arrays; ``fit``
-    copies those arrays to the device once (with one row of zeros after the last, which pads a
-    short last batch as ``batch`` pads it) and gives each step the batch's row numbers instead
-    of its values. The batches are the pipeline's, in its order; the host slices a permutation
-    instead of gathering, checking and copying every batch (about 20 us a step for the
-    digits MLP on CPU).
+    Two kinds of data have one. An array pipeline: ``from_arrays(...)`` (with ``shuffle``,
+    ``take``, ``skip`` or ``split`` parts over it) and then ``batch(n)``, whose batches are rows
+    of known arrays. And a list (or tuple) of NumPy batches of one element shape: arrays
+    already cut into batches. ``fit`` copies the arrays to the device once per call and checks
+    their values once, whole (``_data_checks.clean``). Each epoch's batches are laid out on the
+    device one after another, each padded to the batch size (zero rows, masked, as ``batch``
+    pads): one gather per epoch for a pipeline, in the epoch's order; a list is laid out so
+    already. A step then gets only its batch's number and slices the batch out itself
+    (``_engine.Slices``), so the host neither gathers, checks nor copies a batch (about 20 us a
+    step for the digits MLP on CPU), and the batches are the data's own, in its order.
     """
 
-    def __init__(self, data: Any, keys: tuple[Any, Any], classes: int | None):
-        self.data, self.keys, self.size = data, keys, int(data.size)
+    def __init__(
+        self,
+        arrays: Any,
+        keys: tuple[Any, Any],
+        classes: int | None,
+        masks: list[np.ndarray],
+        order: Callable[[int], np.ndarray] | None = None,
+    ):
+        """``arrays`` (host) hold the batches one after another, or, with ``order``, the rows
+        that ``order(epoch)`` lays out so; ``masks[i]`` is batch ``i``'s."""
+        self.keys, self.masks, self.order = keys, masks, order
+        self.numbers = list(np.arange(len(masks), dtype=np.int32))  # int32 scalars, made once
+        self.size = len(masks[0])
         self.real = all_real(self.size)  # a full batch's mask, and its device copy
         self.real_on_device = all_real(self.size, on_device=True)
-        arrays = data._arrays()
-        # arrays clean in every row need no value checks in the step (the padding row is clean)
+        # arrays clean in every row need no value checks in the step (padding rows are zeros)
         self.checks = not clean(arrays[keys[0]], arrays[keys[1]], classes)
-        self.zero_row = int(jax.tree.leaves(arrays)[0].shape[0])
-        self.arrays = jax.tree.map(
-            lambda a: jax.device_put(np.concatenate([a, np.zeros((1, *a.shape[1:]), a.dtype)])),
-            arrays,
-        )
+        self.arrays = jax.device_put(arrays)
+        self.laid_out = self.arrays if order is None else None  # this epoch's batches
 
     @staticmethod
     def of(data: Any, batcher: Batcher) -> "Resident | None":
         """The resident form of ``data`` for training, or ``None`` where it has none: not an
-        array pipeline ending in ``batch``, over ``RESIDENT_BYTES``, or placed on a mesh."""
+        array pipeline ending in ``batch`` nor a list of NumPy batches of one shape, over
+        ``RESIDENT_BYTES``, or placed on a mesh."""
         from ..data._batch import Batch
 
-        if batcher.sharding is not None or not isinstance(data, Batch):
+        if batcher.sharding is not None:
             return None
-        if not data._parents[0]._gathers or data.form == "single":
-            return None
-        arrays = data._arrays()
-        if sum(np.asarray(a).nbytes for a in jax.tree.leaves(arrays)) > RESIDENT_BYTES:
-            return None
-        keys = pick_keys(data.spec.tree, batcher.inputs, batcher.targets)
-        return Resident(data, keys, batcher.classes)
+        if isinstance(data, Batch):
+            return _pipeline(data, batcher)
+        if type(data) in (list, tuple) and data:
+            return _listed(data, batcher)
+        return None
 
-    def epoch(self, epoch: int, start: int) -> Any:
-        """``(rows, mask)`` of each batch of ``epoch`` from batch ``start``: ``int32[size]``
-        row numbers (the zero row after the real ones of a short batch) and its mask."""
-        parent, size, real = self.data._parents[0], self.size, self.real
-        n = parent._length() or 0
-        rows = np.asarray(parent._rows(epoch, np.arange(start * size, n)), np.int32)
-        for lo in range(0, len(self.data) * size - start * size, size):
-            batch = rows[lo : lo + size]
-            if len(batch) == size:
-                yield batch, real
-            else:
-                k = len(batch)
-                padded = np.full((size,), self.zero_row, np.int32)
-                padded[:k] = batch
-                yield padded, np.arange(size) < k
+    def epoch(self, epoch: int, start: int) -> Iterator[tuple[np.int32, np.ndarray]]:
+        """``(number, mask)`` of each batch of ``epoch`` from batch ``start``."""
+        if self.order is not None:
+            self.laid_out = _gather(self.arrays, self.order(epoch))
+        yield from zip(self.numbers[start:], self.masks[start:], strict=True)
 
-    def place(self, group: list[tuple[Any, Any]]) -> Rows:
-        """One batch's rows, or ``len(group) > 1`` stacked on a leading step axis."""
+    def place(self, group: list[tuple[Any, Any]]) -> Slices:
+        """One batch's number, or ``len(group) > 1`` of them for one call's steps."""
         if len(group) == 1:
-            rows, mask = group[0]
+            index, mask = group[0]
             if mask is self.real:
                 mask = self.real_on_device
         else:
-            rows, mask = (np.stack([g[k] for g in group]) for k in range(2))
-        return Rows(self.arrays, rows, mask, self.keys, self.checks)
+            index = np.array([g[0] for g in group], np.int32)
+            mask = np.stack([g[1] for g in group])
+        return Slices(self.laid_out, index, mask, self.keys, self.checks)
+
+
+@jax.jit
+def _gather(arrays: Any, rows: Any) -> Any:
+    """The rows of every leaf, in ``rows``' order: an epoch's batches laid out on the device."""
+    return jax.tree.map(lambda a: a[rows], arrays)
+
+
+def _pipeline(data: Any, batcher: Batcher) -> Resident | None:
+    """An array pipeline's arrays, one zero row after the last (the padding), and each epoch's
+    rows: ``batch``'s batches of the parent's rows, a short last one padded with that row."""
+    parent = data._parents[0]
+    if not parent._gathers or data.form == "single":
+        return None
+    arrays = data._arrays()
+    if sum(np.asarray(a).nbytes for a in jax.tree.leaves(arrays)) > RESIDENT_BYTES:
+        return None
+    keys = pick_keys(data.spec.tree, batcher.inputs, batcher.targets)
+    size, batches, n = int(data.size), len(data), parent._length() or 0
+    zero_row = int(jax.tree.leaves(arrays)[0].shape[0])
+    arrays = jax.tree.map(
+        lambda a: np.concatenate([a, np.zeros((1, *a.shape[1:]), a.dtype)]), arrays
+    )
+    real = all_real(size)
+    masks = [real] * batches
+    if batches * size > n:  # a short last batch
+        masks[-1] = np.arange(size) < n - (batches - 1) * size
+
+    def order(epoch: int) -> np.ndarray:
+        rows = np.full((batches * size,), zero_row, np.int32)
+        k = min(n, batches * size)
+        rows[:k] = np.asarray(parent._rows(epoch, np.arange(k)), np.int32)
+        return rows
+
+    return Resident(arrays, keys, batcher.classes, masks, order)
+
+
+def _listed(data: Any, batcher: Batcher) -> Resident | None:
+    """A list of NumPy batches as one set of arrays, the batches one after another, each
+    padded to the first's size; ``None`` unless every batch is NumPy inputs and targets of the
+    first's element shapes and dtypes, no larger than it (the host path then reads them one by
+    one, and names a batch at fault). About 2 us a batch of the digits MLP, half of it the
+    copies."""
+    try:
+        keys = pick_keys(data[0], batcher.inputs, batcher.targets)
+        if all(type(b) is tuple and len(b) == 2 for b in data):  # (x, y): no masks to read
+            xs, ys, masks = [b[0] for b in data], [b[1] for b in data], None
+        else:
+            xs, ys, masks = (
+                [p[k] for p in parts]
+                for parts in [[split_batch(b, keys) for b in data]]
+                for k in range(3)
+            )
+    except (ShapesafeError, KeyError, IndexError, TypeError):
+        return None  # batches of another form than the first: the host path explains
+    if not (_same(xs) and _same(ys)):
+        return None
+    size, lengths = len(xs[0]), [len(a) for a in xs]
+    if (
+        not size
+        or len(xs) * (xs[0].nbytes + ys[0].nbytes) > RESIDENT_BYTES
+        or max(lengths) > size
+        or any(len(b) != n for b, n in zip(ys, lengths, strict=True))
+        or (masks is not None and any(m.shape != (n,) for m, n in zip(masks, lengths, strict=True)))
+    ):
+        return None
+    real = all_real(size)
+    if masks is None:
+        masks = [real] * len(xs)
+    for i, n in enumerate(lengths):
+        if n < size:  # zero rows after a short batch's real ones, masked out
+            xs[i], ys[i] = _zeros_after(xs[i], size - n), _zeros_after(ys[i], size - n)
+            masks[i] = _zeros_after(masks[i][:n], size - n)
+    masks = [real if m is real or m.all() else m for m in masks]
+    arrays = (np.concatenate(xs), np.concatenate(ys))
+    if keys != (0, 1):
+        arrays = {keys[0]: arrays[0], keys[1]: arrays[1]}
+    return Resident(arrays, keys, batcher.classes, masks)
+
+
+def _same(arrays: list[Any]) -> bool:
+    """NumPy arrays of at least one dimension, all of the first's element shape and dtype."""
+    first = arrays[0]
+    if type(first) is not np.ndarray or not first.ndim:
+        return False
+    shape, dtype = first.shape[1:], first.dtype
+    return all(
+        type(a) is np.ndarray and a.shape[1:] == shape and (a.dtype is dtype or a.dtype == dtype)
+        for a in arrays
+    )
+
+
+def _zeros_after(a: np.ndarray, n: int) -> np.ndarray:
+    return np.concatenate([a, np.zeros((n, *a.shape[1:]), a.dtype)])

@@ -135,9 +135,10 @@ def fit(
     (NumPy or JAX arrays); they become a ``shapesafe.data`` dataset of their rows, shuffled
     (``shuffle``) and batched (``batch_size``). Such an array pipeline (``from_arrays``, its
     ``shuffle``/``take``/``skip``/``split`` parts, then ``batch``) trains from one device copy
-    of its arrays, each step gathering its batch by row numbers: the same batches, in the same
-    order, without host work per step. The model trains in training mode (Dropout on,
-    BatchNorm on batch statistics) and is left in inference mode.
+    of its arrays, and so does a list of NumPy batches of one shape, copied at the start of
+    the call: each step slices its batch there by number, the same batches in the same order,
+    without host work per step. The model trains in training mode (Dropout on, BatchNorm on
+    batch statistics) and is left in inference mode.
 
     Returns:
         The ``History`` of per-epoch logs and per-step losses.
@@ -146,11 +147,11 @@ def fit(
         ShapeError: the data does not fit the model.
         ShardingError: the sharding plan does not fit the parameters or the mesh.
         ShapesafeError: an empty dataset, an unusable batch, NaN or infinite inputs or targets,
-            labels outside the model's classes, naming the batch. A batch read from the host
-            (NumPy) is checked before it trains. A batch already on the device (JAX arrays),
-            past the first, and an array pipeline's rows are checked inside the step, which
-            skips a bad batch's update; the error comes once the step's results are read
-            back (within 128 steps).
+            labels outside the model's classes, naming the batch. The first batch, and every
+            batch read from the host one by one, is checked before it trains. Batches already
+            on the device (JAX arrays) and those trained from a device copy (array pipelines,
+            lists of NumPy batches) are checked inside the step, which skips a bad batch's
+            update; the error comes once the step's results are read back (within 128 steps).
 
     Example:
         >>> import numpy as np, optax
@@ -270,6 +271,8 @@ class _Loop:
         self.step_callbacks = [
             c for c in callbacks if type(c).on_step_end is not Callback.on_step_end
         ]
+        # nothing to do between two steps: no step callbacks, losses or evaluation
+        self.quiet = not (self.step_callbacks or self.step_losses or (eval_every and eval_data))
 
     def epoch(self, data: Iterable[Any], epochs: int, steps_per_call: int) -> dict[str, Any]:
         """Train one epoch (the rest of it, when resumed) and return its logs."""
@@ -281,6 +284,9 @@ class _Loop:
         t0 = time.perf_counter()
         self.bar.start(epoch, epochs, _len(data))
         pending: list[Any] = []
+        if steps_per_call == 1 and self.quiet:
+            self.train_quietly(self.batches(data, epoch))
+            return self.end_of_epoch(epoch, t0)
         for batch in self.batches(data, epoch):
             pending.append(batch)
             if len(pending) == steps_per_call:
@@ -292,6 +298,11 @@ class _Loop:
             if run.stop_reason:
                 break
             self.train([p])
+        return self.end_of_epoch(epoch, t0)
+
+    def end_of_epoch(self, epoch: int, t0: float) -> dict[str, Any]:
+        """The epoch's logs, its evaluation included, once its last step is done."""
+        run = self.run
         if not run.log.pending and not run.epoch_losses and not run.history.steps:
             raise ShapesafeError(
                 "fit: the training data yielded no batches. Check the dataset is not empty "
@@ -327,6 +338,19 @@ class _Loop:
         for c in self.callbacks:
             c.on_epoch_end(run, run.epoch, logs)
         run.next_epoch()
+
+    def train_quietly(self, batches: Iterator[Any]) -> None:
+        """``train`` one batch at a time where nothing happens between steps (``quiet``): the
+        same steps with the loop's own work kept to the least (it is a few us a step)."""
+        run, bar = self.run, self.bar
+        place = (self.batcher if self.resident is None else self.resident).place
+        for batch in batches:
+            run.train(place([batch]), 1)
+            run.step += 1
+            run.position += 1
+            bar.update(run.step, None)
+            if run.stop_reason:
+                break
 
     def train(self, group: list[Any]) -> None:
         """One jitted call: one step, or ``len(group)`` steps under ``lax.scan``."""

@@ -134,6 +134,16 @@ def _masked_mean(per_example: Float[Array, " batch"], mask: Mask) -> Float[Array
     return total / count
 
 
+def _real_targets(targets: Any, mask: Mask) -> Any:
+    """``targets`` with the examples ``mask`` leaves out set to 0. A NaN target there must not
+    reach the gradient: ``_masked_mean``'s ``where`` differentiates its other branch too, and
+    0 times a NaN derivative is NaN."""
+    if mask is None:
+        return targets
+    real = jnp.reshape(jnp.asarray(mask, bool), (-1,) + (1,) * (targets.ndim - 1))
+    return jnp.where(real, targets, jnp.zeros_like(targets))
+
+
 def _per_example(x: Float[Array, "batch *rest"]) -> Float[Array, " batch"]:
     return jnp.mean(x, axis=tuple(range(1, x.ndim)))
 
@@ -250,7 +260,7 @@ def soft_cross_entropy(
         >>> round(float(ss.losses.soft_cross_entropy(logits, jnp.array([[0.5, 0.5, 0.0, 0.0]]))), 4)
         1.3863
     """
-    per = optax.softmax_cross_entropy(logits, targets.astype(logits.dtype))
+    per = optax.softmax_cross_entropy(logits, _real_targets(targets.astype(logits.dtype), mask))
     return _masked_mean(per, mask)
 
 
@@ -292,7 +302,9 @@ def binary_cross_entropy(
             raise ValueError(
                 f"ss.losses.binary_cross_entropy: label {bad.flat[0]} is outside [0, 1]."
             )
-    per = optax.sigmoid_binary_cross_entropy(logits, labels.astype(logits.dtype))
+    per = optax.sigmoid_binary_cross_entropy(
+        logits, _real_targets(labels.astype(logits.dtype), mask)
+    )
     return _masked_mean(_per_example(per), mask)
 
 
@@ -328,7 +340,7 @@ def mean_squared_error(
         >>> float(ss.losses.mean_squared_error(jnp.array([[1.0], [3.0]]), jnp.array([[0.0], [1.0]])))
         2.5
     """
-    per = optax.squared_error(predictions, targets.astype(predictions.dtype))
+    per = optax.squared_error(predictions, _real_targets(targets.astype(predictions.dtype), mask))
     return _masked_mean(_per_example(per), mask)
 
 

@@ -111,17 +111,27 @@ _NAN_IN_BATCH_3 = (
 )
 
 
+class _Reader:
+    """Batches read one by one (as from files): not a list, so fit cannot copy them ahead."""
+
+    def __init__(self, batches: list[tuple[np.ndarray, np.ndarray]]):
+        self.batches = batches
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.batches)
+
+
 @pytest.mark.parametrize("steps_per_call", [1, 2])
 @pytest.mark.parametrize("where", ["inputs", "targets"])
 def test_a_later_bad_host_batch_is_refused_as_it_is_read(where: str, steps_per_call: int) -> None:
-    """NumPy batches are checked on the host as they are read: fit stops at the bad batch
-    before it trains, with the batches before it trained (plain SGD by hand); a batch
-    waiting to be stacked with it for ``steps_per_call=2`` does not train either."""
+    """NumPy batches read one by one are checked on the host as they are read: fit stops at
+    the bad batch before it trains, with the batches before it trained (plain SGD by hand);
+    a batch waiting to be stacked with it for ``steps_per_call=2`` does not train either."""
     batches = _with_nan(where)
     model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
     w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
     with pytest.raises(ss.ShapesafeError, match=_NAN_IN_BATCH_3.format(where=where)):
-        _fit_sgd(model, batches, steps_per_call)
+        _fit_sgd(model, _Reader(batches), steps_per_call)
     trained = batches[:3] if steps_per_call == 1 else batches[:2]
     w, b = _sgd_reference(w0, b0, trained, 0.1)
     np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
@@ -129,20 +139,21 @@ def test_a_later_bad_host_batch_is_refused_as_it_is_read(where: str, steps_per_c
 
 
 @pytest.mark.parametrize("steps_per_call", [1, 2])
+@pytest.mark.parametrize("kind", ["jax", "numpy list"])
 @pytest.mark.parametrize("where", ["inputs", "targets"])
 def test_a_later_bad_device_batch_is_found_in_the_step_and_not_trained_on(
-    where: str, steps_per_call: int
+    where: str, kind: str, steps_per_call: int
 ) -> None:
-    """Batches already on the device (JAX arrays) are checked inside the jitted step, so the
-    host copies nothing back to look at them: the batch with a NaN applies no update, the
-    others train (weights as plain SGD without it, by hand), and fit raises the host check's
-    message naming that batch once the step's log is read."""
+    """Batches already on the device (JAX arrays), and a list of NumPy batches (copied to the
+    device whole), are checked inside the jitted step: the batch with a NaN applies no
+    update, the others train (weights as plain SGD without it, by hand), and fit raises the
+    host check's message naming that batch once the step's log is read."""
     batches = _with_nan(where)
     model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
     w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
-    on_device = [(jnp.asarray(x), jnp.asarray(y)) for x, y in batches]
+    data = [(jnp.asarray(x), jnp.asarray(y)) for x, y in batches] if kind == "jax" else batches
     with pytest.raises(ss.ShapesafeError, match=_NAN_IN_BATCH_3.format(where=where)):
-        _fit_sgd(model, on_device, steps_per_call)
+        _fit_sgd(model, data, steps_per_call)
     w, b = _sgd_reference(w0, b0, batches[:3] + batches[4:], 0.1)
     np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(model.layers[0].bias), b, rtol=1e-5, atol=1e-6)

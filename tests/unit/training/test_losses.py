@@ -3,6 +3,7 @@ masks, and the ShapeError a (batch,) vs (batch, 1) mix-up gets instead of a sile
 
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -123,6 +124,23 @@ def test_mask_gives_padded_examples_zero_gradient() -> None:
     np.testing.assert_allclose(
         np.asarray(grad), [[-0.25, 0.25], [0.25, -0.25], [0.0, 0.0]], atol=1e-7
     )
+
+
+@pytest.mark.parametrize(
+    "loss", [L.mean_squared_error, L.binary_cross_entropy, L.soft_cross_entropy]
+)
+def test_a_nan_target_in_a_masked_out_example_leaves_the_gradient_finite(loss: Any) -> None:
+    """A masked-out example's NaN target (which fit lets through: only real examples are
+    checked) counts nothing: the value and the gradient equal those of the same loss over
+    the two real examples alone, unmasked; the masked row's gradient is 0, not NaN."""
+    out = jnp.asarray(RNG.normal(size=(3, 2)).astype(np.float32))
+    targets = np.array([[0.2, 0.8], [1.0, 0.0], [np.nan, np.nan]], np.float32)
+    mask = jnp.array([True, True, False])
+    value, grad = jax.value_and_grad(loss)(out, jnp.asarray(targets), mask=mask)
+    want, want_grad = jax.value_and_grad(loss)(out[:2], jnp.asarray(targets[:2]))
+    assert float(value) == pytest.approx(float(want), rel=1e-6)
+    np.testing.assert_allclose(np.asarray(grad[:2]), np.asarray(want_grad), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(grad[2]), [0.0, 0.0])  # before: NaN
 
 
 def test_all_masked_batch_is_zero_not_nan() -> None:

@@ -1,6 +1,7 @@
-"""Array pipelines trained from a device copy of their arrays (``_feed.Resident``): the same
-batches in the same order as the pipeline yields, the same weights as hand-written NumPy SGD
-over those batches, value checks and a short last batch as on the host path."""
+"""Array pipelines and lists of NumPy batches trained from a device copy of their arrays
+(``_feed.Resident``): the same batches in the same order as the data yields, the same weights
+as hand-written NumPy SGD over those batches, value checks and a short last batch as on the
+host path."""
 
 from typing import Any
 
@@ -27,7 +28,7 @@ def _arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _placed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the steps fed from device rows (``Resident.place``)."""
+    """Count the steps fed from the device copy (``Resident.place``)."""
     calls: list[int] = []
     place = Resident.place
 
@@ -41,23 +42,24 @@ def _placed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 @pytest.mark.parametrize("drop", [False, True])
 @pytest.mark.parametrize("epoch", [0, 1, 2])
-def test_resident_rows_are_the_pipelines_batches_in_its_order(epoch: int, drop: bool) -> None:
-    """Rows (into the arrays with a zero row after them) give exactly the batches the
-    pipeline yields, short last batch and its zero padding included, also from a later start."""
+def test_resident_batches_are_the_pipelines_batches_in_its_order(epoch: int, drop: bool) -> None:
+    """The epoch's batches laid out on the device, sliced by number, are exactly the batches
+    the pipeline yields, short last batch and its zero padding included, also from a later
+    start."""
     data = _arrays(23)
     ds = from_arrays(data).shuffle(seed=1).skip(3).take(17).batch(5, drop_remainder=drop)
     model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
     resident = Resident.of(ds, Batcher(model, None, None, None))
     assert resident is not None
-    padded = {k: np.concatenate([v, np.zeros((1, *v.shape[1:]), v.dtype)]) for k, v in data.items()}
     for start in (0, 2):
         want = list(ds.epoch(epoch, start=start))
         got = list(resident.epoch(epoch, start))
         assert len(got) == len(want) == (3 if drop else 4) - start  # 17 examples, batches of 5
-        for (rows, mask), batch in zip(got, want, strict=True):
+        laid_out = {k: np.asarray(v) for k, v in resident.laid_out.items()}
+        for (i, mask), batch in zip(got, want, strict=True):
             np.testing.assert_array_equal(mask, batch["mask"])
             for key in ("x", "y"):
-                np.testing.assert_array_equal(padded[key][rows], batch[key])
+                np.testing.assert_array_equal(laid_out[key][i * 5 : i * 5 + 5], batch[key])
 
 
 def _fit_xy(model: ss.Model, ds: Any, **kw: Any) -> ss.History:
@@ -142,13 +144,23 @@ def test_the_first_batch_is_still_checked_on_the_host_before_it_trains() -> None
     np.testing.assert_array_equal(np.asarray(model.layers[0].kernel), w0)  # nothing trained
 
 
+class _Reader:
+    """Batches read one by one (as from files): not a list, so they stay on the host path."""
+
+    def __init__(self, batches: list[Any]):
+        self.batches = batches
+
+    def __iter__(self) -> Any:
+        return iter(self.batches)
+
+
 def test_batch_norm_on_a_short_padded_batch_matches_the_host_path(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """BatchNorm's batch statistics see the padded rows: the device rows pad with zeros, as
+    """BatchNorm's batch statistics see the padded rows: the device copy pads with zeros, as
     ``batch`` does, so the weights and running statistics equal training on the pipeline's
-    own batches fed from the host (a list of them); arrays over the size limit stay on the
-    host and train the same."""
+    own batches fed from the host (read one by one); a list of those batches trains from its
+    device copy the same, and arrays over the size limit stay on the host and train the same."""
     rng = np.random.default_rng(3)
     data = {
         "x": rng.normal(size=(14, 3)).astype(np.float32) * 3 + 1,
@@ -172,14 +184,81 @@ def test_batch_norm_on_a_short_padded_batch_matches_the_host_path(
     calls = _placed(monkeypatch)
     resident = train(ds)
     assert sum(calls) == 4
-    host = train(list(ds.epoch(1)))
+    listed = train(list(ds.epoch(1)))
+    assert sum(calls) == 8
+    host = train(_Reader(list(ds.epoch(1))))
     monkeypatch.setattr(_feed, "RESIDENT_BYTES", 0)
     over_the_limit = train(ds)
-    assert sum(calls) == 4  # neither the list nor the large arrays were fed from rows
+    assert sum(calls) == 8  # neither the reader's batches nor the large arrays came from a copy
     assert len(resident) == len(host) == 8  # 2 kernels, 2 biases, scale, bias, mean, var
-    for a, b, c in zip(resident, host, over_the_limit, strict=True):
+    for a, b, c, d in zip(resident, host, over_the_limit, listed, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(b, c)
+        np.testing.assert_allclose(d, b, rtol=1e-5, atol=1e-6)
+
+
+def _listed_batches() -> list[dict[str, np.ndarray]]:
+    """Batches of 4 as a user hands them over: full ones, one with its own mask (its last two
+    examples masked out, one with a NaN target), and a short last one."""
+    data = _arrays(14, seed=4)
+    batches = [{k: v[i : i + 4] for k, v in data.items()} for i in range(0, 14, 4)]
+    batches[1]["y"] = batches[1]["y"].copy()
+    batches[1]["y"][3, 0] = np.nan
+    batches[1]["mask"] = np.array([True, True, False, False])
+    return batches
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 2])
+def test_a_list_of_numpy_batches_trains_from_its_device_copy_as_numpy_sgd(
+    monkeypatch: pytest.MonkeyPatch, steps_per_call: int
+) -> None:
+    """A list of NumPy batches is copied to the device once: each step is fed from the copy,
+    a batch's own mask is kept (a NaN target in a masked-out example trains nothing and
+    raises nothing), the short last batch is padded and masked, over two epochs in the list's order."""
+    calls = _placed(monkeypatch)
+    batches = _listed_batches()
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
+    history = _fit_xy(model, batches, epochs=2, steps_per_call=steps_per_call)
+    assert sum(calls) == 8 and len(history.steps) == 8
+    masked = [b | {"mask": b.get("mask", np.ones(len(b["x"]), bool))} for b in batches]
+    w, b = _sgd(w0, b0, masked * 2, 0.1)
+    np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(model.layers[0].bias), b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["a later batch is larger", "another dtype", "another shape", "JAX arrays", "over the limit"],
+)
+def test_a_list_the_device_copy_cannot_hold_trains_from_the_host(
+    monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Lists that are not NumPy batches of one element shape, no larger than the first, stay
+    on the host path, which reads them one by one and names a batch at fault."""
+    batches = _listed_batches()[:3]
+    last = batches[2]
+    if change == "a later batch is larger":
+        last["x"], last["y"] = np.concatenate([last["x"]] * 2), np.concatenate([last["y"]] * 2)
+    elif change == "another dtype":
+        last["x"] = last["x"].astype(np.float64)
+    elif change == "another shape":
+        last["x"] = last["x"][:, :2]
+    elif change == "JAX arrays":
+        last["x"] = jax.numpy.asarray(last["x"])
+    else:
+        monkeypatch.setattr(_feed, "RESIDENT_BYTES", 100)
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    assert Resident.of(batches, Batcher(model, "x", "y", None)) is None
+    if change == "a later batch is larger":
+        with pytest.raises(
+            ss.ShapesafeError,
+            match=r"^batch 2 of epoch 1 has 8 examples, more than the first batch's 4; "
+            r"batches must not grow\.$",
+        ):
+            _fit_xy(model, batches, epochs=1)
+    elif change in ("JAX arrays", "over the limit"):
+        assert len(_fit_xy(model, batches, epochs=1).steps) == 3
 
 
 def test_arrays_clean_in_every_row_train_without_the_steps_value_checks() -> None:
