@@ -292,9 +292,8 @@ def _listed(data: Any, batcher: Batcher) -> Resident | None:
             xs[i], ys[i] = _zeros_after(xs[i], size - n), _zeros_after(ys[i], size - n)
             masks[i] = _zeros_after(masks[i][:n], size - n)
     masks = [real if m is real or m.all() else m for m in masks]
-    arrays = (np.concatenate(xs), np.concatenate(ys))
-    if keys != (0, 1):
-        arrays = {keys[0]: arrays[0], keys[1]: arrays[1]}
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    arrays: Any = (x, y) if keys == (0, 1) else {keys[0]: x, keys[1]: y}
     return Resident(arrays, keys, batcher.classes, masks)
 
 
