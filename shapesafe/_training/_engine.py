@@ -22,6 +22,7 @@ from .._sharding import ShardingPlan, state_shardings
 from ..layers._forward import Forward, cast_floating, running
 from . import _step_log as step_log
 from ._data_checks import label_classes, value_flags
+from ._split import model_state, write_back
 
 Metric = Any  # an object with name, init(), update(state, outputs, targets, mask), compute(state)
 
@@ -427,7 +428,7 @@ def programs(
 ) -> Programs:
     """The shared ``Programs`` for this model structure, these objects, this placement,
     this forward policy (remat, compute dtype) and class count."""
-    key = (  # the graphs by identity: ``_mode_graphs`` gives one object per graph (hashing one
+    key = (  # the graphs by identity: ``_split.mode_graphs`` gives one object per graph (hashing one
         _Id(train_graph),  # walks it, about 0.1 ms)
         _Id(eval_graph),
         defs,
@@ -450,27 +451,19 @@ def programs(
     return found
 
 
-_MODES: "collections.OrderedDict[Any, tuple[Any, Any]]" = collections.OrderedDict()
+def _unshared(state: TrainState) -> TrainState:
+    """``state`` with each array in it once: the step donates the state's buffers, and XLA
+    refuses a buffer donated twice, as when two variables were given one array
+    (``b.kernel.set_value(a.kernel.get_value())``); a second holder gets a copy."""
+    seen: set[int] = set()
 
+    def once(a: Any) -> Any:
+        if id(a) not in seen:
+            seen.add(id(a))
+            return a
+        return jnp.copy(a)
 
-def _mode_graphs(model: nnx.Module, graph: Any) -> tuple[Any, Any]:
-    """``(train-mode graph, eval-mode graph)`` of ``model``, whose current graph is ``graph``,
-    and the model left in eval mode (inference: Dropout off, BatchNorm on running statistics).
-
-    Cached by either graph: switching modes walks the whole module tree, so a model already in
-    eval mode whose graphs are known is not walked at all."""
-    found = _MODES.get(graph)
-    if found is None:
-        model.train()
-        train_graph = nnx.split(model, nnx.Param, ...)[0]
-        model.eval()
-        found = (train_graph, nnx.split(model, nnx.Param, ...)[0])
-        _MODES[found[0]] = _MODES[found[1]] = found
-        while len(_MODES) > 2 * _KEEP:
-            _MODES.popitem(last=False)
-    elif found[0] != found[1] and found[0] == graph:  # in training mode: leave it for inference
-        model.eval()
-    return found
+    return TrainState(*([once(a) for a in field] for field in state))
 
 
 _INITS: "collections.OrderedDict[tuple[Any, ...], Callable[[Any], Any]]" = collections.OrderedDict()
@@ -513,18 +506,19 @@ class Engine:
         self.loss, self.optimizer, self.metrics = loss, optimizer, tuple(metrics)
         self.forward = forward
         self.classes = label_classes(model)
-        split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
         # the steps carry their own mode; the model itself is left for inference
-        self._train_graph, self._eval_graph = _mode_graphs(model, split[0])
-        params, rest = split[1], split[2]
+        self._train_graph, self._eval_graph, params, rest = model_state(model)
         self.shardings: TrainState | None = None  # flat NamedShardings of a plan's placement
         o_sh = None
         if placement is not None:
-            p_sh, r_sh, o_sh = _shardings(placement, model, split[0], params, rest, optimizer)
+            p_sh, r_sh, o_sh = _shardings(
+                placement, model, self._eval_graph, params, rest, optimizer
+            )
             self.shardings = TrainState(*(tuple(jax.tree.leaves(t)) for t in (p_sh, r_sh, o_sh)))
             params, rest = _placed(params, p_sh), _placed(rest, r_sh)
         opt_state = init_optimizer(optimizer, params, o_sh) if optimizer is not None else None
-        self.state, self.defs = TrainState.of(TrainState(params, rest, opt_state))
+        state, self.defs = TrainState.of(TrainState(params, rest, opt_state))
+        self.state = _unshared(state)
         self.programs = self._programs()
 
     def _programs(self) -> Programs:
@@ -578,7 +572,7 @@ class Engine:
 
     def write_back(self, model: nnx.Module) -> None:
         """Copy the trained state into ``model`` (the one place a module is mutated)."""
-        nnx.update(model, self.params, self.rest)
+        write_back(model, self.state.params, self.state.rest, (self.defs.params, self.defs.rest))
 
     def learning_rate(self) -> float | None:
         """The current learning rate, where the optimizer exposes it (``optax.inject_hyperparams``)."""
