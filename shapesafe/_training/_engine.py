@@ -72,13 +72,13 @@ class Batches(NamedTuple):
 
 
 class Slices(NamedTuple):
-    """A batch (or ``steps`` batches) as numbers into arrays already on the device, which hold
-    the epoch's batches one after the other: the step slices batch ``index`` out itself
-    (rows ``index * size`` on, ``size`` the mask's length), ``keys`` pick the element's inputs
-    and targets."""
+    """The next batch (or ``steps`` batches) of arrays already on the device, which hold the
+    epoch's batches one after the other: the step slices its batch out itself, batch number
+    ``n`` being rows ``n * size`` on (``size`` the mask's length). ``n`` is not passed: the
+    step log carries it on the device (``_step_log``), as a host scalar cost about 2 us of
+    transfer a step. ``keys`` pick the element's inputs and targets."""
 
     arrays: Any
-    index: Any  # int32 () or (steps,)
     mask: Any  # bool (batch,) or (steps, batch)
     keys: tuple[Any, Any]
     checks: bool  # the step checks the batches' values (False: the arrays were checked whole)
@@ -156,9 +156,9 @@ class Programs:
 
     def train(self, keys: tuple[Any, Any] | None = None, checks: bool = True) -> Callable[..., Any]:
         """The jitted training step: ``(state, metric states, step log, x, y, masks)`` to the
-        first three, or, with ``keys``, ``(..., arrays, index, masks)`` on batches of arrays
-        already on the device (``Slices``, ``_feed.Resident``), ``keys`` picking the element's
-        inputs and targets.
+        first three, or, with ``keys``, ``(..., arrays, None, masks)`` on the next batches of
+        arrays already on the device (``Slices``, ``_feed.Resident``), ``keys`` picking the
+        element's inputs and targets.
         One step for a mask of one batch, several under ``lax.scan`` for masks
         ``(steps, batch)``; without the value checks where ``checks`` is false (the data
         were checked on the host). One program per ``(keys, checks)``, bound here rather than
@@ -300,9 +300,12 @@ class Programs:
     ) -> tuple[Any, ...]:
         """One step (``masks`` of one batch) or several (``masks`` ``(steps, batch)``, under
         ``lax.scan``) on the batches ``(first, second)``: inputs and targets, or (``keys``
-        given) batch number ``second`` of the arrays ``first`` (``Slices``), ``keys`` picking
-        the element's inputs and targets; ``checks`` whether the step checks their values."""
+        given) the next batches of the arrays ``first`` (``Slices``), from the batch number the
+        log holds, ``keys`` picking the element's inputs and targets; ``checks`` whether the
+        step checks their values."""
         size = masks.shape[-1]
+        if keys is not None:  # the batches' numbers
+            second = step_log.next_batch(log, None if masks.ndim == 1 else masks.shape[0])
 
         def batch(item: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
             x, y, mask = item
@@ -557,9 +560,14 @@ class Engine:
         """One call of the step (or of several, for a batch with a leading step axis): the
         metric states and the step log (``_step_log``) with each step's loss and value checks
         written, on the device."""
-        keys = batch.keys if isinstance(batch, Slices) else None
-        step = self.programs.train(keys, batch.checks)
-        self.state, mstates, log = step(self.state, mstates, log, *batch[:3])
+        if isinstance(batch, Slices):
+            step = self.programs.train(batch.keys, batch.checks)
+            self.state, mstates, log = step(
+                self.state, mstates, log, batch.arrays, None, batch.mask
+            )
+        else:
+            step = self.programs.train(None, batch.checks)
+            self.state, mstates, log = step(self.state, mstates, log, *batch[:3])
         return mstates, log
 
     def evaluate(

@@ -178,7 +178,6 @@ class Resident:
         """``arrays`` (host) hold the batches one after another, or, with ``order``, the rows
         that ``order(epoch)`` lays out so; ``masks[i]`` is batch ``i``'s."""
         self.keys, self.masks, self.order = keys, masks, order
-        self.numbers = list(np.arange(len(masks), dtype=np.int32))  # int32 scalars, made once
         self.size = len(masks[0])
         self.real = all_real(self.size)  # a full batch's mask, and its device copy
         self.real_on_device = all_real(self.size, on_device=True)
@@ -202,22 +201,22 @@ class Resident:
             return _listed(data, batcher)
         return None
 
-    def epoch(self, epoch: int, start: int) -> Iterator[tuple[np.int32, np.ndarray]]:
-        """``(number, mask)`` of each batch of ``epoch`` from batch ``start``."""
+    def epoch(self, epoch: int, start: int) -> Iterator[np.ndarray]:
+        """The mask of each batch of ``epoch`` from batch ``start``, its epoch laid out."""
         if self.order is not None:
             self.laid_out = _gather(self.arrays, self.order(epoch))
-        yield from zip(self.numbers[start:], self.masks[start:], strict=True)
+        yield from self.masks[start:]
 
-    def place(self, group: list[tuple[Any, Any]]) -> Slices:
-        """One batch's number, or ``len(group) > 1`` of them for one call's steps."""
+    def place(self, group: list[np.ndarray]) -> Slices:
+        """The next batch (its mask), or ``len(group) > 1`` of them for one call's steps: the
+        step finds their numbers in the step log, which ``fit`` keeps at the epoch's position."""
         if len(group) == 1:
-            index, mask = group[0]
+            mask = group[0]
             if mask is self.real:
                 mask = self.real_on_device
         else:
-            index = np.array([g[0] for g in group], np.int32)
-            mask = np.stack([g[1] for g in group])
-        return Slices(self.laid_out, index, mask, self.keys, self.checks)
+            mask = np.stack(group)
+        return Slices(self.laid_out, mask, self.keys, self.checks)
 
 
 @jax.jit

@@ -64,7 +64,9 @@ class Run:
                 range (the step applied no update for it).
         """
         log = self.log
-        self.mstates, buffer = self.engine.train(self.mstates, log.buffer(steps), batch)
+        self.mstates, buffer = self.engine.train(
+            self.mstates, log.buffer(steps, self.position), batch
+        )
         table = log.put(buffer, steps)
         if table is not None:
             self._record(table)

@@ -3,7 +3,9 @@ which the host reads back a buffer at a time.
 
 A buffer is an int32 array of ``rows + 1`` rows of 5: row ``i`` holds step ``i``'s loss (its
 float32 bits) and its ``value_flags`` ``[what, first bad label, labels outside, real
-examples]``; ``buffer[-1, 0]`` counts the rows written. The buffer is donated to the step and
+examples]``; ``buffer[-1, 0]`` counts the rows written and ``buffer[-1, 1]`` is the number (in
+its epoch) of the next batch, which a step that slices its batch out of arrays on the device
+(``_engine.Slices``) reads, so the host passes it no number. The buffer is donated to the step and
 comes back written, so a step returns no small arrays of its own: per step the host passes
 one buffer and gets it back (a loss and a flags array per step cost about 5 us of dispatch
 and output handling on CPU, and one transfer each to read them back; see
@@ -25,7 +27,13 @@ def write(log: Any, value: Any, flags: Any) -> Any:
     n = log[-1, 0]
     bits = jax.lax.bitcast_convert_type(value.astype(jnp.float32), jnp.int32)
     rows = jnp.concatenate([bits[..., None], flags.astype(jnp.int32)], axis=-1).reshape(-1, 5)
-    return jax.lax.dynamic_update_slice(log, rows, (n, 0)).at[-1, 0].add(rows.shape[0])
+    return jax.lax.dynamic_update_slice(log, rows, (n, 0)).at[-1, :2].add(rows.shape[0])
+
+
+def next_batch(log: Any, steps: int | None) -> Any:
+    """The number of the next batch (``steps`` None), or of the next ``steps`` (traced)."""
+    n = log[-1, 1]
+    return n if steps is None else n + jnp.arange(steps, dtype=n.dtype)
 
 
 class StepLog:
@@ -45,10 +53,15 @@ class StepLog:
         self._full: list[tuple[Any, int]] = []  # (buffer, rows written), not yet read
         self.pending = 0  # steps written and not yet read
 
-    def buffer(self, steps: int) -> Any:
+    def buffer(self, steps: int, position: int) -> Any:
+        """The buffer for a call of ``steps`` steps from batch ``position`` of the epoch: the
+        current one (its batch number advanced by the calls before), or a fresh one that starts
+        at ``position`` (the rows written and read back in between, so a mid-epoch read or an
+        epoch's end starts the next call afresh)."""
         if self._current is None or self._written + steps > self.rows:
             self._retire()
             self._current = np.zeros((self.rows + 1, 5), np.int32)
+            self._current[-1, 1] = position
         return self._current
 
     def put(self, buffer: Any, steps: int) -> np.ndarray | None:

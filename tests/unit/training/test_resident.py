@@ -56,7 +56,7 @@ def test_resident_batches_are_the_pipelines_batches_in_its_order(epoch: int, dro
         got = list(resident.epoch(epoch, start))
         assert len(got) == len(want) == (3 if drop else 4) - start  # 17 examples, batches of 5
         laid_out = {k: np.asarray(v) for k, v in resident.laid_out.items()}
-        for (i, mask), batch in zip(got, want, strict=True):
+        for i, (mask, batch) in enumerate(zip(got, want, strict=True), start):
             np.testing.assert_array_equal(mask, batch["mask"])
             for key in ("x", "y"):
                 np.testing.assert_array_equal(laid_out[key][i * 5 : i * 5 + 5], batch[key])
@@ -287,3 +287,49 @@ def test_arrays_clean_in_every_row_train_without_the_steps_value_checks() -> Non
         progress=False,
     )
     assert len(history.steps) == 4 and np.isfinite(history.steps).all()
+
+
+class _StepLosses(ss.callbacks.Callback):
+    """A callback that reads every step's loss: the step log is read back after every call."""
+
+    wants_step_loss = True
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_step_end(self, run: Any, step: int, loss: float | None) -> None:
+        assert loss is not None
+        self.losses.append(loss)
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 7])
+@pytest.mark.parametrize("read_each_step", [False, True])
+def test_batch_numbers_kept_on_the_device_follow_the_list_across_log_buffers(
+    steps_per_call: int, read_each_step: bool
+) -> None:
+    """The step finds its batch's number in the step log. Over 150 batches (three log buffers
+    of 64 rows), in groups of 7 with a shorter last group, with the log read back after every
+    call, and over two epochs, every batch trains once, in the list's order: the weights are
+    NumPy SGD's over the same batches."""
+    data = _arrays(150 * 2, seed=7)
+    batches = [{k: v[i : i + 2] for k, v in data.items()} for i in range(0, 300, 2)]
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
+    reader = _StepLosses()
+    history = _fit_xy(
+        model,
+        batches,
+        epochs=2,
+        steps_per_call=steps_per_call,
+        callbacks=[reader] if read_each_step else [],
+    )
+    assert len(history.steps) == 300
+    masked = [b | {"mask": np.ones(2, bool)} for b in batches]
+    w, b = _sgd(w0, b0, masked * 2, 0.1)
+    np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(model.layers[0].bias), b, rtol=1e-4, atol=1e-5)
+    if read_each_step:  # each step's loss: the mean squared error of its own batch before it
+        x, y = masked[0]["x"], masked[0]["y"]
+        first = np.mean((x.astype(np.float64) @ w0 + b0 - y) ** 2)
+        np.testing.assert_allclose(reader.losses[0], first, rtol=1e-5)
+        assert len(reader.losses) == 300
