@@ -108,7 +108,8 @@ def model_state(model: nnx.Module) -> ModelState:
     known = _known(model)
     if known is not None:
         return known.state()
-    graph, params, rest = nnx.split(model, nnx.Param, ...)
+    split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
+    graph, params, rest = split
     modes = mode_graphs(model, graph)  # leaves the model in inference mode
     _remember(model, modes, params, rest)
     return ModelState(*modes, params, rest)
