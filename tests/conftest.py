@@ -76,6 +76,17 @@ class Batches:
         return -(-len(self.x) // self.size)
 
 
+class Reader:
+    """Batches read one by one, as from files: an iterable that is not a list, so ``fit``
+    reads, checks and copies them batch by batch (the host path), never ahead."""
+
+    def __init__(self, batches: list[Any]):
+        self.batches = batches
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.batches)
+
+
 @pytest.fixture(scope="session")
 def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """scikit-learn's real 8x8 handwritten digits, scaled to [0, 1], split 1500 / 297."""

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import Reader
 from jaxtyping import Array, Float32
 
 import shapesafe as ss
@@ -111,16 +112,6 @@ _NAN_IN_BATCH_3 = (
 )
 
 
-class _Reader:
-    """Batches read one by one (as from files): not a list, so fit cannot copy them ahead."""
-
-    def __init__(self, batches: list[tuple[np.ndarray, np.ndarray]]):
-        self.batches = batches
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self.batches)
-
-
 @pytest.mark.parametrize("steps_per_call", [1, 2])
 @pytest.mark.parametrize("where", ["inputs", "targets"])
 def test_a_later_bad_host_batch_is_refused_as_it_is_read(where: str, steps_per_call: int) -> None:
@@ -131,7 +122,7 @@ def test_a_later_bad_host_batch_is_refused_as_it_is_read(where: str, steps_per_c
     model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
     w0, b0 = np.asarray(model.layers[0].kernel), np.asarray(model.layers[0].bias)
     with pytest.raises(ss.ShapesafeError, match=_NAN_IN_BATCH_3.format(where=where)):
-        _fit_sgd(model, _Reader(batches), steps_per_call)
+        _fit_sgd(model, Reader(batches), steps_per_call)
     trained = batches[:3] if steps_per_call == 1 else batches[:2]
     w, b = _sgd_reference(w0, b0, trained, 0.1)
     np.testing.assert_allclose(np.asarray(model.layers[0].kernel), w, rtol=1e-5, atol=1e-6)

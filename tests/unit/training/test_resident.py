@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from conftest import Reader
 from flax import nnx
 from jaxtyping import Array, Float32
 
@@ -144,16 +145,6 @@ def test_the_first_batch_is_still_checked_on_the_host_before_it_trains() -> None
     np.testing.assert_array_equal(np.asarray(model.layers[0].kernel), w0)  # nothing trained
 
 
-class _Reader:
-    """Batches read one by one (as from files): not a list, so they stay on the host path."""
-
-    def __init__(self, batches: list[Any]):
-        self.batches = batches
-
-    def __iter__(self) -> Any:
-        return iter(self.batches)
-
-
 def test_batch_norm_on_a_short_padded_batch_matches_the_host_path(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -186,7 +177,7 @@ def test_batch_norm_on_a_short_padded_batch_matches_the_host_path(
     assert sum(calls) == 4
     listed = train(list(ds.epoch(1)))
     assert sum(calls) == 8
-    host = train(_Reader(list(ds.epoch(1))))
+    host = train(Reader(list(ds.epoch(1))))
     monkeypatch.setattr(_feed, "RESIDENT_BYTES", 0)
     over_the_limit = train(ds)
     assert sum(calls) == 8  # neither the reader's batches nor the large arrays came from a copy
