@@ -72,16 +72,19 @@ class Batches(NamedTuple):
 
 
 class Slices(NamedTuple):
-    """The next batch (or ``steps`` batches) of arrays already on the device, which hold the
-    epoch's batches one after the other: the step slices its batch out itself, batch number
-    ``n`` being rows ``n * size`` on (``size`` the mask's length). ``n`` is not passed: the
-    step log carries it on the device (``_step_log``), as a host scalar cost about 2 us of
-    transfer a step. ``keys`` pick the element's inputs and targets."""
+    """The next batch (or ``steps`` batches) of arrays already on the device, which hold
+    batches one after the other: the step slices its batch out itself, batch ``n`` being rows
+    ``n * size`` on (``size`` the mask's length). The step log carries ``n`` on the device
+    (``_step_log``; a host scalar cost about 2 us of transfer a step): ``number`` is what the
+    host knows of it, written into a fresh log buffer, and ``restart`` starts one there (the
+    first batch of other arrays). ``keys`` pick the element's inputs and targets."""
 
     arrays: Any
     mask: Any  # bool (batch,) or (steps, batch)
     keys: tuple[Any, Any]
     checks: bool  # the step checks the batches' values (False: the arrays were checked whole)
+    number: int  # the first batch's number in ``arrays``
+    restart: bool  # the log counts from ``number`` anew
 
 
 class _Id:

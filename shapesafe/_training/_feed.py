@@ -150,21 +150,27 @@ def _on_device(x: Any, y: Any) -> bool:
 
 
 RESIDENT_BYTES = 256 << 20  # arrays up to this size are copied to the device for training
+CHUNK = 64  # batches of a list copied to the device at a time (rounded up to steps_per_call)
 
 
 class Resident:
-    """Training batches trained from one device copy of their arrays.
+    """Training batches trained from a device copy of their arrays.
 
     Two kinds of data have one. An array pipeline: ``from_arrays(...)`` (with ``shuffle``,
     ``take``, ``skip`` or ``split`` parts over it) and then ``batch(n)``, whose batches are rows
     of known arrays. And a list (or tuple) of NumPy batches of one element shape: arrays
-    already cut into batches. ``fit`` copies the arrays to the device once per call and checks
-    their values once, whole (``_data_checks.clean``). Each epoch's batches are laid out on the
-    device one after another, each padded to the batch size (zero rows, masked, as ``batch``
-    pads): one gather per epoch for a pipeline, in the epoch's order; a list is laid out so
-    already. A step then gets only its batch's number and slices the batch out itself
-    (``_engine.Slices``), so the host neither gathers, checks nor copies a batch (about 20 us a
-    step for the digits MLP on CPU), and the batches are the data's own, in its order.
+    already cut into batches. The batches are laid out on the device one after another, each
+    padded to the batch size (zero rows, masked, as ``batch`` pads), and their values checked
+    once (``_data_checks.clean``): a pipeline's arrays are copied once per ``fit`` call and
+    each epoch laid out by one gather, in the epoch's order; a list is copied a chunk of
+    batches at a time, as the steps reach it, and kept for the later epochs. A step then gets
+    no batch from the host: it slices its batch out itself (``_engine.Slices``), so the host
+    neither gathers, checks nor copies a batch (about 20 us a step for the digits MLP on CPU),
+    and the batches are the data's own, in its order.
+
+    A list is copied in chunks (``CHUNK`` batches, a multiple of ``steps_per_call``) because
+    the copy of a whole 1000-batch list cost about 8 us a batch before the first step, and
+    chunks copied while the steps before them run about 2 (``benchmarks/README.md``).
     """
 
     def __init__(
@@ -174,20 +180,32 @@ class Resident:
         classes: int | None,
         masks: list[np.ndarray],
         order: Callable[[int], np.ndarray] | None = None,
+        steps_per_call: int = 1,
     ):
         """``arrays`` (host) hold the batches one after another, or, with ``order``, the rows
-        that ``order(epoch)`` lays out so; ``masks[i]`` is batch ``i``'s."""
-        self.keys, self.masks, self.order = keys, masks, order
+        that ``order(epoch)`` lays out so; or (a list) ``(xs, ys)``, the padded batches'
+        inputs and targets. ``masks[i]`` is batch ``i``'s."""
+        self.keys, self.masks, self.order, self.classes = keys, masks, order, classes
         self.size = len(masks[0])
         self.real = all_real(self.size)  # a full batch's mask, and its device copy
         self.real_on_device = all_real(self.size, on_device=True)
+        self.span = len(masks)  # batches in ``laid_out``, from batch ``lo``
+        self.lo = self.cursor = 0  # and the next batch's number
+        self.restart = True
+        self.laid_out: Any = None
+        self.batches: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        if order is None and type(arrays) is tuple and type(arrays[0]) is list:  # a list
+            self.batches = arrays
+            self.span = steps_per_call * -(-CHUNK // steps_per_call)
+            self.chunks: dict[int, tuple[Any, bool]] = {}
+            return
         # arrays clean in every row need no value checks in the step (padding rows are zeros)
         self.checks = not clean(arrays[keys[0]], arrays[keys[1]], classes)
         self.arrays = jax.device_put(arrays)
         self.laid_out = self.arrays if order is None else None  # this epoch's batches
 
     @staticmethod
-    def of(data: Any, batcher: Batcher) -> "Resident | None":
+    def of(data: Any, batcher: Batcher, steps_per_call: int = 1) -> "Resident | None":
         """The resident form of ``data`` for training, or ``None`` where it has none: not an
         array pipeline ending in ``batch`` nor a list of NumPy batches of one shape, over
         ``RESIDENT_BYTES``, or placed on a mesh."""
@@ -198,25 +216,50 @@ class Resident:
         if isinstance(data, Batch):
             return _pipeline(data, batcher)
         if type(data) in (list, tuple) and data:
-            return _listed(data, batcher)
+            return _listed(data, batcher, steps_per_call)
         return None
 
     def epoch(self, epoch: int, start: int) -> Iterator[np.ndarray]:
         """The mask of each batch of ``epoch`` from batch ``start``, its epoch laid out."""
         if self.order is not None:
             self.laid_out = _gather(self.arrays, self.order(epoch))
+        self.cursor, self.restart = start, True
         yield from self.masks[start:]
 
     def place(self, group: list[np.ndarray]) -> Slices:
-        """The next batch (its mask), or ``len(group) > 1`` of them for one call's steps: the
-        step finds their numbers in the step log, which ``fit`` keeps at the epoch's position."""
+        """The next batch (its mask), or ``len(group) > 1`` of them for one call's steps, in
+        the arrays that hold them (a list's chunk laid out here where they are not yet)."""
+        first, self.cursor = self.cursor, self.cursor + len(group)
+        if self.batches is not None and not (
+            self.lo <= first and self.cursor <= self.lo + self.span and self.laid_out is not None
+        ):
+            self._chunk(first, len(group))
+            self.restart = True
+        restart, self.restart = self.restart, False
         if len(group) == 1:
             mask = group[0]
             if mask is self.real:
                 mask = self.real_on_device
         else:
             mask = np.stack(group)
-        return Slices(self.laid_out, mask, self.keys, self.checks)
+        return Slices(self.laid_out, mask, self.keys, self.checks, first - self.lo, restart)
+
+    def _chunk(self, first: int, n: int) -> None:
+        """Lay out the chunk of a list's batches that holds batches ``first`` to ``first + n``:
+        the aligned one, kept for later epochs, or (a group across two) one from ``first``."""
+        assert self.batches is not None
+        lo = first - first % self.span
+        if first + n > lo + self.span:
+            lo = first
+        found = self.chunks.get(lo)
+        if found is None:
+            xs, ys = (b[lo : lo + self.span] for b in self.batches)
+            x, y = np.concatenate(xs), np.concatenate(ys)
+            arrays = (x, y) if self.keys == (0, 1) else {self.keys[0]: x, self.keys[1]: y}
+            found = (jax.device_put(arrays), not clean(x, y, self.classes))
+            if lo % self.span == 0:
+                self.chunks[lo] = found
+        (self.laid_out, self.checks), self.lo = found, lo
 
 
 @jax.jit
@@ -254,7 +297,7 @@ def _pipeline(data: Any, batcher: Batcher) -> Resident | None:
     return Resident(arrays, keys, batcher.classes, masks, order)
 
 
-def _listed(data: Any, batcher: Batcher) -> Resident | None:
+def _listed(data: Any, batcher: Batcher, steps_per_call: int) -> Resident | None:
     """A list of NumPy batches as one set of arrays, the batches one after another, each
     padded to the first's size; ``None`` unless every batch is NumPy inputs and targets of the
     first's element shapes and dtypes, no larger than it (the host path then reads them one by
@@ -291,9 +334,7 @@ def _listed(data: Any, batcher: Batcher) -> Resident | None:
             xs[i], ys[i] = _zeros_after(xs[i], size - n), _zeros_after(ys[i], size - n)
             masks[i] = _zeros_after(masks[i][:n], size - n)
     masks = [real if m is real or m.all() else m for m in masks]
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    arrays: Any = (x, y) if keys == (0, 1) else {keys[0]: x, keys[1]: y}
-    return Resident(arrays, keys, batcher.classes, masks)
+    return Resident((xs, ys), keys, batcher.classes, masks, steps_per_call=steps_per_call)
 
 
 def _same(arrays: list[Any]) -> bool:

@@ -135,9 +135,9 @@ def fit(
     (NumPy or JAX arrays); they become a ``shapesafe.data`` dataset of their rows, shuffled
     (``shuffle``) and batched (``batch_size``). Such an array pipeline (``from_arrays``, its
     ``shuffle``/``take``/``skip``/``split`` parts, then ``batch``) trains from one device copy
-    of its arrays, and so does a list of NumPy batches of one shape, copied at the start of
-    the call: each step slices its batch there by number, the same batches in the same order,
-    without host work per step. The model trains in training mode (Dropout on, BatchNorm on
+    of its arrays, and so does a list of NumPy batches of one shape, copied 64 batches at a
+    time as the steps reach them: each step slices its batch there by number, the same
+    batches in the same order, without host work per step. The model trains in training mode (Dropout on, BatchNorm on
     batch statistics) and is left in inference mode.
 
     Returns:
@@ -219,7 +219,7 @@ def fit(
         eval_data=eval_data,
         eval_every=eval_every,
         steps_per_call=steps_per_call,
-        resident=Resident.of(data, batcher),
+        resident=Resident.of(data, batcher, steps_per_call),
     )
     log = open(log_file, "a") if log_file is not None else None
     try:

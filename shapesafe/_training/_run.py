@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from ._data_checks import raise_for_flags
-from ._engine import Engine
+from ._engine import Engine, Slices
 from ._history import History
 from ._progress import Progress
 from ._step_log import StepLog, losses
@@ -64,9 +64,9 @@ class Run:
                 range (the step applied no update for it).
         """
         log = self.log
-        self.mstates, buffer = self.engine.train(
-            self.mstates, log.buffer(steps, self.position), batch
-        )
+        number, restart = (batch.number, batch.restart) if isinstance(batch, Slices) else (0, False)
+        buffer = log.buffer(steps, number, restart)
+        self.mstates, buffer = self.engine.train(self.mstates, buffer, batch)
         table = log.put(buffer, steps)
         if table is not None:
             self._record(table)

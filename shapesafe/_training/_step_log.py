@@ -53,15 +53,15 @@ class StepLog:
         self._full: list[tuple[Any, int]] = []  # (buffer, rows written), not yet read
         self.pending = 0  # steps written and not yet read
 
-    def buffer(self, steps: int, position: int) -> Any:
-        """The buffer for a call of ``steps`` steps from batch ``position`` of the epoch: the
-        current one (its batch number advanced by the calls before), or a fresh one that starts
-        at ``position`` (the rows written and read back in between, so a mid-epoch read or an
-        epoch's end starts the next call afresh)."""
-        if self._current is None or self._written + steps > self.rows:
+    def buffer(self, steps: int, number: int, restart: bool = False) -> Any:
+        """The buffer for a call of ``steps`` steps from batch ``number`` (``Slices``): the
+        current one, its batch number advanced by the calls before, or a fresh one that counts
+        from ``number``: where the current one is full, was read back (a mid-epoch read, an
+        epoch's end), or ``restart`` asks for it (the batches are in other arrays)."""
+        if restart or self._current is None or self._written + steps > self.rows:
             self._retire()
             self._current = np.zeros((self.rows + 1, 5), np.int32)
-            self._current[-1, 1] = position
+            self._current[-1, 1] = number
         return self._current
 
     def put(self, buffer: Any, steps: int) -> np.ndarray | None:

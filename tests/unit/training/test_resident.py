@@ -324,3 +324,33 @@ def test_batch_numbers_kept_on_the_device_follow_the_list_across_log_buffers(
         first = np.mean((x.astype(np.float64) @ w0 + b0 - y) ** 2)
         np.testing.assert_allclose(reader.losses[0], first, rtol=1e-5)
         assert len(reader.losses) == 300
+
+
+@pytest.mark.parametrize(("steps_per_call", "start"), [(1, 0), (7, 0), (7, 3)])
+def test_a_lists_chunks_hold_each_group_of_batches_at_its_number(
+    steps_per_call: int, start: int
+) -> None:
+    """A list is laid out on the device a chunk at a time: each call's batches are in the
+    arrays it is given, from the number it is given, also where a group from an odd start
+    crosses a chunk's end, and over a second epoch from the chunks kept."""
+    data = _arrays(150 * 2 + 1, seed=3)
+    batches = [{k: v[i : i + 2] for k, v in data.items()} for i in range(0, 301, 2)]  # last: 1
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    resident = Resident.of(batches, Batcher(model, "x", "y", None), steps_per_call)
+    assert resident is not None
+    for epoch in (1, 2):
+        masks = list(resident.epoch(epoch, start))
+        groups = [masks[i : i + steps_per_call] for i in range(0, len(masks), steps_per_call)]
+        position = start
+        for group in groups:
+            placed = resident.place(group)
+            laid_out = {k: np.asarray(v) for k, v in placed.arrays.items()}
+            for j in range(len(group)):
+                want = batches[position + j]
+                n = len(want["x"])
+                rows = slice((placed.number + j) * 2, (placed.number + j) * 2 + n)
+                for key in ("x", "y"):
+                    np.testing.assert_array_equal(laid_out[key][rows], want[key])
+                np.testing.assert_array_equal(np.asarray(group[j])[:n], True)
+            position += len(group)
+        assert position == len(batches)
