@@ -434,7 +434,7 @@ def programs(
 ) -> Programs:
     """The shared ``Programs`` for this model structure, these objects, this placement,
     this forward policy (remat, compute dtype) and class count."""
-    key = (  # the graphs by identity: ``_split.mode_graphs`` gives one object per graph (hashing one
+    key = (  # the graphs by identity: ``_split._mode_graphs`` gives one object per graph (hashing one
         _Id(train_graph),  # walks it, about 0.1 ms)
         _Id(eval_graph),
         defs,

@@ -180,11 +180,14 @@ class Resident:
         classes: int | None,
         masks: list[np.ndarray],
         order: Callable[[int], np.ndarray] | None = None,
+        *,
+        batches: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
         steps_per_call: int = 1,
     ):
         """``arrays`` (host) hold the batches one after another, or, with ``order``, the rows
-        that ``order(epoch)`` lays out so; or (a list) ``(xs, ys)``, the padded batches'
-        inputs and targets. ``masks[i]`` is batch ``i``'s."""
+        that ``order(epoch)`` lays out so; or, for a list, ``arrays`` is ``None`` and
+        ``batches`` the padded batches' inputs and targets, laid out in chunks of a multiple
+        of ``steps_per_call``. ``masks[i]`` is batch ``i``'s."""
         self.keys, self.masks, self.order, self.classes = keys, masks, order, classes
         self.size = len(masks[0])
         self.real = all_real(self.size)  # a full batch's mask, and its device copy
@@ -193,9 +196,8 @@ class Resident:
         self.lo = self.cursor = 0  # and the next batch's number
         self.restart = True
         self.laid_out: Any = None
-        self.batches: tuple[list[np.ndarray], list[np.ndarray]] | None = None
-        if order is None and type(arrays) is tuple and type(arrays[0]) is list:  # a list
-            self.batches = arrays
+        self.batches = batches
+        if batches is not None:
             self.span = steps_per_call * -(-CHUNK // steps_per_call)
             self.chunks: dict[int, tuple[Any, bool]] = {}
             return
@@ -230,12 +232,12 @@ class Resident:
         """The next batch (its mask), or ``len(group) > 1`` of them for one call's steps, in
         the arrays that hold them (a list's chunk laid out here where they are not yet)."""
         first, self.cursor = self.cursor, self.cursor + len(group)
+        restart, self.restart = self.restart, False
         if self.batches is not None and not (
-            self.lo <= first and self.cursor <= self.lo + self.span and self.laid_out is not None
+            self.laid_out is not None and self.lo <= first and self.cursor <= self.lo + self.span
         ):
             self._chunk(first, len(group))
-            self.restart = True
-        restart, self.restart = self.restart, False
+            restart = True  # other arrays: the log counts from this batch's number in them
         if len(group) == 1:
             mask = group[0]
             if mask is self.real:
@@ -298,8 +300,8 @@ def _pipeline(data: Any, batcher: Batcher) -> Resident | None:
 
 
 def _listed(data: Any, batcher: Batcher, steps_per_call: int) -> Resident | None:
-    """A list of NumPy batches as one set of arrays, the batches one after another, each
-    padded to the first's size; ``None`` unless every batch is NumPy inputs and targets of the
+    """A list of NumPy batches, each padded to the first's size, for ``Resident`` to lay out
+    a chunk at a time; ``None`` unless every batch is NumPy inputs and targets of the
     first's element shapes and dtypes, no larger than it (the host path then reads them one by
     one, and names a batch at fault). About 2 us a batch of the digits MLP, half of it the
     copies."""
@@ -334,7 +336,9 @@ def _listed(data: Any, batcher: Batcher, steps_per_call: int) -> Resident | None
             xs[i], ys[i] = _zeros_after(xs[i], size - n), _zeros_after(ys[i], size - n)
             masks[i] = _zeros_after(masks[i][:n], size - n)
     masks = [real if m is real or m.all() else m for m in masks]
-    return Resident((xs, ys), keys, batcher.classes, masks, steps_per_call=steps_per_call)
+    return Resident(
+        None, keys, batcher.classes, masks, batches=(xs, ys), steps_per_call=steps_per_call
+    )
 
 
 def _same(arrays: list[Any]) -> bool:

@@ -137,8 +137,8 @@ def fit(
     ``shuffle``/``take``/``skip``/``split`` parts, then ``batch``) trains from one device copy
     of its arrays, and so does a list of NumPy batches of one shape, copied 64 batches at a
     time as the steps reach them: each step slices its batch there by number, the same
-    batches in the same order, without host work per step. The model trains in training mode (Dropout on, BatchNorm on
-    batch statistics) and is left in inference mode.
+    batches in the same order, without host work per step. The model trains in training
+    mode (Dropout on, BatchNorm on batch statistics) and is left in inference mode.
 
     Returns:
         The ``History`` of per-epoch logs and per-step losses.

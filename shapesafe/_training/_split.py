@@ -59,7 +59,7 @@ _MODES: "collections.OrderedDict[Any, tuple[Any, Any]]" = collections.OrderedDic
 _KEEP = 32  # graphs kept, least recently made dropped
 
 
-def mode_graphs(model: nnx.Module, graph: Any) -> tuple[Any, Any]:
+def _mode_graphs(model: nnx.Module, graph: Any) -> tuple[Any, Any]:
     """``(train-mode graph, eval-mode graph)`` of ``model``, whose current graph is ``graph``,
     and the model left in eval mode (inference: Dropout off, BatchNorm on running statistics).
 
@@ -110,7 +110,7 @@ def model_state(model: nnx.Module) -> ModelState:
         return known.state()
     split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
     graph, params, rest = split
-    modes = mode_graphs(model, graph)  # leaves the model in inference mode
+    modes = _mode_graphs(model, graph)  # leaves the model in inference mode
     _remember(model, modes, params, rest)
     return ModelState(*modes, params, rest)
 

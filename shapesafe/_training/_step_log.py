@@ -3,9 +3,9 @@ which the host reads back a buffer at a time.
 
 A buffer is an int32 array of ``rows + 1`` rows of 5: row ``i`` holds step ``i``'s loss (its
 float32 bits) and its ``value_flags`` ``[what, first bad label, labels outside, real
-examples]``; ``buffer[-1, 0]`` counts the rows written and ``buffer[-1, 1]`` is the number (in
-its epoch) of the next batch, which a step that slices its batch out of arrays on the device
-(``_engine.Slices``) reads, so the host passes it no number. The buffer is donated to the step and
+examples]``; ``buffer[-1, 0]`` counts the rows written and ``buffer[-1, 1]`` is the number of the
+next batch in the arrays that a step slicing its batch on the device reads (``_engine.Slices``:
+an epoch's layout, or a list's chunk), so the host passes it no number. The buffer is donated to the step and
 comes back written, so a step returns no small arrays of its own: per step the host passes
 one buffer and gets it back (a loss and a flags array per step cost about 5 us of dispatch
 and output handling on CPU, and one transfer each to read them back; see
