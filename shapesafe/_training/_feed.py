@@ -9,6 +9,7 @@ have to copy back to look at, and an array pipeline's rows are checked by the tr
 itself (``_data_checks.value_flags``), the first batch of a ``fit`` on the host as well.
 """
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -150,7 +151,28 @@ def _on_device(x: Any, y: Any) -> bool:
 
 
 RESIDENT_BYTES = 256 << 20  # arrays up to this size are copied to the device for training
-CHUNK = 64  # batches of a list copied to the device at a time (rounded up to steps_per_call)
+CHUNK = 64  # batches of a list copied to the device at a time, at most
+CHUNK_BYTES = 16 << 20  # and about this many bytes at most (at least steps_per_call batches)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _to_device(arrays: Any) -> Any:
+    """NumPy arrays copied to the default device through a jitted call's argument transfer,
+    which costs a quarter to a half of ``jax.device_put``'s (a 530 KB chunk of the digits
+    MLP's batches: 100 against 400 us, ``benchmarks/README.md``). The transferred buffers are
+    donated, so the identity returns them without a second copy (without donation a 200 MB
+    array peaked at twice its size)."""
+    return arrays
+
+
+def chunk_width(batches: int, batch_bytes: int, steps_per_call: int) -> int:
+    """Batches in each chunk of a list of ``batches`` (``Resident``): ``CHUNK`` or fewer, to stay
+    within ``CHUNK_BYTES``, a multiple of ``steps_per_call``; for a shorter list the next power
+    of two (times ``steps_per_call``) that holds it, so that lists of any length make a few
+    shapes of chunk and the step compiles for those alone."""
+    most = max(1, min(CHUNK, CHUNK_BYTES // max(1, batch_bytes)) // steps_per_call)
+    groups = -(-batches // steps_per_call)
+    return steps_per_call * min(most, 1 << (groups - 1).bit_length())
 
 
 class Resident:
@@ -198,12 +220,14 @@ class Resident:
         self.laid_out: Any = None
         self.batches = batches
         if batches is not None:
-            self.span = steps_per_call * -(-CHUNK // steps_per_call)
+            self.span = chunk_width(
+                len(masks), batches[0][0].nbytes + batches[1][0].nbytes, steps_per_call
+            )
             self.chunks: dict[int, tuple[Any, bool]] = {}
             return
         # arrays clean in every row need no value checks in the step (padding rows are zeros)
         self.checks = not clean(arrays[keys[0]], arrays[keys[1]], classes)
-        self.arrays = jax.device_put(arrays)
+        self.arrays = _to_device(arrays)
         self.laid_out = self.arrays if order is None else None  # this epoch's batches
 
     @staticmethod
@@ -248,18 +272,25 @@ class Resident:
 
     def _chunk(self, first: int, n: int) -> None:
         """Lay out the chunk of a list's batches that holds batches ``first`` to ``first + n``:
-        the aligned one, kept for later epochs, or (a group across two) one from ``first``."""
+        the aligned one, or the one that ends the list, both kept for later epochs; or (a group
+        across two) one from ``first``. Every chunk has ``span`` batches, zero batches after the
+        end of a list shorter than that, which no step reads."""
         assert self.batches is not None
-        lo = first - first % self.span
-        if first + n > lo + self.span:
+        total, span = len(self.masks), self.span
+        lo = first - first % span
+        if first + n > lo + span:
             lo = first
+        tail = max(0, total - span)
+        lo = min(lo, tail)
         found = self.chunks.get(lo)
         if found is None:
-            xs, ys = (b[lo : lo + self.span] for b in self.batches)
-            x, y = np.concatenate(xs), np.concatenate(ys)
+            parts = [b[lo : lo + span] for b in self.batches]
+            if total < span:  # the list's batches, then zeros
+                parts = [p + [np.zeros_like(p[0])] * (span - total) for p in parts]
+            x, y = np.concatenate(parts[0]), np.concatenate(parts[1])
             arrays = (x, y) if self.keys == (0, 1) else {self.keys[0]: x, self.keys[1]: y}
-            found = (jax.device_put(arrays), not clean(x, y, self.classes))
-            if lo % self.span == 0:
+            found = (_to_device(arrays), not clean(x, y, self.classes))
+            if lo % span == 0 or lo == tail:
                 self.chunks[lo] = found
         (self.laid_out, self.checks), self.lo = found, lo
 

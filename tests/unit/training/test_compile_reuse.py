@@ -115,6 +115,24 @@ def test_steps_per_call_reuses_its_scan_too(caplog) -> None:  # type: ignore[no-
     assert second == [] and len(history.steps) == 6
 
 
+def test_lists_of_any_length_train_on_one_compiled_step(caplog) -> None:  # type: ignore[no-untyped-def]
+    """A list of NumPy batches is copied to the device in chunks of 64 batches, the last one
+    ending at the list's end: lists of 70, 75 and 130 batches, and a second fit, compile one
+    train step; short lists one per power of two (3 and 4 batches: one)."""
+    x, y = _data(8 * 130)
+    batches = [(x[i : i + 8], y[i : i + 8]) for i in range(0, len(x), 8)]
+    model = ss.build(L.Linear(2), SPEC, seed=0)
+    tx = optax.sgd(0.1)
+    with Compiles(caplog) as long:
+        for n in (70, 75, 130, 70):
+            assert len(_fit(model, batches[:n], tx).steps) == n
+    assert sum("train_step" in n for n in long) == 1, long
+    with Compiles(caplog) as short:
+        for n in (3, 4, 3):
+            assert len(_fit(model, batches[:n], tx).steps) == n
+    assert sum("train_step" in n for n in short) == 1, short
+
+
 def test_step_losses_read_back_in_chunks_are_each_steps_loss_in_order() -> None:
     """More steps than one read-back chunk (64): ``history.steps`` (read back in stacked chunks)
     equals the losses a callback reads from each step as it ends."""

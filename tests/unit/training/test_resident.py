@@ -338,6 +338,7 @@ def test_a_lists_chunks_hold_each_group_of_batches_at_its_number(
     model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
     resident = Resident.of(batches, Batcher(model, "x", "y", None), steps_per_call)
     assert resident is not None
+    shapes = set()
     for epoch in (1, 2):
         masks = list(resident.epoch(epoch, start))
         groups = [masks[i : i + steps_per_call] for i in range(0, len(masks), steps_per_call)]
@@ -345,6 +346,7 @@ def test_a_lists_chunks_hold_each_group_of_batches_at_its_number(
         for group in groups:
             placed = resident.place(group)
             laid_out = {k: np.asarray(v) for k, v in placed.arrays.items()}
+            shapes.add(laid_out["x"].shape)
             for j in range(len(group)):
                 want = batches[position + j]
                 n = len(want["x"])
@@ -354,3 +356,42 @@ def test_a_lists_chunks_hold_each_group_of_batches_at_its_number(
                 np.testing.assert_array_equal(np.asarray(group[j])[:n], True)
             position += len(group)
         assert position == len(batches)
+    # one shape of chunk, the last one too (it ends at the list's end): one compiled step
+    assert shapes == {(2 * 7 * (64 // 7), 3)} if steps_per_call == 7 else {(2 * 64, 3)}
+
+
+@pytest.mark.parametrize(
+    ("batches", "steps_per_call", "width"),
+    [
+        *[(1, 1, 1), (2, 1, 2), (3, 1, 4), (5, 1, 8), (64, 1, 64), (65, 1, 64), (500, 1, 64)],
+        *[(3, 2, 4), (5, 2, 8), (100, 7, 63), (10, 200, 200)],
+    ],
+)
+def test_a_lists_chunks_are_a_few_widths_whatever_its_length(
+    batches: int, steps_per_call: int, width: int
+) -> None:
+    """A chunk holds 64 batches (a multiple of ``steps_per_call``), and a shorter list the
+    next power of two that holds it, zero batches after its end: lists of any length train
+    from chunks of a few shapes, so the step compiles for those alone."""
+    data = _arrays(2 * batches, seed=1)
+    listed = [{k: v[i : i + 2] for k, v in data.items()} for i in range(0, 2 * batches, 2)]
+    model = ss.build(L.Linear(1), Float32[Array, "batch 3"], seed=0)
+    resident = Resident.of(listed, Batcher(model, "x", "y", None), steps_per_call)
+    assert resident is not None and resident.span == width
+    for mask in resident.epoch(1, 0):
+        placed = resident.place([mask])  # the last: in a chunk of ``width`` batches
+    laid_out = {k: np.asarray(v) for k, v in placed.arrays.items()}
+    assert laid_out["x"].shape == (2 * width, 3)
+    rows = slice(2 * placed.number, 2 * placed.number + 2)
+    np.testing.assert_array_equal(laid_out["x"][rows], listed[-1]["x"])
+    after = laid_out["x"][2 * (placed.number + 1) :]
+    assert not after.any() or batches >= width  # zeros after a short list's batches
+
+
+def test_a_chunk_of_large_batches_holds_fewer_of_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk stays within ``CHUNK_BYTES`` (at least one call's batches)."""
+    monkeypatch.setattr(_feed, "CHUNK_BYTES", 1000)  # a batch below is 2 * (3 + 1) * 4 = 32 B
+    assert _feed.chunk_width(500, 32, 1) == 31
+    assert _feed.chunk_width(500, 32, 4) == 28
+    assert _feed.chunk_width(500, 4000, 1) == 1
+    assert _feed.chunk_width(500, 4000, 3) == 3
