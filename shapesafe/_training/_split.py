@@ -18,15 +18,19 @@ from typing import Any, NamedTuple
 
 import jax
 from flax import nnx
+from jax.core import Tracer
 
 
 class ModelState(NamedTuple):
-    """The model split for the steps: its graph in both modes and its state as trees."""
+    """The model split for the steps: its graph in both modes, its state as the leaves and
+    treedefs of two trees, and where those leaves live among its variables."""
 
     train_graph: Any
     eval_graph: Any
-    params: Any  # nnx.State of the nnx.Param variables
-    rest: Any  # nnx.State of everything else
+    params: list[Any]  # the leaves of the nnx.State of the nnx.Param variables
+    rest: list[Any]  # and of everything else
+    defs: tuple[Any, Any]  # the two states' treedefs
+    known: "_Known | None"  # the split's variables (None: the state is written back by nnx)
 
 
 class _Known(NamedTuple):
@@ -50,9 +54,8 @@ class _Known(NamedTuple):
 
     def state(self) -> ModelState:
         raw = [v.get_raw_value() for v in self.variables]
-        params = jax.tree.unflatten(self.params_def, [raw[i] for i in self.params_at])
-        rest = jax.tree.unflatten(self.rest_def, [raw[i] for i in self.rest_at])
-        return ModelState(*self.modes, params, rest)
+        params, rest = [raw[i] for i in self.params_at], [raw[i] for i in self.rest_at]
+        return ModelState(*self.modes, params, rest, (self.params_def, self.rest_def), self)
 
 
 _MODES: "collections.OrderedDict[Any, tuple[Any, Any]]" = collections.OrderedDict()
@@ -82,8 +85,19 @@ def _mode_graphs(model: nnx.Module, graph: Any) -> tuple[Any, Any]:
 _KNOWN: "weakref.WeakKeyDictionary[nnx.Module, _Known]" = weakref.WeakKeyDictionary()
 
 
+_VARIABLE_TYPES: dict[type, bool] = {}  # whether a type's instances are variables
+
+
 def _is_variable(x: Any) -> bool:
-    return isinstance(x, nnx.Variable)
+    """``isinstance(x, nnx.Variable)``, known by ``x``'s type where the type alone decides
+    (nnx's ``__instancecheck__`` also looks at tracers and hijax variables; it was about a
+    third of the model's flatten)."""
+    kind = _VARIABLE_TYPES.get(type(x))
+    if kind is None:
+        kind = isinstance(x, nnx.Variable)
+        if issubclass(type(x), nnx.Variable) == kind and not isinstance(x, Tracer):
+            _VARIABLE_TYPES[type(x)] = kind
+    return kind
 
 
 def _flatten(model: nnx.Module) -> tuple[list[Any], Any]:
@@ -111,17 +125,18 @@ def model_state(model: nnx.Module) -> ModelState:
     split: tuple[Any, ...] = nnx.split(model, nnx.Param, ...)
     graph, params, rest = split
     modes = _mode_graphs(model, graph)  # leaves the model in inference mode
-    _remember(model, modes, params, rest)
-    return ModelState(*modes, params, rest)
+    (p_leaves, p_def), (r_leaves, r_def) = jax.tree.flatten(params), jax.tree.flatten(rest)
+    known = _remember(model, modes, p_leaves, p_def, r_leaves, r_def)
+    return ModelState(*modes, p_leaves, r_leaves, (p_def, r_def), known)
 
 
 def write_back(
-    model: nnx.Module, params: list[Any], rest: list[Any], defs: tuple[Any, Any]
+    model: nnx.Module, known: _Known | None, params: list[Any], rest: list[Any], defs: Any
 ) -> None:
     """Put the trained state into ``model``: the leaves ``params`` and ``rest`` of trees of the
-    treedefs ``defs`` (those of ``model_state``'s trees, flattened)."""
-    known = _known(model)
-    if known is None or defs != (known.params_def, known.rest_def):
+    treedefs ``defs``, into the variables ``model_state`` read them from (its ``known``; the
+    model's structure stays as it was for the steps that trained it), or by ``nnx.update``."""
+    if known is None or tuple(defs) != (known.params_def, known.rest_def):
         nnx.update(model, jax.tree.unflatten(defs[0], params), jax.tree.unflatten(defs[1], rest))
         return
     for at, leaves in ((known.params_at, params), (known.rest_at, rest)):
@@ -129,23 +144,29 @@ def write_back(
             known.variables[i].set_raw_value(value)
 
 
-def _remember(model: nnx.Module, modes: tuple[Any, Any], params: Any, rest: Any) -> None:
+def _remember(
+    model: nnx.Module,
+    modes: tuple[Any, Any],
+    p_leaves: list[Any],
+    p_def: Any,
+    r_leaves: list[Any],
+    r_def: Any,
+) -> _Known | None:
     """Keep where the split's leaves live among the model's variables, where each leaf is the
     plain array of exactly one variable (not an array reference, nor shared)."""
     variables, treedef = _flatten(model)
     if not all(_is_variable(v) and not v.hijax and not v.ref for v in variables):
-        return
+        return None
     index: dict[int, int] = {}
     for i, v in enumerate(variables):
         raw = v.get_raw_value()
         if not isinstance(raw, jax.Array):
-            return
+            return None
         if index.setdefault(id(raw), i) != i and variables[index[id(raw)]] is not v:
-            return  # one array held by two variables: which to write is ambiguous
-    p_leaves, p_def = jax.tree.flatten(params)
-    r_leaves, r_def = jax.tree.flatten(rest)
+            return None  # one array held by two variables: which to write is ambiguous
     try:
         p_at, r_at = [index[id(a)] for a in p_leaves], [index[id(a)] for a in r_leaves]
-        _KNOWN[model] = _Known(treedef, variables, modes, p_def, r_def, p_at, r_at)
+        known = _KNOWN[model] = _Known(treedef, variables, modes, p_def, r_def, p_at, r_at)
     except (KeyError, TypeError):  # a leaf not found among the variables; or no weak reference
-        return
+        return None
+    return known
