@@ -95,17 +95,17 @@ def check_loss(loss: Any, what: str) -> Any:
             f"{what}: loss must be a function loss(outputs, targets, *, mask), such as "
             f"ss.losses.cross_entropy; got {type(loss).__name__}."
         )
-    if _takes_mask(loss):
-        return loss
-    found = _MASKED.get(id(loss))
-    if found is None or found[0] is not loss:  # one wrapper per function: fit reuses its step
-        if len(_MASKED) >= 16:
-            _MASKED.pop(next(iter(_MASKED)))
-        found = _MASKED[id(loss)] = (loss, MaskedMean(loss))
+    # once per function (``inspect.signature`` costs about 80 us a call), and one wrapper
+    # per function: a repeated fit reuses its step
+    found = _CHECKED.get(id(loss))
+    if found is None or found[0] is not loss:
+        if len(_CHECKED) >= 16:
+            _CHECKED.pop(next(iter(_CHECKED)))
+        found = _CHECKED[id(loss)] = (loss, loss if _takes_mask(loss) else MaskedMean(loss))
     return found[1]
 
 
-_MASKED: dict[int, tuple[Any, "MaskedMean"]] = {}
+_CHECKED: dict[int, tuple[Any, Any]] = {}
 
 
 def _takes_mask(fn: Callable[..., Any]) -> bool:

@@ -32,6 +32,9 @@ def _dtype(x: Any) -> np.dtype[Any]:
     return np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
 
 
+_FITTING: set[tuple[Any, ...]] = set()  # inputs that fit a spec
+
+
 def check_input_spec(
     model: Any, shape: tuple[int, ...], dtype: np.dtype[Any], x: Any, where: str
 ) -> None:
@@ -40,8 +43,19 @@ def check_input_spec(
     spec = model_input(model)
     if spec is None:
         return
+    key: tuple[Any, ...] | None = (spec, shape, dtype)
+    try:
+        if key in _FITTING:  # compared before (about 0.1 ms a comparison)
+            return
+    except TypeError:  # a spec that is not hashable: compared every time
+        key = None
     m = compare(spec, _Abstract(shape, dtype))
-    if m:
+    if not m:
+        if key is not None:
+            if len(_FITTING) >= 256:
+                _FITTING.clear()
+            _FITTING.add(key)
+    else:
         advice = input_advice(spec, shape, dtype, built_for=getattr(model, "converts", ""))
         raise ShapeError(
             f"{where} does not fit the model: {_clause(m)}.\n"

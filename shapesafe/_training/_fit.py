@@ -1,5 +1,6 @@
 """``fit``, ``evaluate`` and ``predict``: a readable loop around the jitted steps of ``_engine``."""
 
+import functools
 import inspect
 import json
 import math
@@ -37,7 +38,7 @@ def _epoch_iter(data: Any, epoch: int, start: int) -> Iterator[Any]:
     per_epoch: Any = getattr(data, "epoch", None)
     source: Any = data
     if callable(per_epoch):
-        if "start" in inspect.signature(per_epoch).parameters:
+        if _takes_start(per_epoch):
             source = per_epoch(epoch, start=start)
             return iter(source)
         source = per_epoch(epoch)
@@ -45,6 +46,20 @@ def _epoch_iter(data: Any, epoch: int, start: int) -> Iterator[Any]:
     for _ in range(start):  # resume: skip what the checkpoint already trained on
         next(it, None)
     return it
+
+
+def _takes_start(per_epoch: Callable[..., Any]) -> bool:
+    """Whether a dataset's ``epoch`` takes ``start=``: read once per method, by its function."""
+    fn = getattr(per_epoch, "__func__", per_epoch)
+    try:
+        return _has_start(fn)
+    except TypeError:  # not hashable
+        return _has_start.__wrapped__(fn)
+
+
+@functools.lru_cache(maxsize=64)
+def _has_start(fn: Callable[..., Any]) -> bool:
+    return "start" in inspect.signature(fn).parameters
 
 
 def fit(

@@ -19,6 +19,7 @@ user loss annotated the same way (``f(outputs: Float[Array, "..."], targets: ...
 part; an unannotated one is simply not checked.
 """
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -357,6 +358,16 @@ def _loss_name(loss: Any) -> str:
 
 
 def _annotations(loss: Any) -> tuple[Any, Any] | None:
+    """The annotations of a loss's first two parameters, where both are array annotations;
+    read once per loss (``inspect.signature`` costs tens of us, at every ``fit`` call)."""
+    try:
+        return _signature_annotations(loss)
+    except TypeError:  # a loss that is not hashable
+        return _signature_annotations.__wrapped__(loss)
+
+
+@functools.lru_cache(maxsize=64)
+def _signature_annotations(loss: Any) -> tuple[Any, Any] | None:
     try:
         params = list(inspect.signature(loss).parameters.values())
     except (TypeError, ValueError):

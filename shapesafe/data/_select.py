@@ -167,7 +167,7 @@ class Subset(Dataset):
         return self._parents[0]._get(epoch, int(self.indices[index]))
 
     def _rows(self, epoch: int, indices: Any) -> Any:
-        return self._parents[0]._rows(epoch, self.indices[indices])
+        return self._parents[0]._rows(epoch, self.indices.take(indices))
 
     def _labels(self) -> Any:
         labels = self._parents[0]._labels()

@@ -332,7 +332,7 @@ class Shuffle(Dataset):
         return self._parents[0]._get(epoch, int(self.permutation(epoch)[index]))
 
     def _rows(self, epoch: int, indices: Any) -> Any:
-        return self._parents[0]._rows(epoch, self.permutation(epoch)[indices])
+        return self._parents[0]._rows(epoch, self.permutation(epoch).take(indices))
 
 
 @stage("buffer_shuffle")
