@@ -190,9 +190,12 @@ class Resident:
     neither gathers, checks nor copies a batch (about 20 us a step for the digits MLP on CPU),
     and the batches are the data's own, in its order.
 
-    A list is copied in chunks (``CHUNK`` batches, a multiple of ``steps_per_call``) because
-    the copy of a whole 1000-batch list cost about 8 us a batch before the first step, and
-    chunks copied while the steps before them run about 2 (``benchmarks/README.md``).
+    A list is copied in chunks (``chunk_width``: up to ``CHUNK`` batches within
+    ``CHUNK_BYTES``, a multiple of ``steps_per_call``) because the copy of a whole 1000-batch
+    list before the first step cost more than chunks copied while the steps before them run
+    (``benchmarks/README.md``). The last chunk ends at the list's end and a short list is
+    padded with zero batches to a power of two, so every chunk of a list has one shape and
+    lists of any length make a few: the step compiles once for each.
     """
 
     def __init__(
@@ -334,8 +337,7 @@ def _listed(data: Any, batcher: Batcher, steps_per_call: int) -> Resident | None
     """A list of NumPy batches, each padded to the first's size, for ``Resident`` to lay out
     a chunk at a time; ``None`` unless every batch is NumPy inputs and targets of the
     first's element shapes and dtypes, no larger than it (the host path then reads them one by
-    one, and names a batch at fault). About 2 us a batch of the digits MLP, half of it the
-    copies."""
+    one, and names a batch at fault)."""
     try:
         keys = pick_keys(data[0], batcher.inputs, batcher.targets)
         if all(type(b) is tuple and len(b) == 2 for b in data):  # (x, y): no masks to read

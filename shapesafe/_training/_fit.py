@@ -150,8 +150,8 @@ def fit(
     (NumPy or JAX arrays); they become a ``shapesafe.data`` dataset of their rows, shuffled
     (``shuffle``) and batched (``batch_size``). Such an array pipeline (``from_arrays``, its
     ``shuffle``/``take``/``skip``/``split`` parts, then ``batch``) trains from one device copy
-    of its arrays, and so does a list of NumPy batches of one shape, copied 64 batches at a
-    time as the steps reach them: each step slices its batch there by number, the same
+    of its arrays, and so does a list of NumPy batches of one shape, copied up to 64 batches
+    (16 MiB) at a time as the steps reach them: each step slices its batch there by number, the same
     batches in the same order, without host work per step. The model trains in training
     mode (Dropout on, BatchNorm on batch statistics) and is left in inference mode.
 
